@@ -1,0 +1,1 @@
+"""PixelDRL-MG network, the pixel-wise episode, inference and checkpoints."""

@@ -1,0 +1,98 @@
+"""Checks and normalisation of images and masks, shared by training, inference and the plugin.
+
+Every check raises :class:`InputError` naming the problem and, when given, the source
+(a file name or a layer name), so that no malformed array reaches torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_pixeldrl.errors import InputError
+
+# Percentile clip before min-max scaling: robust to the few hot voxels of MRI/PET.
+PERCENTILES = (0.5, 99.5)
+
+
+def _where(source: str | None) -> str:
+    return f" in {source}" if source else ""
+
+
+def check_finite_numeric(array: np.ndarray, source: str | None = None) -> np.ndarray:
+    """Refuse non-numeric dtypes and NaN/Inf values."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"image dtype {array.dtype} is not numeric{_where(source)}")
+    if array.size == 0:
+        raise InputError(f"image is empty (shape {array.shape}){_where(source)}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InputError(f"image holds {bad} NaN or Inf values{_where(source)}")
+    return array
+
+
+def normalize_slice(image: np.ndarray, source: str | None = None, *, allow_constant: bool = False) -> np.ndarray:
+    """Scale one slice (C, H, W) to float32 in [0, 1], each channel on its own.
+
+    Each channel is clipped to its 0.5/99.5 percentiles and min-max scaled. A channel
+    that is constant maps to 0. A slice whose every channel is constant carries no
+    information: it is refused unless ``allow_constant`` (then it maps to zeros).
+    """
+    image = check_finite_numeric(image, source)
+    if image.ndim != 3:
+        raise InputError(f"expected one slice as (channels, H, W), got shape {image.shape}{_where(source)}")
+    x = image.astype(np.float32, copy=False)
+    lo = np.percentile(x, PERCENTILES[0], axis=(1, 2), keepdims=True)
+    hi = np.percentile(x, PERCENTILES[1], axis=(1, 2), keepdims=True)
+    span = hi - lo
+    flat = span[:, 0, 0] <= 0
+    if flat.all():
+        # The percentiles can coincide on a sparse image; fall back to the true range.
+        lo = x.min(axis=(1, 2), keepdims=True)
+        span = x.max(axis=(1, 2), keepdims=True) - lo
+        flat = span[:, 0, 0] <= 0
+        if flat.all() and not allow_constant:
+            raise InputError(
+                f"image is constant (every pixel = {float(x.flat[0]):g}); there is nothing to segment{_where(source)}"
+            )
+    out = np.clip((x - lo) / np.where(span > 0, span, 1.0), 0.0, 1.0)
+    out[flat] = 0.0
+    return out.astype(np.float32, copy=False)
+
+
+def binarize_mask(
+    mask: np.ndarray,
+    shape: tuple[int, ...] | None = None,
+    source: str | None = None,
+    label: int | None = None,
+) -> np.ndarray:
+    """Turn a mask into uint8 {0, 1}, refusing ambiguity.
+
+    ``label`` picks one object label. Without it, a mask with a single nonzero value
+    (1, 255, ...) is binarised; a mask with several object labels is refused, because
+    merging them silently would train or score the wrong object.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and shape is not None and mask.shape[:2] == tuple(shape[-2:]):
+        # A gray mask saved as RGB(A): all colour channels must agree.
+        if not (mask[..., :3] == mask[..., :1]).all():
+            raise InputError(f"mask is a colour image, not a label image{_where(source)}")
+        mask = mask[..., 0]
+    check_finite_numeric(mask, source)
+    if shape is not None and tuple(mask.shape) != tuple(shape):
+        raise InputError(f"mask shape {tuple(mask.shape)} does not match image shape {tuple(shape)}{_where(source)}")
+    if label is not None:
+        if not (mask == label).any():
+            values = np.unique(mask)
+            raise InputError(f"mask has no pixel with label {label} (labels present: {values.tolist()[:10]}){_where(source)}")
+        return (mask == label).astype(np.uint8)
+    values = np.unique(mask)
+    objects = values[values != 0]
+    if objects.size > 1:
+        raise InputError(
+            f"mask holds several object labels {objects.tolist()[:10]}{_where(source)}; "
+            "choose one (label=N, or --label N on the command line)"
+        )
+    return (mask != 0).astype(np.uint8)

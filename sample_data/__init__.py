@@ -1,0 +1,1 @@
+"""A small real sample that the plugin offers and the demo runs on."""

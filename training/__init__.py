@@ -1,0 +1,1 @@
+"""Training, evaluation, metrics, dataset loaders and the ``pixeldrl`` command line."""
