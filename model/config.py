@@ -1,0 +1,92 @@
+"""Architecture settings and the named presets (``paper``, ``lite``, ``unet``).
+
+One frozen dataclass holds everything needed to rebuild a network; it is what a
+checkpoint stores as JSON, so a model file never needs code to be unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from napari_pixeldrl.errors import InputError
+
+# Per-image normalisation every preset uses (see model/preprocess.py); stored in checkpoints
+# so that a later change of the default cannot silently change a trained model's input.
+NORMALISATION = "per-channel percentile 0.5/99.5 clip, min-max to [0, 1], per slice"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How to build one network. Field names follow the paper's terms."""
+
+    preset: str = "lite"
+    arch: str = "pixeldrl"  # "pixeldrl" or "unet"
+    in_channels: int = 1
+    # VGG16-half feature extractor: conv1_1..conv4_3, one width per block.
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    # Dilation of the 3x3 convolutions of each VGG block when ``dilation`` is on.
+    extractor_dilations: tuple[int, ...] = (1, 1, 2, 2)
+    sam: bool = True  # self-attention module on conv4_3 (paper Eq. 1); Table 3 switch
+    dilation: bool = True  # dilated convolutions (DC); Table 3 switch
+    # Policy and value heads: one 3x3 convolution per width, dilated as listed.
+    head_widths: tuple[int, ...] = (256, 256, 256, 128)
+    head_dilations: tuple[int, ...] = (1, 2, 3, 4)
+    # 1: heads run at the input's resolution on the 480-channel concat (paper).
+    # 4: heads run at 1/4 resolution on a projected context; a full-resolution
+    #    3x3 layer on the upsampled head output, the conv1_2 features and the mask
+    #    gives the per-pixel output (lite).
+    head_scale: int = 1
+    context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
+    fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
+    upsample_channels: int = 16  # lite: head channels carried up to full resolution
+    # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
+    # "image": it runs once on I; the heads see m(t) (same information, 1 extractor pass).
+    features_from: str = "state"
+    mask_channel: bool = True  # feed m(t) as an extra input channel
+    reward_kernel: int = 33  # reward-map convolution w (PixelRL): one k x k filter
+    t_max: int = 10
+    gamma: float = 0.95
+    normalisation: str = NORMALISATION
+    # U-Net baseline only.
+    unet_base: int = 64
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InputError(f"unknown model config keys: {sorted(unknown)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fixed)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # As close to the paper as METHOD.md allows: 7.14 M parameters, heads at full
+    # resolution, the extractor re-run on every step's state.
+    "paper": ModelConfig(preset="paper"),
+    # Built for a 2-core CPU: the extractor runs once per image and the heads run at
+    # 1/4 resolution, so a whole 10-step inference costs less than one U-Net forward.
+    "lite": ModelConfig(
+        preset="lite",
+        head_widths=(64, 64, 64),
+        head_dilations=(1, 2, 4),
+        head_scale=4,
+        features_from="image",
+    ),
+    # The classic 31 M U-Net, trained supervised as the baseline.
+    "unet": ModelConfig(preset="unet", arch="unet", t_max=1),
+}
+
+
+def preset_config(name: str, **overrides) -> ModelConfig:
+    """The preset called ``name``, with any field overridden (e.g. in_channels=3)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -1,0 +1,100 @@
+"""The pixel-wise episode of METHOD.md §2.
+
+Every pixel is an agent whose state is the mask value m(t). m(0) = 1 everywhere; at
+step t the policy picks a(t) per pixel (1 keep, 0 set to zero) and m(t) = m(t-1) * a(t),
+so zeroing is absorbing and the segmentation after step t is f(t) = m(t). With the
+ground truth G the reward is r(t) = (m(t-1) - G)^2 - (m(t) - G)^2, which is +1 for
+zeroing background, -1 for zeroing object and 0 for keeping.
+
+:func:`run_episode` is a generator that yields one :class:`Step` per step so that a
+trainer can collect log-probabilities and values, and a GUI can draw each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .network import KEEP
+
+
+@dataclass
+class Step:
+    """What happened at step t (1-based). Tensors are (B, H, W) unless noted."""
+
+    t: int
+    action: torch.Tensor  # a(t): 1 keep, 0 set to zero (uint8)
+    mask: torch.Tensor  # m(t) = m(t-1) * a(t) (float, 0/1)
+    value: torch.Tensor  # V(s(t-1)), (B, H, W)
+    keep_prob: torch.Tensor  # pi(keep | s(t-1))
+    log_prob: torch.Tensor | None  # log pi(a(t) | s(t-1)); sampled episodes only
+    entropy: torch.Tensor | None  # policy entropy per pixel; sampled episodes only
+    changed: torch.Tensor  # (B,) bool: m(t) differs from m(t-1)
+    logits: torch.Tensor | None = None  # policy logits (B, 2, H, W); sampled episodes only
+
+    @property
+    def fixed_point(self) -> bool:
+        """True when no slice changed: with argmax every later step repeats this one."""
+        return not bool(self.changed.any())
+
+
+def reward(prev_mask: torch.Tensor, mask: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """r(t) = (m(t-1) - G)^2 - (m(t) - G)^2 (paper Eq. 12), per pixel."""
+    return (prev_mask - truth) ** 2 - (mask - truth) ** 2
+
+
+def run_episode(
+    net,
+    image: torch.Tensor,
+    t_max: int,
+    *,
+    sample: bool = False,
+    early_stop: bool | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Yield the steps t = 1..t_max of one episode on a batch ``image`` (B, C, H, W).
+
+    ``sample=True`` draws actions from the policy and keeps the graph for training;
+    ``sample=False`` takes the argmax. ``early_stop`` (default: on for argmax) stops
+    after the first step at which no pixel of any slice changed, which is exact for
+    argmax because the state, and so every later step, repeats.
+    """
+    if early_stop is None:
+        early_stop = not sample
+    b, _, h, w = image.shape
+    context = net.encode(image)
+    mask = torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device)
+    for t in range(1, t_max + 1):
+        logits, value = net.step(context, mask)
+        if sample:
+            log_p = F.log_softmax(logits, dim=1)
+            probs = log_p.exp()
+            keep_prob = probs[:, KEEP]
+            u = torch.rand(keep_prob.shape, generator=generator, device=keep_prob.device)
+            action = (u < keep_prob.detach()).to(torch.uint8)
+            log_prob = torch.where(action.bool(), log_p[:, KEEP], log_p[:, 1 - KEEP])
+            entropy = -(probs * log_p).sum(dim=1)
+        else:
+            keep_prob = torch.softmax(logits, dim=1)[:, KEEP]
+            action = (logits[:, KEEP] > logits[:, 1 - KEEP]).to(torch.uint8)
+            log_prob = entropy = None
+        new_mask = mask * action.unsqueeze(1).to(mask.dtype)
+        changed = (new_mask != mask).flatten(1).any(dim=1)
+        step = Step(
+            t=t,
+            action=action,
+            mask=new_mask[:, 0],
+            value=value[:, 0],
+            keep_prob=keep_prob,
+            log_prob=log_prob,
+            entropy=entropy,
+            changed=changed,
+            logits=logits if sample else None,
+        )
+        yield step
+        mask = new_mask.detach()
+        if early_stop and step.fixed_point:
+            return

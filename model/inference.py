@@ -1,0 +1,220 @@
+"""Segment a 2D image or a 3D volume with a trained PixelDRL-MG (or U-Net) model.
+
+:func:`iter_segment` is a generator: it yields :class:`Progress` after each batch of
+slices and returns the :class:`Segmentation` (napari thread workers and the command
+line both drive it); :func:`segment` runs it to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_pixeldrl.errors import InputError, PixelDRLError
+
+from .config import ModelConfig
+from .episode import run_episode
+from .preprocess import check_finite_numeric, normalize_slice
+
+MULTIPLE = 8  # three 2x poolings in the extractor
+
+
+class Cancelled(PixelDRLError):
+    """Raised when the caller's cancel flag was set between two batches."""
+
+
+@dataclass
+class Progress:
+    done: int  # slices finished
+    total: int
+
+
+@dataclass
+class Layout:
+    """Where the slices and channels are in the caller's array."""
+
+    is_volume: bool
+    channel_axis: int | None  # axis of the caller's array, None for one channel
+    shape: tuple[int, ...]  # spatial shape: (H, W) or (Z, H, W)
+
+
+@dataclass
+class Segmentation:
+    """The result in the caller's spatial shape: (H, W) or (Z, H, W)."""
+
+    mask: np.ndarray  # uint8 {0,1}
+    steps_taken: np.ndarray  # per slice: the step at which the fixed point was seen, else t_max
+    t_max: int
+    layout: Layout
+    # With return_steps: (t_max, *shape) stacks for t = 1..t_max. After a slice's fixed
+    # point its later steps are repeats, exactly as argmax would have produced them.
+    step_masks: np.ndarray | None = None
+    step_actions: np.ndarray | None = None
+    value: np.ndarray | None = None  # V at the last step taken, float32
+    constant_slices: list[int] = field(default_factory=list)  # slices with no signal (empty mask)
+
+
+def resolve_layout(shape: tuple[int, ...], in_channels: int, channel_axis: int | None = None, source=None) -> Layout:
+    """Decide whether an array is 2D or 3D and where its channels are.
+
+    Accepted: (H, W), (H, W, C), (C, H, W), (Z, H, W), (Z, H, W, C), (Z, C, H, W). A
+    3-dimensional array for a one-channel model is a volume unless its last axis has 3
+    or 4 entries (an RGB image), which is refused as the wrong number of channels.
+    """
+    where = f" in {source}" if source else ""
+    nd = len(shape)
+    if nd not in (2, 3, 4):
+        raise InputError(f"expected a 2D image or a 3D volume, got {nd} dimensions {tuple(shape)}{where}")
+    if channel_axis is not None:
+        channel_axis %= nd
+        if shape[channel_axis] != in_channels:
+            raise InputError(
+                f"the model wants {in_channels} channel(s), the image has {shape[channel_axis]} on axis {channel_axis}{where}"
+            )
+        spatial = tuple(s for i, s in enumerate(shape) if i != channel_axis)
+        if len(spatial) not in (2, 3):
+            raise InputError(f"cannot read shape {tuple(shape)} with channel axis {channel_axis}{where}")
+        return Layout(len(spatial) == 3, channel_axis, spatial)
+    if nd == 2:
+        if in_channels != 1:
+            raise InputError(f"the model wants {in_channels} channels, the image is gray {tuple(shape)}{where}")
+        return Layout(False, None, tuple(shape))
+    rgb_last = shape[-1] in (3, 4) and min(shape[:-1]) > 4 * shape[-1]
+    if in_channels == 1:
+        if rgb_last:
+            raise InputError(
+                f"the model wants one channel, the image has {shape[-1]} (shape {tuple(shape)}){where}; "
+                "convert it to gray or pick one channel"
+            )
+        if nd == 4:
+            raise InputError(f"a 4D array {tuple(shape)} does not fit a one-channel model{where}")
+        return Layout(True, None, tuple(shape))
+    # Multi-channel model: channels last or first (after the slice axis for volumes).
+    if shape[-1] == in_channels:
+        return Layout(nd == 4, nd - 1, tuple(shape[:-1]))
+    first = 1 if nd == 4 else 0
+    if shape[first] == in_channels:
+        return Layout(nd == 4, first, tuple(s for i, s in enumerate(shape) if i != first))
+    raise InputError(f"the model wants {in_channels} channels, none of the axes of {tuple(shape)} has {in_channels} entries{where}")
+
+
+def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.ndarray, list[int]]:
+    """(N, C, H, W) float32 normalised slices, and the indices of constant slices."""
+    image = check_finite_numeric(image, source)
+    x = image if layout.channel_axis is None else np.moveaxis(image, layout.channel_axis, -1)
+    if layout.channel_axis is None:
+        x = x[..., None]
+    if not layout.is_volume:
+        x = x[None]
+    x = np.moveaxis(x, -1, 1)  # (N, C, H, W)
+    if layout.is_volume and float(x.max()) == float(x.min()):
+        raise InputError(f"volume is constant; there is nothing to segment{' in ' + source if source else ''}")
+    out = np.empty(x.shape, np.float32)
+    constant = []
+    for i in range(x.shape[0]):
+        name = f"{source or 'image'}, slice {i}" if layout.is_volume else source
+        out[i] = normalize_slice(x[i], name, allow_constant=layout.is_volume)
+        if layout.is_volume and not out[i].any():
+            constant.append(i)
+    return out, constant
+
+
+def _pad(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+    return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+def iter_segment(
+    model: torch.nn.Module,
+    config: ModelConfig,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    t_max: int | None = None,
+    early_stop: bool = True,
+    return_steps: bool = False,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    cancel: Callable[[], bool] | None = None,
+    source: str | None = None,
+) -> Iterator[Progress]:
+    """Generator form of :func:`segment`; its return value is the Segmentation."""
+    layout = resolve_layout(np.shape(image), config.in_channels, channel_axis, source)
+    slices, constant = prepare_slices(np.asarray(image), layout, source)
+    t_max = int(t_max or config.t_max)
+    if t_max < 1:
+        raise InputError(f"t_max must be at least 1, got {t_max}")
+    n, _, h, w = slices.shape
+    device = torch.device(device)
+    model = model.to(device).eval()
+    mask = np.zeros((n, h, w), np.uint8)
+    steps_taken = np.full(n, t_max, np.int32)
+    step_masks = np.zeros((t_max, n, h, w), np.uint8) if return_steps else None
+    step_actions = np.zeros((t_max, n, h, w), np.uint8) if return_steps else None
+    value = np.zeros((n, h, w), np.float32) if return_steps else None
+    todo = [i for i in range(n) if i not in set(constant)]
+    yield Progress(0, n)
+    done = n - len(todo)
+    with torch.inference_mode():
+        for start in range(0, len(todo), batch_size):
+            if cancel is not None and cancel():
+                raise Cancelled("segmentation cancelled")
+            idx = todo[start : start + batch_size]
+            x, _ = _pad(torch.from_numpy(slices[idx]).to(device))
+            if config.arch == "unet":
+                final = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
+                mask[idx] = final
+                if return_steps:
+                    step_masks[:, idx] = final
+                    step_actions[:, idx] = final
+            else:
+                last_t = 0
+                for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop):
+                    m = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()
+                    unchanged = ~step.changed.cpu().numpy()
+                    for j, i in enumerate(idx):
+                        if unchanged[j] and steps_taken[i] == t_max and step.t < t_max:
+                            steps_taken[i] = step.t
+                    if return_steps:
+                        step_masks[step.t - 1, idx] = m
+                        step_actions[step.t - 1, idx] = step.action[:, :h, :w].cpu().numpy()
+                        value[idx] = step.value[:, :h, :w].float().cpu().numpy()
+                    mask[idx] = m
+                    last_t = step.t
+                if return_steps and last_t < t_max:
+                    # Fixed point: every later step repeats the last one exactly.
+                    step_masks[last_t:, idx] = step_masks[last_t - 1, idx]
+                    step_actions[last_t:, idx] = step_actions[last_t - 1, idx]
+            done += len(idx)
+            yield Progress(done, n)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    def back(a):  # (..., N, H, W) -> caller's spatial shape
+        return a if layout.is_volume else a[..., 0, :, :]
+
+    return Segmentation(
+        mask=back(mask),
+        steps_taken=steps_taken,
+        t_max=t_max,
+        layout=layout,
+        step_masks=back(step_masks) if return_steps else None,
+        step_actions=back(step_actions) if return_steps else None,
+        value=back(value) if return_steps else None,
+        constant_slices=constant,
+    )
+
+
+def segment(model, config: ModelConfig, image: np.ndarray, **kwargs) -> Segmentation:
+    """Segment ``image`` (2D, 3D, gray or multi-channel; any size). See :func:`iter_segment`."""
+    gen = iter_segment(model, config, image, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

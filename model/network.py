@@ -1,0 +1,154 @@
+"""The PixelDRL-MG network: feature extractor, SAM, per-pixel policy and value heads,
+and the reward-map convolution.
+
+The network is used in two calls so that an episode can reuse work across steps:
+``encode(image)`` once per image, then ``step(context, mask)`` once per step t, which
+returns the policy logits (B, 2, H, W; action 0 = set to zero, 1 = keep) and the value
+map (B, 1, H, W). With ``features_from="state"`` (paper) ``encode`` only stores the
+image and every step re-runs the extractor on X(t) = I * m(t); with
+``features_from="image"`` (lite) the extractor runs once and the heads see m(t).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import SelfAttention
+from .config import ModelConfig
+from .extractor import VGG16Half, conv3x3
+from .unet import UNet
+
+ZERO, KEEP = 0, 1  # the two actions, as channels of the policy output
+
+
+class FullResHead(nn.Module):
+    """Paper head: dilated 3x3 convolutions at the input's resolution, then a 1x1 output."""
+
+    def __init__(self, in_ch: int, widths, dilations, out_ch: int):
+        super().__init__()
+        layers = []
+        for width, dil in zip(widths, dilations):
+            layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
+            in_ch = width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, fine: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        return self.out(self.body(x))
+
+
+class LowResHead(nn.Module):
+    """Lite head: dilated 3x3 convolutions at 1/scale resolution; a full-resolution 3x3
+    layer on the upsampled result, the conv1_2 projection and the mask keeps the output
+    per pixel and the boundaries sharp."""
+
+    def __init__(self, in_ch: int, widths, dilations, out_ch: int, up_ch: int, fine_ch: int, scale: int):
+        super().__init__()
+        layers = []
+        for width, dil in zip(widths, dilations):
+            layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
+            in_ch = width
+        layers += [nn.Conv2d(in_ch, up_ch, 1), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.scale = scale
+        self.out = nn.Conv2d(up_ch + fine_ch + 1, out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor):
+        y = F.interpolate(self.body(x), scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return self.out(torch.cat([y, fine, mask], dim=1))
+
+
+class PixelDRLNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.arch != "pixeldrl":
+            raise ValueError(f"PixelDRLNet cannot build arch {config.arch!r}")
+        self.config = config
+        c = config
+        dc = c.dilation
+        extractor_in = c.in_channels + (1 if c.mask_channel and c.features_from == "state" else 0)
+        self.extractor = VGG16Half(
+            extractor_in, c.widths, c.extractor_dilations if dc else (1,) * len(c.widths)
+        )
+        self.sam = SelfAttention(c.widths[3]) if c.sam else nn.Identity()
+        concat = c.widths[0] + c.widths[1] + c.widths[2] + c.widths[3]  # 480 for VGG16-half
+        head_dil = c.head_dilations if dc else (1,) * len(c.head_widths)
+        if c.head_scale == 1:
+            self.context = nn.Identity()
+            self.fine = nn.Identity()
+            self.policy = FullResHead(concat, c.head_widths, head_dil, 2)
+            self.value = FullResHead(concat, c.head_widths, head_dil, 1)
+        else:
+            # Context at 1/scale: SAM output, conv3_3 and conv2_2 (conv1_2 goes to the fine path).
+            self.context = nn.Sequential(nn.Conv2d(concat - c.widths[0], c.context_channels, 1), nn.ReLU(inplace=True))
+            self.fine = nn.Sequential(nn.Conv2d(c.widths[0], c.fine_channels, 1), nn.ReLU(inplace=True))
+            head_in = c.context_channels + (1 if c.mask_channel else 0)
+            args = (c.head_widths, head_dil)
+            self.policy = LowResHead(head_in, *args, 2, c.upsample_channels, c.fine_channels, c.head_scale)
+            self.value = LowResHead(head_in, *args, 1, c.upsample_channels, c.fine_channels, c.head_scale)
+        # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at
+        # the start, so training begins from the plain per-pixel return.
+        k = c.reward_kernel
+        self.reward_conv = nn.Conv2d(1, 1, k, padding=k // 2, bias=False)
+        with torch.no_grad():
+            self.reward_conv.weight.zero_()
+            self.reward_conv.weight[0, 0, k // 2, k // 2] = 1.0
+
+    # -- the two calls of an episode -------------------------------------------------
+    def encode(self, image: torch.Tensor) -> dict:
+        """Work that depends on the image only. ``image``: (B, C, H, W), H and W divisible by 8."""
+        if self.config.features_from == "state":
+            return {"image": image}
+        return self._features(image)
+
+    def step(self, context: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits (B, 2, H, W) and value (B, 1, H, W) for the state (image, m(t))."""
+        c = self.config
+        if c.features_from == "state":
+            image = context["image"]
+            x = image * mask
+            if c.mask_channel:
+                x = torch.cat([x, mask], dim=1)
+            context = self._features(x)
+        if c.head_scale == 1:
+            h = context["concat"]
+            return self.policy(h), self.value(h)
+        low = context["context"]
+        if c.mask_channel:
+            low = torch.cat([low, F.avg_pool2d(mask, c.head_scale)], dim=1)
+        fine = context["fine"]
+        return self.policy(low, fine, mask), self.value(low, fine, mask)
+
+    def _features(self, x: torch.Tensor) -> dict:
+        c12, c22, c33, c43 = self.extractor(x)
+        s = self.sam(c43)
+        if self.config.head_scale == 1:
+            size = c12.shape[-2:]
+            up = [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in (s, c22, c33)]
+            return {"concat": torch.cat([up[0], c12, up[1], up[2]], dim=1)}
+        size = c33.shape[-2:]  # 1/4 resolution
+        ctx = torch.cat(
+            [
+                F.interpolate(s, size=size, mode="bilinear", align_corners=False),
+                c33,
+                F.avg_pool2d(c22, 2),
+            ],
+            dim=1,
+        )
+        return {"context": self.context(ctx), "fine": self.fine(c12)}
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+        return self.step(self.encode(image), mask)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network a config describes (PixelDRL-MG or the U-Net baseline)."""
+    if config.arch == "unet":
+        return UNet(config.in_channels, config.unet_base)
+    return PixelDRLNet(config)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

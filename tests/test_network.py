@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.model.config import ModelConfig, preset_config
+from napari_pixeldrl.model.network import PixelDRLNet, build_model, count_parameters
+
+
+def test_paper_preset_parameters_within_one_percent_of_714m():
+    n = count_parameters(build_model(preset_config("paper", in_channels=1)))
+    assert abs(n - 7.14e6) / 7.14e6 < 0.01, n
+
+
+def test_unet_baseline_is_the_classic_31m():
+    n = count_parameters(build_model(preset_config("unet", in_channels=1)))
+    assert abs(n - 31.03e6) / 31.03e6 < 0.01, n
+
+
+def test_lite_is_smaller_than_paper():
+    assert count_parameters(build_model(preset_config("lite"))) < count_parameters(build_model(preset_config("paper")))
+
+
+@pytest.mark.parametrize("preset", ["paper", "lite"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_outputs_at_input_resolution(tiny_config, preset, channels):
+    net = build_model(tiny_config(preset, in_channels=channels))
+    logits, value = net(torch.rand(2, channels, 64, 48), torch.ones(2, 1, 64, 48))
+    assert logits.shape == (2, 2, 64, 48)
+    assert value.shape == (2, 1, 64, 48)
+
+
+def test_ablation_switches_change_the_network(tiny_config):
+    full = build_model(tiny_config("paper"))
+    no_sam = build_model(tiny_config("paper", sam=False))
+    no_dc = build_model(tiny_config("paper", dilation=False))
+    assert count_parameters(full) - count_parameters(no_sam) == 8 * 8 + 8  # the 1x1 W of SAM
+    dil = [m.dilation for m in no_dc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(d == (1, 1) for d in dil)
+    assert any(m.dilation != (1, 1) for m in full.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_lite_step_depends_on_mask(tiny_config):
+    torch.manual_seed(0)
+    net = PixelDRLNet(tiny_config("lite"))
+    x = torch.rand(1, 1, 32, 32)
+    ctx = net.encode(x)
+    a, _ = net.step(ctx, torch.ones(1, 1, 32, 32))
+    m = torch.ones(1, 1, 32, 32)
+    m[..., :16, :] = 0
+    b, _ = net.step(ctx, m)
+    assert not torch.allclose(a, b)
+
+
+def test_reward_conv_starts_as_delta(tiny_config):
+    net = PixelDRLNet(tiny_config("lite"))
+    r = torch.randn(1, 1, 40, 40)
+    assert torch.allclose(net.reward_conv(r), r)
+    assert net.reward_conv.weight.shape == (1, 1, 33, 33)
+
+
+def test_config_roundtrip_and_unknown_keys():
+    cfg = preset_config("lite", in_channels=3)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InputError, match="unknown model config keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(InputError, match="unknown preset"):
+        preset_config("huge")
