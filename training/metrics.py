@@ -84,7 +84,7 @@ def _check_pair(pred, gt, ndim: int, what: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _check_spacing(spacing: Spacing, ndim: int) -> tuple[float, ...] | None:
-    """None, or one positive finite spacing per axis."""
+    """None, or one positive finite spacing per axis (one number, or a 1-sequence, is isotropic)."""
     if spacing is None:
         return None
     values = np.atleast_1d(np.asarray(spacing, dtype=float)).ravel()
