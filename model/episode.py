@@ -28,7 +28,7 @@ class Step:
     t: int
     action: torch.Tensor  # a(t): 1 keep, 0 set to zero (uint8)
     mask: torch.Tensor  # m(t) = m(t-1) * a(t) (float, 0/1)
-    value: torch.Tensor  # V(s(t-1)), (B, H, W)
+    value: torch.Tensor | None  # V(s(t-1)), (B, H, W); None when the episode skips values
     keep_prob: torch.Tensor  # pi(keep | s(t-1))
     log_prob: torch.Tensor | None  # log pi(a(t) | s(t-1)); sampled episodes only
     entropy: torch.Tensor | None  # policy entropy per pixel; sampled episodes only
@@ -54,13 +54,15 @@ def run_episode(
     sample: bool = False,
     early_stop: bool | None = None,
     generator: torch.Generator | None = None,
+    with_value: bool = True,
 ) -> Iterator[Step]:
     """Yield the steps t = 1..t_max of one episode on a batch ``image`` (B, C, H, W).
 
     ``sample=True`` draws actions from the policy and keeps the graph for training;
     ``sample=False`` takes the argmax. ``early_stop`` (default: on for argmax) stops
     after the first step at which no pixel of any slice changed, which is exact for
-    argmax because the state, and so every later step, repeats.
+    argmax because the state, and so every later step, repeats. ``with_value=False``
+    skips the value head (argmax inference does not need it).
     """
     if early_stop is None:
         early_stop = not sample
@@ -68,7 +70,7 @@ def run_episode(
     context = net.encode(image)
     mask = torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device)
     for t in range(1, t_max + 1):
-        logits, value = net.step(context, mask)
+        logits, value = net.step(context, mask, with_value=with_value or sample)
         if sample:
             log_p = F.log_softmax(logits, dim=1)
             probs = log_p.exp()
@@ -87,7 +89,7 @@ def run_episode(
             t=t,
             action=action,
             mask=new_mask[:, 0],
-            value=value[:, 0],
+            value=value[:, 0] if value is not None else None,
             keep_prob=keep_prob,
             log_prob=log_prob,
             entropy=entropy,

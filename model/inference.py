@@ -54,7 +54,7 @@ class Segmentation:
     # point its later steps are repeats, exactly as argmax would have produced them.
     step_masks: np.ndarray | None = None
     step_actions: np.ndarray | None = None
-    value: np.ndarray | None = None  # V at the last step taken, float32
+    value: np.ndarray | None = None  # V of the final state, float32 (with return_steps)
     constant_slices: list[int] = field(default_factory=list)  # slices with no signal (empty mask)
 
 
@@ -174,7 +174,7 @@ def iter_segment(
                     step_actions[:, idx] = final
             else:
                 last_t = 0
-                for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop):
+                for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False):
                     m = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()
                     unchanged = ~step.changed.cpu().numpy()
                     for j, i in enumerate(idx):
@@ -183,9 +183,13 @@ def iter_segment(
                     if return_steps:
                         step_masks[step.t - 1, idx] = m
                         step_actions[step.t - 1, idx] = step.action[:, :h, :w].cpu().numpy()
-                        value[idx] = step.value[:, :h, :w].float().cpu().numpy()
                     mask[idx] = m
                     last_t = step.t
+                    last_mask = step.mask
+                if return_steps:
+                    # The value map of the final state, the one the GUI shows.
+                    _, v = model.step(model.encode(x), last_mask[:, None], with_value=True)
+                    value[idx] = v[:, 0, :h, :w].float().cpu().numpy()
                 if return_steps and last_t < t_max:
                     # Fixed point: every later step repeats the last one exactly.
                     step_masks[last_t:, idx] = step_masks[last_t - 1, idx]

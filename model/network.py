@@ -103,8 +103,11 @@ class PixelDRLNet(nn.Module):
             return {"image": image}
         return self._features(image)
 
-    def step(self, context: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy logits (B, 2, H, W) and value (B, 1, H, W) for the state (image, m(t))."""
+    def step(self, context: dict, mask: torch.Tensor, with_value: bool = True):
+        """Policy logits (B, 2, H, W) and value (B, 1, H, W) for the state (image, m(t)).
+
+        Argmax inference needs only the policy: ``with_value=False`` skips the value head
+        (half of the per-step cost in ``lite``) and returns None in its place."""
         c = self.config
         if c.features_from == "state":
             image = context["image"]
@@ -114,12 +117,12 @@ class PixelDRLNet(nn.Module):
             context = self._features(x)
         if c.head_scale == 1:
             h = context["concat"]
-            return self.policy(h), self.value(h)
+            return self.policy(h), (self.value(h) if with_value else None)
         low = context["context"]
         if c.mask_channel:
             low = torch.cat([low, F.avg_pool2d(mask, c.head_scale)], dim=1)
         fine = context["fine"]
-        return self.policy(low, fine, mask), self.value(low, fine, mask)
+        return self.policy(low, fine, mask), (self.value(low, fine, mask) if with_value else None)
 
     def _features(self, x: torch.Tensor) -> dict:
         c12, c22, c33, c43 = self.extractor(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -15,21 +16,25 @@ from napari_pixeldrl.model.inference import _pad
 from napari_pixeldrl.model.network import build_model, count_parameters
 
 
-def _median_time(fn, repeats: int, warmup: int = 2) -> float:
+def _interleaved_medians(fns, repeats: int, warmup: int) -> list[float]:
+    """Median seconds of each function, run in turn so that a change in machine load
+    during the measurement hits all of them alike and the ratio stays fair."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),
-        "cores": torch.get_num_threads() and __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -42,6 +47,7 @@ def bench_inference(
     *,
     threads: int = 2,
     repeats: int = 5,
+    warmup: int = 2,
     loaded=None,
     slice_: np.ndarray | None = None,
     device: str = "cpu",
@@ -74,7 +80,8 @@ def bench_inference(
 
     def pixeldrl():
         n = 0
-        for n, _ in enumerate(run_episode(model, x, config.t_max, sample=False, early_stop=early_stop), 1):
+        episode = run_episode(model, x, config.t_max, sample=False, early_stop=early_stop, with_value=False)
+        for n, _ in enumerate(episode, 1):
             pass
         sync()
         steps.append(n)
@@ -84,8 +91,7 @@ def bench_inference(
         sync()
 
     with torch.inference_mode():
-        pixeldrl_s = _median_time(pixeldrl, repeats)
-        unet_s = _median_time(unet_forward, repeats)
+        pixeldrl_s, unet_s = _interleaved_medians([pixeldrl, unet_forward], repeats, warmup)
     return {
         "preset": config.preset,
         "size": list(x.shape[-2:]),
@@ -96,6 +102,7 @@ def bench_inference(
         "t_max": config.t_max,
         "early_stop": early_stop,
         "threads": threads,
+        "repeats": repeats,
         "params": count_parameters(model),
         "unet_params": count_parameters(unet),
         "device": str(dev),

@@ -1,0 +1,236 @@
+"""The ``pixeldrl`` command line: one subcommand per operation.
+
+Errors that this package raises on purpose (bad input, foreign checkpoints) print one
+clear line and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from napari_pixeldrl import __version__
+from napari_pixeldrl.errors import PixelDRLError
+
+DATASETS = ("lgg", "msd", "hecktor", "folder")
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PixelDRLError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    return name
+
+
+# -- info -------------------------------------------------------------------------------
+def cmd_info(args) -> None:
+    from napari_pixeldrl.model.checkpoint import bundled_models, load_checkpoint
+    from napari_pixeldrl.model.config import preset_config
+    from napari_pixeldrl.model.network import build_model, count_parameters
+
+    if args.checkpoint:
+        loaded = load_checkpoint(args.checkpoint)
+        config, model, info = loaded.config, loaded.model, loaded.info
+    else:
+        overrides = {"in_channels": args.in_channels} if args.in_channels else {}
+        config = preset_config(args.preset, **overrides)
+        model, info = build_model(config), {}
+    result = {
+        "preset": config.preset,
+        "arch": config.arch,
+        "params": count_parameters(model),
+        "in_channels": config.in_channels,
+        "t_max": config.t_max,
+        "sam": config.sam,
+        "dilation": config.dilation,
+        "head_scale": config.head_scale,
+        "features_from": config.features_from,
+        "normalisation": config.normalisation,
+        "bundled_models": sorted(bundled_models()),
+    }
+    if info:
+        result["info"] = info
+    _print(result, args.json)
+
+
+# -- data-summary -----------------------------------------------------------------------
+def cmd_data_summary(args) -> None:
+    from napari_pixeldrl.training.data import summarize
+
+    _print(summarize(args.dataset, args.data), args.json)
+
+
+# -- metrics ----------------------------------------------------------------------------
+def cmd_metrics(args) -> None:
+    import numpy as np
+
+    from napari_pixeldrl.io import read_image
+    from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
+
+    pred, gt = read_image(args.pred), read_image(args.gt)
+    p, g = np.asarray(pred.array), np.asarray(gt.array)
+    if p.shape != g.shape:
+        raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
+    if args.spacing:
+        spacing = tuple(args.spacing)
+    elif gt.spacing is not None and gt.format == "nifti":
+        spacing = tuple(gt.spacing)[-p.ndim :]
+    else:
+        spacing = None
+    if p.ndim == 2:
+        result = slice_metrics(p != 0, g != 0, spacing=spacing)
+    elif p.ndim == 3:
+        result = volume_metrics(p != 0, g != 0, spacing=spacing)
+    else:
+        raise PixelDRLError(f"{args.pred}: masks must be 2D or 3D, got shape {p.shape}")
+    out = {k: float(result[k]) for k in METRIC_NAMES}
+    out["spacing"] = list(spacing) if spacing else None
+    _print(out, args.json)
+
+
+# -- predict ----------------------------------------------------------------------------
+def cmd_predict(args) -> None:
+    import numpy as np
+
+    from napari_pixeldrl.io import read_image, write_mask
+    from napari_pixeldrl.model.checkpoint import load_checkpoint
+    from napari_pixeldrl.model.inference import segment
+
+    loaded = load_checkpoint(args.checkpoint)
+    image = read_image(args.input)
+    seg = segment(
+        loaded.model,
+        loaded.config,
+        image.array,
+        channel_axis=args.channel_axis,
+        t_max=args.t_max,
+        device=pick_device(args.device),
+        source=str(args.input),
+    )
+    mask = seg.mask
+    if not str(args.output).lower().endswith((".nii", ".nii.gz")):
+        mask = (mask * 255).astype(np.uint8)  # 0/255 like the LGG release, visible in any viewer
+    write_mask(args.output, mask, like=image)
+    result = {
+        "output": str(args.output),
+        "shape": list(seg.mask.shape),
+        "object_pixels": int(seg.mask.sum()),
+        "steps_taken_max": int(seg.steps_taken.max()),
+        "t_max": seg.t_max,
+    }
+    if seg.constant_slices:
+        result["constant_slices"] = seg.constant_slices
+    _print(result, args.json)
+
+
+# -- bench ------------------------------------------------------------------------------
+def cmd_bench(args) -> None:
+    from napari_pixeldrl.training.bench import bench_inference
+
+    loaded = slice_ = None
+    if args.checkpoint:
+        from napari_pixeldrl.io import read_image
+        from napari_pixeldrl.model.checkpoint import load_checkpoint
+        from napari_pixeldrl.model.inference import prepare_slices, resolve_layout
+
+        loaded = load_checkpoint(args.checkpoint)
+        if not args.image:
+            raise PixelDRLError("--checkpoint needs --image: a real slice to time the trained model on")
+        img = read_image(args.image)
+        layout = resolve_layout(img.array.shape, loaded.config.in_channels, source=str(args.image))
+        slices, _ = prepare_slices(img.array, layout, str(args.image))
+        slice_ = slices[len(slices) // 2]
+    result = bench_inference(
+        args.preset,
+        args.size,
+        threads=args.threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        loaded=loaded,
+        slice_=slice_,
+        device=pick_device(args.device),
+    )
+    _print(result, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixeldrl", description="PixelDRL-MG medical image segmentation")
+    parser.add_argument("--version", action="version", version=f"napari-pixeldrl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="describe a preset or a checkpoint")
+    p.add_argument("--preset", default="lite", help="paper, lite or unet")
+    p.add_argument("--checkpoint", help="a checkpoint file or a bundled model name")
+    p.add_argument("--in-channels", type=int, help="input channels (default: the preset's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("data-summary", help="count patients and slices of a dataset folder")
+    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--data", required=True, help="the dataset folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_summary)
+
+    p = sub.add_parser("metrics", help="compare a predicted mask file with a ground-truth mask file")
+    p.add_argument("pred")
+    p.add_argument("gt")
+    p.add_argument("--spacing", type=float, nargs="+", metavar="S", help="pixel spacing, e.g. --spacing SY SX")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("predict", help="segment an image or volume file and write the mask")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a bundled model name")
+    p.add_argument("input")
+    p.add_argument("output", help="mask file: .nii/.nii.gz keeps the input's affine; .tif/.png for 2D")
+    p.add_argument("--t-max", type=int, help="steps (default: the model's t_max)")
+    p.add_argument("--channel-axis", type=int, help="axis of the channels, when it cannot be guessed")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="time one inference against one U-Net forward")
+    p.add_argument("--preset", default="lite")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    p.add_argument("--checkpoint", help="time this trained model (early stop on) on --image")
+    p.add_argument("--image", help="a real image file for --checkpoint")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    try:
+        from napari_pixeldrl.training.cli_train import add_train_commands
+    except ImportError:
+        pass
+    else:
+        add_train_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PixelDRLError as err:
+        print(f"pixeldrl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
