@@ -146,7 +146,9 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                 array = np.asarray(im)
     except Exception as exc:
         raise UnreadableFileError(f"cannot read {fmt.upper()} file {path}: {exc}", path) from exc
-    if array.ndim not in (2, 3) or array.size == 0:
+    if array.size == 0:  # tifffile returns an empty array for a file whose pages cannot be found
+        raise UnreadableFileError(f"no image data could be decoded from {fmt.upper()} file {path}", path)
+    if array.ndim not in (2, 3):
         raise InputError(f"unsupported image shape {array.shape} in {path} (expected (H, W), (H, W, C) or (Z, H, W))")
     n_spatial = 2 if array.ndim == 2 or array.shape[-1] in (3, 4) else 3
     return ImageFile(array, (1.0,) * n_spatial, None, fmt, str(path), tuple(array.shape))
