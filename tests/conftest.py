@@ -26,3 +26,9 @@ def blob_image():
     truth = ((yy - 30) ** 2 + (xx - 34) ** 2 < 12**2).astype(np.uint8)
     image = (rng.normal(40, 5, (64, 64)) + 120 * truth).astype(np.float32)
     return image, truth
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Slice caches of the tests go to a temporary folder, never to the user's cache."""
+    monkeypatch.setenv("PIXELDRL_CACHE", str(tmp_path_factory.mktemp("cache")))

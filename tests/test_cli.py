@@ -45,3 +45,81 @@ def test_bench_reports_ratio(capsys):
     assert {"pixeldrl_s", "unet_s", "ratio", "steps", "threads"} <= set(r)
     assert r["steps"] == 10 and r["threads"] == 2
     assert r["ratio"] == pytest.approx(r["pixeldrl_s"] / r["unet_s"], rel=0.01)
+
+
+def _tiny_checkpoint(tmp_path, tiny_config, channels=1):
+    import torch
+
+    torch.manual_seed(0)
+    cfg = tiny_config("lite", in_channels=channels)
+    return save_checkpoint(tmp_path / f"tiny{channels}.safetensors", build_model(cfg), cfg)
+
+
+def test_predict_nifti_keeps_affine(capsys, tmp_path, tiny_config, blob_image):
+    nib = pytest.importorskip("nibabel")
+    vol = np.stack([blob_image[0]] * 4, axis=-1)  # (X, Y, Z) on disk
+    affine = np.diag([1.25, 1.25, 1.37, 1.0])
+    affine[:3, 3] = [-10.0, 20.0, 5.0]
+    src = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), src)
+    out = tmp_path / "pred.nii.gz"
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config)
+    code, stdout, err = run(capsys, "predict", "--checkpoint", str(ckpt), str(src), str(out), "--json")
+    assert code == 0, err
+    saved = nib.load(out)
+    np.testing.assert_allclose(saved.affine, affine)
+    assert saved.shape == vol.shape
+    assert set(np.unique(np.asarray(saved.dataobj))) <= {0, 1}
+    assert json.loads(stdout)["shape"] == [4, 64, 64]
+
+
+def test_predict_rgb_tif_and_wrong_channels(capsys, tmp_path, tiny_config, blob_image):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = np.stack([blob_image[0].astype(np.uint8)] * 3, axis=-1)
+    src = tmp_path / "slice.tif"
+    tifffile.imwrite(src, rgb)
+    out = tmp_path / "slice_pred.tif"
+    code, _, err = run(capsys, "predict", "--checkpoint", str(_tiny_checkpoint(tmp_path, tiny_config, 3)), str(src), str(out))
+    assert code == 0, err
+    mask = tifffile.imread(out)
+    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+    # A one-channel model on the RGB file: one clear line naming the file.
+    code, _, err = run(capsys, "predict", "--checkpoint", str(_tiny_checkpoint(tmp_path, tiny_config, 1)), str(src), str(out))
+    assert code == 2 and "slice.tif" in err and "one channel" in err
+
+
+def test_metrics_on_mask_files(capsys, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    gt = np.zeros((64, 64), np.uint8)
+    gt[10:30, 10:30] = 255
+    pred = np.zeros((64, 64), np.uint8)
+    pred[10:30, 15:35] = 1  # different nonzero value: still object
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    tifffile.imwrite(tmp_path / "pred.tif", pred)
+    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--json")
+    m = json.loads(out)
+    assert code == 0 and set(m) >= {"dice", "ppv", "sen", "iou", "biou", "hd95"}
+    tp = 20 * 15
+    assert m["dice"] == pytest.approx((2 * tp + 1e-4) / (800 + 1e-4))
+    assert m["hd95"] == pytest.approx(5.0)
+    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--spacing", "2", "2", "--json")
+    assert json.loads(out)["hd95"] == pytest.approx(10.0)
+    tifffile.imwrite(tmp_path / "small.tif", gt[:32])
+    code, _, err = run(capsys, "metrics", str(tmp_path / "small.tif"), str(tmp_path / "gt.tif"))
+    assert code == 2 and "small.tif" in err
+
+
+def test_data_summary_counts_empty_slices(capsys, tmp_path, blob_image):
+    from PIL import Image
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    image, truth = blob_image
+    for name, mask in (("p01__0", truth), ("p01__1", truth * 0), ("p02__0", truth)):
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"{name}.png")
+        Image.fromarray(mask * 255).save(folder / f"{name}_mask.png")
+    code, out, err = run(capsys, "data-summary", "--dataset", "folder", "--data", str(folder), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"patients": 2, "slices": 3, "positive_slices": 2}
+    code, _, err = run(capsys, "data-summary", "--dataset", "folder", "--data", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere" in err
