@@ -180,7 +180,7 @@ class SegmentWidget(QWidget):
 
     def run(self):
         """Start a segmentation of the chosen layer; returns the worker (or None)."""
-        if self.worker is not None:
+        if self.worker is not None or getattr(self, "_busy", False):
             return self.worker
         name = self.image_combo.currentText()
         if not name or name not in self.viewer.layers:
@@ -240,17 +240,24 @@ class SegmentWidget(QWidget):
         self.last_result = msg
         if isinstance(msg, W.SegmentDone):
             self._cache[msg.model_name] = msg.loaded
-            self._show_result(msg)
             self.status.setText(
                 f"Done in {msg.seconds:.1f} s; steps taken per slice: "
                 f"{int(np.min(msg.steps_taken))}-{int(np.max(msg.steps_taken))} of {msg.t_max}"
             )
+            self._busy = True
+            self._show_result(msg, then=lambda: self._done_showing(msg))
+            return
         elif isinstance(msg, W.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
         elif isinstance(msg, W.Cancelled):
             self.status.setText("Cancelled.")
             _notify("info", "Segmentation cancelled; your layers are unchanged.")
+        self.finished.emit(msg)
+
+    def _done_showing(self, msg) -> None:
+        self._busy = False
+        self._set_idle()
         self.finished.emit(msg)
 
     def _on_errored(self, exc) -> None:  # a bug, not a bad input: napari also relays the traceback
@@ -260,6 +267,10 @@ class SegmentWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        if not getattr(self, "_busy", False):
+            self._set_idle()
+
+    def _set_idle(self) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
@@ -267,7 +278,14 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ results
 
-    def _show_result(self, res: W.SegmentDone) -> None:
+    def _show_result(self, res: W.SegmentDone, then=None) -> None:
+        """Put the result in the viewer, one layer per event-loop turn.
+
+        Adding or removing a napari layer costs 0.1-0.2 s on the GUI thread (removal runs
+        a full gc.collect), so the layers are updated in place when they exist and the
+        work is split across ``QTimer.singleShot(0, ...)`` turns: the window keeps
+        repainting between them. ``then`` runs after the last one.
+        """
         from napari.utils.colormaps import DirectLabelColormap
 
         image = self._image_layer
@@ -275,36 +293,63 @@ class SegmentWidget(QWidget):
         scale = tuple(image.scale)
         translate = tuple(image.translate)
         meta_geo = {k: v for k, v in image.metadata.items() if k in ("affine", "spacing", "source_path", "format", "disk_shape")}
+        step_scale, step_translate = (1.0, *scale), (0.0, *translate)
+        self.stop_play()
 
         def meta(role):
             return {TAG: {"widget": self._id, "role": role, "image": base, "model": res.model_name}, **meta_geo}
 
-        self.stop_play()
-        for layer in self.own_layers():
-            self.viewer.layers.remove(layer)
-        v = self.viewer
-        v.add_image(
-            res.value, name=f"{base} value", scale=scale, translate=translate, colormap="viridis",
-            visible=False, metadata=meta("value"),
-        )
-        step_scale, step_translate = (1.0, *scale), (0.0, *translate)
         cmap = DirectLabelColormap(color_dict={**W.ACTION_COLORS, None: (0, 0, 0, 0)})
-        v.add_labels(
-            res.actions, name=f"{base} actions", scale=step_scale, translate=step_translate,
-            colormap=cmap, visible=False, metadata=meta("actions"),
-        )
-        v.add_labels(
-            res.steps, name=f"{base} steps", scale=step_scale, translate=step_translate, opacity=0.5,
-            metadata=meta("steps"),
-        )
-        v.add_labels(res.mask, name=f"{base} mask", scale=scale, translate=translate, opacity=0.5, metadata=meta("mask"))
-        # The step axis is the first axis of the steps layer, right-aligned in the viewer's dims.
+        specs = [
+            ("value", "image", res.value, dict(scale=scale, translate=translate, colormap="viridis", visible=False)),
+            ("actions", "labels", res.actions, dict(scale=step_scale, translate=step_translate, colormap=cmap, visible=False)),
+            ("steps", "labels", res.steps, dict(scale=step_scale, translate=step_translate, opacity=0.5)),
+            ("mask", "labels", res.mask, dict(scale=scale, translate=translate, opacity=0.5)),
+        ]
+        tasks = [lambda spec=spec: self._put_layer(spec, base, meta(spec[0])) for spec in specs]
+        tasks.append(lambda: self._label_step_axis(res.t_max))
+        if then is not None:
+            tasks.append(then)
+        self._run_tasks(tasks)
+
+    def _run_tasks(self, tasks) -> None:
+        if not tasks:
+            return
+        first, rest = tasks[0], tasks[1:]
+        try:
+            first()
+        finally:
+            QTimer.singleShot(0, lambda: self._run_tasks(rest))
+
+    def _put_layer(self, spec, base: str, metadata: dict) -> None:
+        role, kind, data, kwargs = spec
+        name = f"{base} {role}"
+        old = self.layer_for(role)
+        from napari.layers import Labels
+
+        if old is not None and old.ndim == data.ndim and (kind == "labels") == isinstance(old, Labels):
+            # In place: cheaper than remove + add, and keeps the user's display settings.
+            old.scale, old.translate = kwargs["scale"], kwargs["translate"]
+            old.data = data
+            old.metadata = metadata
+            old.name = name
+            if kind == "image":
+                old.reset_contrast_limits()
+            return
+        if old is not None:
+            self.viewer.layers.remove(old)
+        add = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
+        add(data, name=name, metadata=metadata, **kwargs)
+
+    def _label_step_axis(self, t_max: int) -> None:
+        v = self.viewer
         steps_layer = self.layer_for("steps")
+        # The step axis is the first axis of the steps layer, right-aligned in the viewer's dims.
         self._step_axis = v.dims.ndim - steps_layer.ndim
         labels = list(v.dims.axis_labels)
         labels[self._step_axis] = "step"
         v.dims.axis_labels = tuple(labels)
-        v.dims.set_current_step(self._step_axis, res.t_max - 1)
+        v.dims.set_current_step(self._step_axis, t_max - 1)
         self.play_button.setEnabled(True)
 
     def layer_for(self, role: str):
