@@ -1,0 +1,145 @@
+"""Evaluate dock widget: a prediction labels layer against a ground-truth labels layer.
+
+Six metrics (DICE, PPV, SEN, IoU, Boundary IoU, HD95) per slice and overall, in a table
+with a Copy button (tab-separated, for a spreadsheet). HD95 is in the layers' scale
+units (mm for NIfTI read with this plugin). The computation runs in a thread worker.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_pixeldrl import _workers as W
+from napari_pixeldrl.training.metrics import METRIC_NAMES
+
+HEADERS = {"dice": "DICE", "ppv": "PPV", "sen": "SEN", "iou": "IoU", "biou": "BIoU", "hd95": "HD95"}
+
+
+def _notify(kind: str, message: str) -> None:
+    from napari.utils.notifications import show_error, show_warning
+
+    (show_error if kind == "error" else show_warning)(message)
+
+
+class EvaluateWidget(QWidget):
+    finished = Signal(object)
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.last_result = None
+        self.pred_combo = QComboBox()
+        self.gt_combo = QComboBox()
+        self.run_button = QPushButton("Evaluate")
+        self.run_button.clicked.connect(self.run)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy the table to the clipboard, tab-separated")
+        self.copy_button.clicked.connect(self.copy)
+        self.table = QTableWidget(0, len(METRIC_NAMES))
+        self.table.setHorizontalHeaderLabels([HEADERS[m] for m in METRIC_NAMES])
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Prediction", self.pred_combo)
+        form.addRow("Ground truth", self.gt_combo)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.table)
+        self._refresh_layers()
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+
+    def _refresh_layers(self, event=None) -> None:
+        from napari.layers import Labels
+
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
+        for combo, default in ((self.pred_combo, 0), (self.gt_combo, 1)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            elif len(names) > default:
+                combo.setCurrentIndex(default)
+            combo.blockSignals(False)
+
+    def run(self):
+        if self.worker is not None:
+            return self.worker
+        pred_name, gt_name = self.pred_combo.currentText(), self.gt_combo.currentText()
+        if not pred_name or not gt_name:
+            _notify("warning", "Evaluate needs two labels layers: a prediction and a ground truth drawn on the same image.")
+            return None
+        pred, gt = self.viewer.layers[pred_name], self.viewer.layers[gt_name]
+        from napari.qt.threading import thread_worker
+
+        spacing = tuple(float(s) for s in gt.scale)
+        worker = thread_worker(W.evaluate_job, start_thread=False)(
+            pred.data, gt.data, spacing=spacing, pred_name=pred_name, gt_name=gt_name
+        )
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.last_result = None
+        self.run_button.setEnabled(False)
+        self.status.setText("Evaluating...")
+        worker.start()
+        return worker
+
+    def _on_returned(self, msg) -> None:
+        self.last_result = msg
+        if isinstance(msg, W.Failed):
+            self.status.setText("Failed: " + msg.message)
+            _notify("error", msg.message)
+        elif isinstance(msg, W.EvaluateDone):
+            self.fill(msg.rows)
+            self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.")
+        self.finished.emit(msg)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+
+    def fill(self, rows) -> None:
+        self.table.setRowCount(len(rows))
+        self.table.setVerticalHeaderLabels([label for label, _ in rows])
+        for r, (_, metrics) in enumerate(rows):
+            for c, name in enumerate(METRIC_NAMES):
+                value = metrics.get(name, math.nan)
+                self.table.setItem(r, c, QTableWidgetItem(f"{value:.4f}" if name != "hd95" else f"{value:.2f}"))
+        self.table.resizeColumnsToContents()
+
+    def as_tsv(self) -> str:
+        header = ["row"] + [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
+        lines = ["\t".join(header)]
+        for r in range(self.table.rowCount()):
+            label = self.table.verticalHeaderItem(r)
+            cells = [self.table.item(r, c).text() if self.table.item(r, c) else "" for c in range(self.table.columnCount())]
+            lines.append("\t".join([label.text() if label else str(r)] + cells))
+        return "\n".join(lines) + "\n"
+
+    def copy(self) -> str:
+        text = self.as_tsv()
+        QApplication.clipboard().setText(text)
+        return text

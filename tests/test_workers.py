@@ -1,0 +1,86 @@
+"""The widget jobs without napari: input mapping, action codes, typed outcomes."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from napari_pixeldrl import _workers as W
+from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.model.checkpoint import save_checkpoint
+from napari_pixeldrl.model.network import build_model
+
+
+def drain(gen):
+    msgs = []
+    while True:
+        try:
+            msgs.append(next(gen))
+        except StopIteration as stop:
+            return msgs, stop.value
+
+
+@pytest.fixture
+def ckpt(tmp_path, tiny_config):
+    def make(in_channels=1):
+        cfg = tiny_config(in_channels=in_channels)
+        return save_checkpoint(tmp_path / f"tiny{in_channels}.safetensors", build_model(cfg), cfg)
+
+    return make
+
+
+def test_prepare_image_maps_rgb_and_refuses_mismatches():
+    rgb = np.zeros((4, 32, 32, 3), np.uint8)
+    arr, axis = W.prepare_image(rgb, rgb=True, in_channels=3)
+    assert axis == 3 and arr.shape == rgb.shape
+    arr, axis = W.prepare_image(np.zeros((32, 32, 4)), rgb=True, in_channels=3)
+    assert arr.shape == (32, 32, 3) and axis == 2
+    with pytest.raises(InputError, match="one \\(gray\\) channel.*RGB"):
+        W.prepare_image(rgb, rgb=True, in_channels=1)
+    with pytest.raises(InputError, match="gray"):
+        W.prepare_image(np.zeros((32, 32)), rgb=False, in_channels=3)
+    with pytest.raises(InputError, match="4 dimensions"):
+        W.prepare_image(np.zeros((2, 3, 32, 32)), rgb=False, in_channels=1)
+
+
+def test_action_codes():
+    # one pixel row of 3: pixel 0 zeroed at step 1, pixel 1 at step 2, pixel 2 always kept
+    actions = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8)
+    masks = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 1]], np.uint8)
+    codes = W.action_codes(masks, actions)
+    z, k, c = W.ACTION_ZERO, W.ACTION_KEEP, W.ACTION_CHANGED
+    assert codes.tolist() == [[c, k, k], [0, c, k], [0, 0, k]]
+    assert z == 1 and k == 2 and c == 3
+
+
+def test_segment_job_outcomes(ckpt, tmp_path):
+    path = ckpt(1)
+    img = np.random.default_rng(0).normal(size=(3, 24, 24)).astype(np.float32)
+    msgs, done = drain(W.segment_job(img, rgb=False, model_source=path, t_max=3, batch_size=2))
+    assert isinstance(done, W.SegmentDone)
+    assert done.mask.shape == (3, 24, 24) and done.steps.shape == (3, 3, 24, 24)
+    assert done.actions.shape == done.steps.shape and done.value.shape == (3, 24, 24)
+    assert [m.done for m in msgs if isinstance(m, W.SegmentProgress)] == [0, 2, 3]
+    # RGB into a gray model: a Failed message that says what to do, no exception
+    _, failed = drain(W.segment_job(np.zeros((24, 24, 3), np.uint8), rgb=True, model_source=path))
+    assert isinstance(failed, W.Failed) and "RGB" in failed.message
+    # a file that is not ours
+    bad = tmp_path / "foreign.safetensors"
+    bad.write_bytes(b"\x80\x04not a checkpoint")
+    _, failed = drain(W.segment_job(img, rgb=False, model_source=bad))
+    assert failed.kind == "checkpoint" and "saved by napari-pixeldrl" in failed.message
+    # cancel before the first batch
+    ev = threading.Event()
+    ev.set()
+    _, out = drain(W.segment_job(img, rgb=False, model_source=path, cancel=ev))
+    assert isinstance(out, W.Cancelled)
+
+
+def test_evaluate_job():
+    gt = np.zeros((2, 16, 16), np.uint8)
+    gt[:, 4:10, 4:10] = 1
+    _, done = drain(W.evaluate_job(gt, gt, spacing=(2.0, 1.0, 1.0)))
+    assert [r[0] for r in done.rows] == ["slice 0", "slice 1", "mean of slices", "volume"]
+    assert done.rows[-1][1]["dice"] == pytest.approx(1.0)
+    _, failed = drain(W.evaluate_job(gt, gt[0]))
+    assert isinstance(failed, W.Failed) and "same image" in failed.message
