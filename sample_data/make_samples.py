@@ -4,9 +4,13 @@ Run from the project root (the folder holding pyproject.toml)::
 
     python sample_data/make_samples.py [--data ../shared/data]
 
-LGG: slices 11..18 of patient TCGA_CS_4941_19960909 (all with tumour), stacked as a
+Both patients are in the *test* part of the default split by patient (seed 0), so the
+bundled models, trained on the train part, never saw them and the demo's figures are
+honest test figures.
+
+LGG: slices 18..25 of patient TCGA_DU_7306_19930512 (all with tumour), stacked as a
 (Z, 256, 256, 3) uint8 TIF and its (Z, 256, 256) uint8 {0, 1} mask TIF.
-Heart: 8 consecutive axial slices of la_003 around the slice with the largest atrium
+Heart: 8 consecutive axial slices of la_004 around the slice with the largest atrium
 area, written as NIfTI with the affine's origin moved to the first kept slice, so the
 slab sits where it sat in the full volume.
 """
@@ -22,9 +26,9 @@ import numpy as np
 import tifffile
 
 HERE = Path(__file__).resolve().parent
-LGG_CASE = "TCGA_CS_4941_19960909"
-LGG_SLICES = range(11, 19)
-HEART_CASE = "la_003"
+LGG_CASE = "TCGA_DU_7306_19930512"
+LGG_SLICES = range(18, 26)
+HEART_CASE = "la_004"
 HEART_SLICES = 8
 
 
