@@ -87,7 +87,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--t-max", type=int, default=None)
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
-    p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 0.5)")
+    p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
     p.add_argument("--val-max-slices", type=int, default=None)
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")

@@ -49,7 +49,7 @@ CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 
 # Weight of the supervised BCE term on pi(keep) per preset when TrainConfig leaves it None.
 # Off in ``paper`` (the paper has none); on in ``lite`` as a stabiliser (METHOD.md §2).
-SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 0.5}
+SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
 
 
 @dataclass
