@@ -96,11 +96,17 @@ def test_unet_trains_through_the_same_trainer(tmp_path):
     assert load_checkpoint(tmp_path / BEST).config.arch == "unet"
 
 
+SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8, upsample_channels=8)
+
+
 def test_training_on_discs_raises_validation_dice(tmp_path):
-    cfg = tiny(model_overrides={}, epochs=4, t_max=5)
+    # lite defaults (supervised weight 5); the run first dips towards all-zero, then learns.
+    cfg = tiny(model_overrides=SMALL, epochs=24, t_max=3)
     result = Trainer(cfg, discs(16, 0), discs(6, 1), tmp_path).fit()
     dice = [row["val_dice"] for row in result.history]
-    assert max(dice[1:]) > dice[0] + 0.1 and result.best_dice > 0.5, dice
+    assert result.best_dice > 0.8 and dice[-1] > dice[0] + 0.3, dice
+    keep = [row["train_keep_fraction"] for row in result.history]
+    assert 0.05 < keep[-1] < 0.6  # neither the all-zero nor the all-keep policy
 
 
 SCRIPT = """
