@@ -1,0 +1,38 @@
+"""DistributedDataParallel under torchrun: 2 CPU processes, gloo backend, tiny settings."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from napari_pixeldrl.model.checkpoint import load_checkpoint
+
+HERE = Path(__file__).parent
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+from _synthetic import TINY, discs
+from napari_pixeldrl.training.trainer import TrainConfig, Trainer
+cfg = TrainConfig(preset="lite", model_overrides=dict(TINY), epochs=2, crop=None, t_max=2, progress=False, threads=1, device="cpu")
+t = Trainer(cfg, discs(8), discs(2, 1), sys.argv[1])
+r = t.fit()
+# the processes hold the same weights after the synchronised updates
+w = t.net.policy.out.weight.detach().clone()
+ws = [torch.zeros_like(w) for _ in range(t.world_size)]
+torch.distributed.all_gather(ws, w)
+print("RANK", t.rank, "WORLD", t.world_size, "SAME", all(torch.equal(ws[0], x) for x in ws), r.reason, r.epochs_done, flush=True)
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(SCRIPT.format(tests=str(HERE)))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RANK 0 WORLD 2 SAME True done 2" in done.stdout
+    assert "RANK 1 WORLD 2 SAME True done 2" in done.stdout
+    load_checkpoint(out / "checkpoint_best.safetensors")

@@ -1,0 +1,85 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pixeldrl.model.config import preset_config
+from napari_pixeldrl.model.network import build_model
+from napari_pixeldrl.training.pa3c import discounted_returns, pa3c_loss
+from napari_pixeldrl.training.supervised import dice_bce_loss
+
+from _synthetic import TINY, discs
+
+
+def delta_conv(k=3):
+    conv = torch.nn.Conv2d(1, 1, k, padding=k // 2, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, k // 2, k // 2] = 1.0
+    return conv
+
+
+def test_returns_with_delta_filter_are_discounted_sums():
+    g = 0.95
+    r = [torch.full((1, 2, 2), v) for v in (1.0, -1.0, 0.5)]
+    R = discounted_returns(r, delta_conv(), g)
+    assert torch.allclose(R[2], torch.full((1, 2, 2), 0.5))
+    assert torch.allclose(R[1], torch.full((1, 2, 2), -1.0 + g * 0.5))
+    assert torch.allclose(R[0], torch.full((1, 2, 2), 1.0 + g * (-1.0 + g * 0.5)))
+
+
+def test_returns_spread_through_the_reward_filter():
+    # R(T) = r(T) (an impulse); R(T-1) = r(T-1) + w * (gamma R(T)) with w a 3x3 box of 1/9.
+    g = 0.5
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0 / 9.0)
+    impulse = torch.zeros(1, 5, 5)
+    impulse[0, 2, 2] = 9.0
+    R = discounted_returns([torch.zeros(1, 5, 5), impulse], conv, g)
+    expected = torch.zeros(1, 5, 5)
+    expected[0, 1:4, 1:4] = g * 9.0 / 9.0
+    assert torch.allclose(R[0], expected)
+
+
+@pytest.mark.parametrize("value_weight", [0.0, 1.0])
+def test_loss_gradients_reach_policy_value_and_reward_filter(value_weight, tiny_config):
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2)
+    x = torch.from_numpy(np.stack(images))
+    y = torch.from_numpy(np.stack(masks)).float()
+    loss, stats = pa3c_loss(net, x, y, t_max=3, gamma=0.95, value_weight=value_weight, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert net.policy.out.weight.grad.abs().sum() > 0
+    assert net.extractor.blocks[0][0].weight.grad.abs().sum() > 0
+    value_grad = net.value.out.weight.grad
+    rc_grad = net.reward_conv.weight.grad
+    if value_weight:
+        assert value_grad.abs().sum() > 0 and rc_grad.abs().sum() > 0
+    else:  # the filter and the value head learn through the value term only
+        assert value_grad is None or value_grad.abs().sum() == 0
+        assert rc_grad is None or rc_grad.abs().sum() == 0
+    assert math.isfinite(stats.loss) and 0 <= stats.keep_fraction <= 1
+
+
+def test_supervised_term_is_added_with_its_weight(tiny_config):
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2)
+    x = torch.from_numpy(np.stack(images))
+    y = torch.from_numpy(np.stack(masks)).float()
+    kw = dict(t_max=2, gamma=0.95)
+    l0, s0 = pa3c_loss(net, x, y, supervised_weight=0.0, generator=torch.Generator().manual_seed(1), **kw)
+    l1, s1 = pa3c_loss(net, x, y, supervised_weight=2.0, generator=torch.Generator().manual_seed(1), **kw)
+    assert s0.supervised_loss == 0 and s1.supervised_loss > 0
+    assert float((l1 - l0).detach()) == pytest.approx(2.0 * s1.supervised_loss, rel=1e-4)
+
+
+def test_dice_bce_is_small_for_a_confident_correct_prediction():
+    truth = torch.zeros(1, 8, 8)
+    truth[0, 2:6, 2:6] = 1
+    good = (truth * 20 - 10)[:, None]
+    bad = -good
+    assert dice_bce_loss(good, truth)[0] < 0.01 < 1.0 < dice_bce_loss(bad, truth)[0]

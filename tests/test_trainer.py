@@ -1,0 +1,144 @@
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pixeldrl.model.checkpoint import load_checkpoint
+from napari_pixeldrl.training import state as state_mod
+from napari_pixeldrl.training.state import load_training_state
+from napari_pixeldrl.training.trainer import BEST, LAST, METRICS, STATE, CURVE, EpisodeEvent, TrainConfig, Trainer
+
+from _synthetic import TINY, discs
+
+HERE = Path(__file__).parent
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(preset="lite", model_overrides=dict(TINY), epochs=2, crop=None, t_max=3, progress=False, threads=2, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_folder_and_resume_continue_epochs_and_best(tmp_path):
+    data = discs(4, 0)
+    r1 = Trainer(tiny(epochs=2), data, discs(2, 1), tmp_path).fit()
+    assert r1.reason == "done" and r1.epochs_done == 2
+    for name in (BEST, LAST, STATE, METRICS, CURVE, "config.json"):
+        assert (tmp_path / name).exists(), name
+    assert len((tmp_path / METRICS).read_text().splitlines()) == 2
+    load_checkpoint(tmp_path / BEST)
+    _, body = load_training_state(tmp_path / STATE)
+    assert body["meta"]["epoch"] == 2 and body["optimizer"]["state"]
+    with pytest.raises(Exception, match="--resume"):
+        Trainer(tiny(epochs=3), data, discs(2, 1), tmp_path).fit()
+    t2 = Trainer(tiny(epochs=3), data, discs(2, 1), tmp_path)
+    r2 = t2.fit(resume=True)
+    assert r2.epochs_done == 3
+    assert [row["epoch"] for row in r2.history] == [1, 2, 3]
+    assert r2.best_dice >= r1.best_dice
+    assert t2.scheduler.last_epoch == 3
+
+
+def test_cancel_stops_within_one_episode(tmp_path):
+    seen = []
+
+    def cb(event):
+        if isinstance(event, EpisodeEvent):
+            seen.append(event)
+            trainer.cancel.set()
+
+    trainer = Trainer(tiny(epochs=5), discs(8), discs(2, 1), tmp_path, callbacks=[cb])
+    result = trainer.fit()
+    assert result.reason == "cancelled" and len(seen) == 1
+    assert (tmp_path / BEST).exists()  # still a usable model
+
+
+def test_time_budget_stops_cleanly_with_a_best_checkpoint(tmp_path):
+    result = Trainer(tiny(epochs=1000, time_budget_min=0.05), discs(4), discs(2, 1), tmp_path).fit()
+    assert result.reason == "time_budget" and result.epochs_done < 1000
+    load_checkpoint(tmp_path / BEST)
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit()
+    before = {n: (tmp_path / n).read_bytes() for n in (LAST, STATE)}
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import napari_pixeldrl.model.checkpoint as ck
+
+    monkeypatch.setattr(ck, "save_file", full)
+    monkeypatch.setattr(state_mod, "save_file", full)
+    with pytest.raises(OSError):
+        Trainer(tiny(epochs=2), discs(4), discs(2, 1), tmp_path).fit(resume=True)
+    for name, data in before.items():
+        assert (tmp_path / name).read_bytes() == data
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    load_checkpoint(tmp_path / LAST)
+
+
+def test_unet_trains_through_the_same_trainer(tmp_path):
+    cfg = tiny(preset="unet", model_overrides={"unet_base": 4}, epochs=1)
+    result = Trainer(cfg, discs(4), discs(2, 1), tmp_path).fit()
+    assert result.reason == "done" and 0 <= result.best_dice <= 1
+    assert load_checkpoint(tmp_path / BEST).config.arch == "unet"
+
+
+SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8, upsample_channels=8)
+
+
+def test_training_on_discs_raises_validation_dice(tmp_path):
+    # lite defaults (supervised weight 5); the run first dips towards all-zero, then learns.
+    cfg = tiny(model_overrides=SMALL, epochs=24, t_max=3)
+    result = Trainer(cfg, discs(16, 0), discs(6, 1), tmp_path).fit()
+    dice = [row["val_dice"] for row in result.history]
+    assert result.best_dice > 0.8 and dice[-1] > dice[0] + 0.3, dice
+    keep = [row["train_keep_fraction"] for row in result.history]
+    assert 0.05 < keep[-1] < 0.6  # neither the all-zero nor the all-keep policy
+
+
+SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from _synthetic import TINY, discs
+from napari_pixeldrl.training.trainer import EpisodeEvent, TrainConfig, Trainer
+out, resume = sys.argv[1], sys.argv[2] == "1"
+cfg = TrainConfig(preset="lite", model_overrides=dict(TINY), epochs=4, crop=None, t_max=2, progress=False, threads=1)
+def cb(e):
+    if isinstance(e, EpisodeEvent) and e.epoch == 3 and e.episode == 2 and not resume:
+        open(out + "/MARK", "w").close()
+        time.sleep(60)  # killed here, in the middle of epoch 3
+r = Trainer(cfg, discs(8), discs(2, 1), out, callbacks=[cb]).fit(resume=resume)
+print("RESULT", r.reason, r.epochs_done, [h["epoch"] for h in r.history])
+"""
+
+
+def test_kill_9_mid_epoch_then_resume(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(HERE)))
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "0"])
+    deadline = time.monotonic() + 120
+    while not (out / "MARK").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, body = load_training_state(out / STATE)
+    assert body["meta"]["epoch"] == 2
+    done = subprocess.run([sys.executable, str(script), str(out), "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT done 4 [1, 2, 3, 4]" in done.stdout

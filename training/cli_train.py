@@ -1,0 +1,238 @@
+"""``pixeldrl train``, ``pixeldrl finetune`` and ``pixeldrl evaluate``.
+
+``add_train_commands(subparsers)`` registers the three subcommands on the main CLI's
+argparse subparsers; each sets ``func`` to its handler (``handler(args) -> exit code``).
+``python -m napari_pixeldrl.training.cli_train ...`` runs them standalone (and under
+``torchrun --nproc_per_node N`` for DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from napari_pixeldrl.errors import InputError, PixelDRLError
+
+DATASETS = ("lgg", "msd", "hecktor", "folder")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _load(kind: str, path, label=None):
+    from napari_pixeldrl.training.data import load_dataset
+
+    return load_dataset(kind, path, label=label)
+
+
+def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0) -> dict:
+    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split."""
+    from napari_pixeldrl.training.data import kfold_by_patient, kfold_by_slice, split_by_patient, split_by_slice
+
+    if split_by not in ("patient", "slice"):
+        raise InputError(f"--split-by must be patient or slice, got {split_by!r}")
+    if fold is not None:
+        fn = kfold_by_patient if split_by == "patient" else kfold_by_slice
+        return fn(data, k=folds, fold=fold, seed=seed, val_fraction=0.1)
+    fn = split_by_patient if split_by == "patient" else split_by_slice
+    return fn(data, seed=seed)
+
+
+def select(data, provenance: dict, which: str):
+    """The slices of split ``which`` (train/val/test/all) for a run's data provenance."""
+    if which == "all":
+        return data
+    split = make_split(data, split_by=provenance.get("split_by", "patient"), fold=provenance.get("fold"),
+                       folds=provenance.get("folds", 5), seed=provenance.get("seed", 0))
+    idx = split.get(which)
+    if idx is None:
+        raise InputError(f"the split has no {which!r} part")
+    if which == "train" and provenance.get("n_shot"):
+        from napari_pixeldrl.training.data import n_shot
+
+        idx = n_shot(idx, provenance["n_shot"], seed=provenance.get("seed", 0))
+    return data.subset(idx)
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASETS, help="dataset layout")
+    p.add_argument("--data", type=Path, help="dataset folder")
+    p.add_argument("--label", type=int, default=None, help="object label in multi-label masks")
+    p.add_argument("--split-by", choices=("patient", "slice"), default="patient")
+    p.add_argument("--fold", type=int, default=None, help="k-fold CV: use this fold as test (0-based)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
+    _common(p)
+    if finetune:
+        p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors or bundled name)")
+    else:
+        p.add_argument("--preset", default="lite", help="paper | lite | unet")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--epochs", type=int, default=None, help="default 200")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long")
+    p.add_argument("--n-shot", type=int, default=None, help="train on N slices of the training split")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--crop", type=int, default=None, help="training crop side (0: whole slices; default 128)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--t-max", type=int, default=None)
+    p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
+    p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
+    p.add_argument("--val-max-slices", type=int, default=None)
+    p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+
+
+def add_train_commands(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train PixelDRL-MG (PA3C) or the U-Net baseline")
+    _train_options(p, finetune=False)
+    p.set_defaults(func=cmd_train)
+    p = subparsers.add_parser("finetune", help="continue training from a checkpoint on new data")
+    _train_options(p, finetune=True)
+    p.set_defaults(func=cmd_train)
+    p = subparsers.add_parser("evaluate", help="metrics of a checkpoint (Table 2, Fig. 7, Fig. 4)")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<split> next to the checkpoint)")
+    p.add_argument("--fig-slices", type=int, default=4)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+def _config_from_args(args, finetune: bool):
+    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig
+
+    cfg_path = args.out / CONFIG
+    if args.resume and cfg_path.exists():
+        cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text())["train"])
+    else:
+        if args.resume:
+            print(f"note: {args.out} holds no run yet; starting a new one", file=sys.stderr)
+        if not args.dataset or not args.data:
+            raise InputError("--dataset and --data are required")
+        cfg = TrainConfig()
+        if finetune:
+            from napari_pixeldrl.model.checkpoint import read_header
+
+            cfg.preset = read_header(args.checkpoint)["model"]["preset"]
+        else:
+            cfg.preset = args.preset
+        cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,
+                    "fold": args.fold, "folds": args.folds, "seed": args.seed, "n_shot": args.n_shot,
+                    "init_checkpoint": str(args.checkpoint) if finetune else None}
+        cfg.seed = args.seed
+    for name, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("t_max", "t_max"),
+                       ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
+                       ("val_max_slices", "val_max_slices"), ("threads", "threads")):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, attr, value)
+    if args.crop is not None:
+        cfg.crop = args.crop or None
+    cfg.time_budget_min = args.time_budget
+    cfg.device = args.device
+    if args.no_augment:
+        cfg.augment = False
+    if args.no_amp:
+        cfg.amp = False
+    cfg.progress = not args.no_progress and sys.stderr.isatty()
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from napari_pixeldrl.training.trainer import Trainer
+
+    finetune = not hasattr(args, "preset")
+    cfg = _config_from_args(args, finetune)
+    d = cfg.data
+    data = _load(d["dataset"], d["path"], d.get("label"))
+    train, val = select(data, d, "train"), select(data, d, "val")
+    init = d.get("init_checkpoint")
+    print(f"training {cfg.preset} on {len(train)} slices, validating on {len(val)}; run folder {args.out}", file=sys.stderr)
+
+    def log_epoch(event):
+        from napari_pixeldrl.training.trainer import EpochEvent
+
+        if isinstance(event, EpochEvent) and not cfg.progress:
+            val_txt = "-" if event.val_dice is None else f"{event.val_dice:.4f}"
+            print(f"epoch {event.epoch}/{event.epochs}  loss {event.train.get('loss', 0):.4f}  reward {event.train.get('mean_reward', 0):.4f}  "
+                  f"keep {event.train.get('keep_fraction', 0):.3f}  val DICE {val_txt}  best {event.best_dice:.4f}  ({event.seconds:.1f} s)",
+                  file=sys.stderr, flush=True)
+
+    trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
+    result = trainer.fit(resume=args.resume)
+    if trainer.rank == 0:
+        print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
+                          "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from napari_pixeldrl.model.checkpoint import load_checkpoint
+    from napari_pixeldrl.training.evaluate import evaluate
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_checkpoint(args.checkpoint)
+    trained_on = dict(loaded.info.get("data") or {})
+    kind = args.dataset or trained_on.get("dataset")
+    path = args.data or trained_on.get("path")
+    if not kind or not path:
+        raise InputError("--dataset and --data are required (the checkpoint does not name its data)")
+    provenance = {"split_by": args.split_by, "fold": args.fold, "folds": args.folds, "seed": args.seed}
+    if trained_on and args.dataset in (None, trained_on.get("dataset")) and args.split_by == "patient" and args.fold is None and args.seed == 0:
+        provenance = {k: trained_on.get(k, v) for k, v in provenance.items()}  # the training run's split
+    data = _load(kind, path, args.label if args.label is not None else trained_on.get("label"))
+    subset = select(data, provenance, args.split)
+    if len(subset) == 0:
+        raise InputError(f"the {args.split} split is empty")
+    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    out = args.out or Path(loaded.path).parent / f"eval_{args.split}"
+    name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
+    result = evaluate(loaded.model, loaded.config, subset, out, fig_slices=args.fig_slices, device=device, name=name)
+    if args.json:
+        keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step")
+        print(json.dumps({k: result[k] for k in keys}))
+    else:
+        print((out / "table.md").read_text(), end="")
+        print("DICE after each step: " + " ".join(f"{d:.4f}" for d in result["dice_per_step"]))
+        print(f"report in {out}")
+    return 0
+
+
+def run(args) -> int:
+    try:
+        return args.func(args)
+    except PixelDRLError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="pixeldrl")
+    add_train_commands(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

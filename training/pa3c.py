@@ -1,0 +1,140 @@
+"""The PA3C loss of one batch: pixel-wise advantage actor-critic (METHOD.md §2).
+
+One sampled episode of T = t_max steps is run on the batch. Per pixel and step,
+
+    r(t)  = (m(t-1) - G)^2 - (m(t) - G)^2                  (paper Eq. 12)
+    R(T+1) = 0,   R(t) = r(t) + w * (gamma * R(t+1))        (Eq. 8, PixelRL's reward map)
+    A(t)  = R(t) - V(s(t-1))
+
+with w the network's ``reward_conv`` (one 33x33 filter, delta at the start). The loss is
+
+    policy     -log pi(a(t)) * A(t).detach() - beta * H(pi)     (beta = 0.01)
+    value      c_v * (V - R)^2                                   (w learns through this term only)
+    supervised lambda * BCE(pi(keep), G)                         (optional; 0 in ``paper``)
+
+summed over t, averaged over pixels and the batch. This is the synchronous batched
+update PixelRL itself runs (Furuta et al., official Chainer code).
+
+:class:`PA3CObjective` wraps a network so that one ``forward`` computes the whole loss;
+that is what DistributedDataParallel wraps, so gradients are averaged across processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_pixeldrl.model.episode import reward, run_episode
+
+ENTROPY_BETA = 0.01
+
+
+@dataclass
+class LossStats:
+    """Scalars of one batch, for logs and the event interface (plain floats)."""
+
+    loss: float
+    policy_loss: float
+    value_loss: float
+    supervised_loss: float
+    entropy: float
+    mean_reward: float  # mean per-pixel reward summed over the episode
+    keep_fraction: float  # fraction of pixels still object at the end of the episode
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def discounted_returns(rewards: list[torch.Tensor], reward_conv: nn.Module, gamma: float) -> list[torch.Tensor]:
+    """R(t) for t = 1..T from r(t) (each (B, H, W)), walking back from R(T+1) = 0.
+
+    ``R = reward_conv(gamma * R) + r``; the graph through ``reward_conv`` is kept, so the
+    value loss can train the filter.
+    """
+    returns: list[torch.Tensor] = [None] * len(rewards)  # type: ignore[list-item]
+    big_r = torch.zeros_like(rewards[-1]).unsqueeze(1)
+    weight_dtype = reward_conv.weight.dtype
+    for t in reversed(range(len(rewards))):
+        big_r = reward_conv((gamma * big_r).to(weight_dtype)).float() + rewards[t].unsqueeze(1)
+        returns[t] = big_r[:, 0]
+    return returns
+
+
+def pa3c_loss(
+    net,
+    image: torch.Tensor,
+    truth: torch.Tensor,
+    *,
+    t_max: int,
+    gamma: float,
+    value_weight: float = 1.0,
+    entropy_beta: float = ENTROPY_BETA,
+    supervised_weight: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, LossStats]:
+    """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float."""
+    truth = truth.float()
+    rewards, values, log_probs, entropies, keep_probs = [], [], [], [], []
+    prev = torch.ones_like(truth)
+    for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
+        mask = step.mask.float()
+        rewards.append(reward(prev, mask, truth).detach())
+        values.append(step.value.float())
+        log_probs.append(step.log_prob.float())
+        entropies.append(step.entropy.float())
+        keep_probs.append(step.keep_prob.float())
+        prev = mask
+    returns = discounted_returns(rewards, _unwrap(net).reward_conv, gamma)
+
+    policy = value = entropy_sum = supervised = image.new_zeros((), dtype=torch.float32)
+    for t in range(len(rewards)):
+        advantage = returns[t] - values[t]
+        policy = policy - (log_probs[t] * advantage.detach()).mean()
+        entropy_sum = entropy_sum + entropies[t].mean()
+        value = value + ((values[t] - returns[t]) ** 2).mean()
+        if supervised_weight:
+            p = keep_probs[t].clamp(1e-6, 1 - 1e-6)
+            supervised = supervised + F.binary_cross_entropy(p, truth)
+    loss = policy - entropy_beta * entropy_sum + value_weight * value
+    if supervised_weight:
+        loss = loss + supervised_weight * supervised
+    stats = LossStats(
+        loss=float(loss.detach()),
+        policy_loss=float(policy.detach()),
+        value_loss=float(value.detach()),
+        supervised_loss=float(supervised.detach()),
+        entropy=float(entropy_sum.detach()) / len(rewards),
+        mean_reward=float(torch.stack(rewards).sum(0).mean()),
+        keep_fraction=float(prev.mean()),
+    )
+    return loss, stats
+
+
+def _unwrap(net):
+    return getattr(net, "module", net)
+
+
+class PA3CObjective(nn.Module):
+    """``forward(image, truth)`` -> (loss, stats): the module DDP wraps."""
+
+    def __init__(self, net: nn.Module, *, t_max: int, gamma: float, value_weight: float, entropy_beta: float, supervised_weight: float):
+        super().__init__()
+        self.net = net
+        self.t_max, self.gamma = t_max, gamma
+        self.value_weight, self.entropy_beta, self.supervised_weight = value_weight, entropy_beta, supervised_weight
+
+    def forward(self, image: torch.Tensor, truth: torch.Tensor, generator: torch.Generator | None = None):
+        return pa3c_loss(
+            self.net,
+            image,
+            truth,
+            t_max=self.t_max,
+            gamma=self.gamma,
+            value_weight=self.value_weight,
+            entropy_beta=self.entropy_beta,
+            supervised_weight=self.supervised_weight,
+            generator=generator,
+        )

@@ -1,0 +1,551 @@
+"""The trainer: PixelDRL-MG by PA3C (METHOD.md §2) or the U-Net baseline, one loop.
+
+A run lives in a folder::
+
+    config.json                   the TrainConfig and the model config
+    checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
+    checkpoint_best.safetensors   the model with the best validation DICE so far
+    training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
+    metrics.jsonl                 one JSON object per epoch
+    curve.png                     learning curves (loss, mean reward, validation DICE)
+
+``Trainer.fit(resume=True)`` continues a killed run from its last finished epoch.
+Hooks (``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
+``trainer.cancel`` (a threading.Event) is checked before every episode (batch).
+Under ``torchrun`` the objective is wrapped in DistributedDataParallel (gloo on CPU, NCCL
+on GPUs); process 0 validates and writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from napari_pixeldrl.errors import CheckpointError, InputError
+from napari_pixeldrl.model.checkpoint import atomic_write, load_checkpoint, read_header, save_checkpoint
+from napari_pixeldrl.model.config import ModelConfig, preset_config
+from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
+
+from .loader import CropSettings, batches_per_epoch, epoch_batches
+from .metrics import overlap_metrics
+from .pa3c import ENTROPY_BETA, LossStats, PA3CObjective
+from .predict import predict_slices
+from .state import load_training_state, restore_rng, save_training_state
+from .supervised import SupervisedObjective
+
+LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "training_state.safetensors"
+CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
+
+# Weight of the supervised BCE term on pi(keep) per preset when TrainConfig leaves it None.
+# Off in ``paper`` (the paper has none); on in ``lite`` as a stabiliser (METHOD.md §2).
+SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; JSON-serialisable (``to_dict`` / ``from_dict``)."""
+
+    preset: str = "lite"
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. narrower widths
+    epochs: int = 200
+    batch_size: int = 2
+    lr: float = 1e-3
+    lr_decay: float = 0.9  # x0.9 ...
+    lr_step_epochs: int = 25  # ... every 25 epochs
+    t_max: int | None = None  # None: the model config's (10)
+    gamma: float | None = None  # None: the model config's (0.95)
+    entropy_beta: float = ENTROPY_BETA
+    value_weight: float = 1.0  # c_v; Eq. 16 implies 1, PixelRL's code 0.25
+    supervised_weight: float | None = None  # None: SUPERVISED_DEFAULT[preset]
+    # Adam moves each of the 33x33 = 1089 weights of the reward-map filter by up to lr per
+    # step; at the shared lr the filter's mass grows by ~1 per step and the returns blow up.
+    # Its lr is lr * this factor (default 1/1089: the filter's sum moves like one weight).
+    reward_conv_lr_scale: float | None = None
+    # pi(keep) at the start of a fresh run (bias of the policy output). Zeroing is absorbing,
+    # so a sampled episode keeps an object pixel only if every step keeps it; starting near
+    # 0.5 nearly every object pixel is zeroed while exploring and the run falls into the
+    # all-zero policy. None leaves the random initialisation.
+    keep_init: float | None = 0.9
+    crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
+    augment: bool = True
+    rotate: float = 15.0  # degrees
+    foreground_p: float = 0.5
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a grad scaler)
+    seed: int = 0
+    time_budget_min: float | None = None
+    val_every: int = 1
+    val_max_slices: int | None = None
+    progress: bool = True  # progress bar with ETA on stderr
+    data: dict = field(default_factory=dict)  # provenance: dataset, path, split, fold, n-shot
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InputError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def resolved_supervised_weight(self) -> float:
+        if self.supervised_weight is not None:
+            return float(self.supervised_weight)
+        return SUPERVISED_DEFAULT.get(self.preset, 0.0)
+
+
+# ------------------------------------------------------------------------- events
+
+
+@dataclass
+class EpisodeEvent:
+    epoch: int  # 1-based epoch this episode belongs to
+    episode: int  # 1-based within the epoch
+    episodes_per_epoch: int
+    stats: LossStats
+    lr: float
+    elapsed: float  # seconds since fit() started
+
+
+@dataclass
+class EpochEvent:
+    epoch: int  # 1-based, the epoch just finished
+    epochs: int
+    train: dict  # mean loss, policy_loss, value_loss, supervised_loss, entropy, mean_reward, keep_fraction
+    val_dice: float | None
+    best_dice: float
+    best_epoch: int
+    is_best: bool
+    lr: float
+    seconds: float
+    elapsed: float
+
+
+@dataclass
+class EndEvent:
+    reason: str  # "done" | "time_budget" | "cancelled"
+    epochs_done: int
+    best_dice: float
+    best_epoch: int
+    out_dir: Path
+
+
+Callback = Callable[[object], None]
+
+
+@dataclass
+class TrainResult:
+    reason: str
+    epochs_done: int
+    best_dice: float
+    best_epoch: int
+    out_dir: Path
+    history: list = field(default_factory=list)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.out_dir / BEST
+
+
+class _Slices:
+    """images/masks lists from a SliceSet, a (images, masks) pair, or None."""
+
+    def __init__(self, data):
+        if data is None:
+            self.images, self.masks = [], []
+        elif hasattr(data, "images"):
+            self.images, self.masks = list(data.images), list(data.masks)
+        else:
+            self.images, self.masks = list(data[0]), list(data[1])
+        if len(self.images) != len(self.masks):
+            raise InputError(f"{len(self.images)} images but {len(self.masks)} masks")
+
+    def __len__(self):
+        return len(self.images)
+
+
+# ------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """``Trainer(config, train, val, out_dir).fit()``; subclass and override the hooks if needed."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train,
+        val,
+        out_dir,
+        *,
+        callbacks: Iterable[Callback] = (),
+        init_checkpoint=None,
+    ):
+        self.config = config
+        self.train_data = _Slices(train)
+        self.val_data = _Slices(val)
+        if len(self.train_data) == 0:
+            raise InputError("no training slices")
+        self.out_dir = Path(out_dir)
+        self.callbacks: list[Callback] = list(callbacks)
+        self.init_checkpoint = init_checkpoint
+        self.cancel = threading.Event()
+        self.rank, self.world_size = 0, 1
+        self.history: list[dict] = []
+        self.best_dice, self.best_epoch = -1.0, 0
+        self._val_seconds = 0.0
+
+    # ---------------------------------------------------------------- hooks
+    def emit(self, event) -> None:
+        if self.rank != 0:
+            return
+        for cb in self.callbacks:
+            cb(event)
+
+    def on_episode(self, event: EpisodeEvent) -> None:
+        self.emit(event)
+
+    def on_epoch(self, event: EpochEvent) -> None:
+        self.emit(event)
+
+    def on_end(self, event: EndEvent) -> None:
+        self.emit(event)
+
+    # ---------------------------------------------------------------- setup
+    def _setup_distributed(self) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                backend = "nccl" if self.device.type == "cuda" else "gloo"
+                dist.init_process_group(backend)
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    def _pick_device(self) -> torch.device:
+        want = self.config.device
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise InputError("--device cuda asked for, but no CUDA GPU is available")
+            if want == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                want = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(torch.device(want))
+        elif want != "cpu":
+            raise InputError(f"unknown device {want!r}; use auto, cpu or cuda")
+        return torch.device(want)
+
+    def _build(self) -> None:
+        c = self.config
+        in_ch = int(self.train_data.images[0].shape[0])
+        if self.init_checkpoint is not None:
+            loaded = load_checkpoint(self.init_checkpoint)
+            if loaded.config.in_channels != in_ch:
+                raise InputError(
+                    f"the checkpoint's model takes {loaded.config.in_channels} channel(s), the data has {in_ch}"
+                )
+            self.model_config, self.net = loaded.config, loaded.model
+        else:
+            self.model_config = preset_config(c.preset, in_channels=in_ch, **c.model_overrides)
+            self.net = build_model(self.model_config)
+            if c.keep_init is not None and self.model_config.arch == "pixeldrl":
+                init_keep_bias(self.net, c.keep_init)
+        self.net.to(self.device).train()
+        mc = self.model_config
+        self.t_max = int(c.t_max or mc.t_max)
+        self.gamma = float(mc.gamma if c.gamma is None else c.gamma)
+        if mc.arch == "unet":
+            self.objective = SupervisedObjective(self.net)
+        else:
+            self.objective = PA3CObjective(
+                self.net,
+                t_max=self.t_max,
+                gamma=self.gamma,
+                value_weight=c.value_weight,
+                entropy_beta=c.entropy_beta,
+                supervised_weight=c.resolved_supervised_weight(),
+            )
+        self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
+        self.amp_dtype = None
+        self.scaler = None
+        if self.device.type == "cuda" and c.amp:
+            if torch.cuda.is_bf16_supported():
+                self.amp_dtype = torch.bfloat16
+            else:
+                self.amp_dtype = torch.float16
+                self.scaler = torch.amp.GradScaler("cuda")
+        self.step_module = self.objective
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = DDP(self.objective, device_ids=ids)
+
+    # ---------------------------------------------------------------- files
+    def _checkpoint_info(self, epoch: int, val_dice) -> dict:
+        return {"train": self.config.to_dict(), "epoch": epoch, "val_dice": val_dice, "data": self.config.data}
+
+    def _write_config(self) -> None:
+        body = {"train": self.config.to_dict(), "model": self.model_config.to_dict(), "parameters": count_parameters(self.net)}
+        text = json.dumps(body, indent=2)
+        atomic_write(self.out_dir / CONFIG, lambda tmp: Path(tmp).write_text(text))
+
+    def _write_metrics(self) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in self.history)
+        atomic_write(self.out_dir / METRICS, lambda tmp: Path(tmp).write_text(text))
+
+    def _write_curve(self) -> None:
+        try:
+            write_curve(self.history, self.out_dir / CURVE)
+        except Exception as err:  # a plot must never stop training
+            print(f"warning: could not draw the learning curve ({err})", file=sys.stderr)
+
+    def _save_state(self, epoch: int) -> None:
+        meta = {
+            "epoch": epoch,
+            "best_dice": self.best_dice,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "train": self.config.to_dict(),
+            "model": self.model_config.to_dict(),
+        }
+        save_training_state(
+            self.out_dir / STATE, model=self.net, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, meta=meta
+        )
+
+    def _resume(self) -> int:
+        path = self.out_dir / STATE
+        if not path.exists():
+            return 0
+        model_state, body = load_training_state(path)
+        meta = body["meta"]
+        saved = ModelConfig.from_dict(meta["model"])
+        if saved != self.model_config:
+            raise CheckpointError(f"{path} was written for another model config; cannot resume with this one")
+        self.net.load_state_dict(model_state)
+        self.optimizer.load_state_dict(body["optimizer"])
+        self.scheduler.load_state_dict(body["scheduler"])
+        if self.scaler is not None and body.get("scaler"):
+            self.scaler.load_state_dict(body["scaler"])
+        restore_rng(body["rng"])
+        self.history = list(meta["history"])
+        self.best_dice, self.best_epoch = float(meta["best_dice"]), int(meta["best_epoch"])
+        # checkpoint_best may be newer than the state if the run died between the two writes.
+        best = self.out_dir / BEST
+        if best.exists():
+            try:
+                info = read_header(best).get("info", {})
+                if info.get("val_dice") is not None and float(info["val_dice"]) > self.best_dice:
+                    self.best_dice, self.best_epoch = float(info["val_dice"]), int(info["epoch"])
+            except CheckpointError:
+                pass
+        return int(meta["epoch"])
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> float:
+        """Mean DICE over the validation slices (whole slices, argmax episodes)."""
+        data = self.val_data if len(self.val_data) else self.train_data
+        n = len(data) if self.config.val_max_slices is None else min(len(data), self.config.val_max_slices)
+        preds = predict_slices(self.net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device)
+        dice = [overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, data.masks[:n])]
+        return float(np.mean(dice))
+
+    # ---------------------------------------------------------------- the loop
+    def _stop_requested(self, started: float) -> str | None:
+        reason = None
+        if self.cancel.is_set():
+            reason = "cancelled"
+        elif self.config.time_budget_min is not None:
+            if time.monotonic() - started + self._val_seconds >= self.config.time_budget_min * 60:
+                reason = "time_budget"
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            code = torch.tensor([{None: 0, "time_budget": 1, "cancelled": 2}[reason]])
+            dist.all_reduce(code, op=dist.ReduceOp.MAX)
+            reason = {0: None, 1: "time_budget", 2: "cancelled"}[int(code)]
+        return reason
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        c = self.config
+        started = time.monotonic()
+        if c.threads:
+            torch.set_num_threads(int(c.threads))
+        self.device = self._pick_device()
+        self._setup_distributed()
+        torch.manual_seed(c.seed)  # same initial weights on every process
+        self._build()
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not resume and (self.out_dir / STATE).exists():
+                raise InputError(f"{self.out_dir} already holds a run; use --resume to continue it, or another --out")
+        start_epoch = self._resume() if resume else 0
+        if self.rank == 0:
+            self._write_config()
+        n_batches = batches_per_epoch(len(self.train_data), c.batch_size, self.world_size)
+        settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p)
+        bar = None
+        if c.progress and self.rank == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=c.epochs * n_batches, initial=start_epoch * n_batches, unit="ep", dynamic_ncols=True, file=sys.stderr)
+            bar.set_description("episodes")
+        reason = "done"
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, c.epochs):
+                reason = self._train_epoch(epoch, n_batches, settings, started, bar)
+                if reason != "done":
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        epochs_done = epoch + 1 if reason == "done" else epoch
+        if reason != "done" and self.rank == 0 and not (self.out_dir / BEST).exists():
+            # Stopped before any validation: leave a usable best checkpoint anyway.
+            dice = self.validate()
+            self.best_dice, self.best_epoch = dice, epochs_done
+            save_checkpoint(self.out_dir / BEST, self.net, self.model_config, self._checkpoint_info(epochs_done, dice))
+        self._barrier()
+        self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir))
+        return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history))
+
+    def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> str:
+        c = self.config
+        t0 = time.monotonic()
+        self.net.train()
+        gen = torch.Generator(device=self.device).manual_seed(int(c.seed) * 1_000_003 + epoch * 101 + self.rank)
+        sums: dict[str, float] = {}
+        count = 0
+        batches = epoch_batches(
+            self.train_data.images,
+            self.train_data.masks,
+            batch_size=c.batch_size,
+            settings=settings,
+            seed=c.seed,
+            epoch=epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        for episode, (x, y) in enumerate(batches, start=1):
+            reason = self._stop_requested(started)
+            if reason:
+                return reason
+            x = torch.from_numpy(x).to(self.device)
+            y = torch.from_numpy(y).to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss, stats = self.step_module(x, y, gen)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            for k, v in stats.as_dict().items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.on_episode(EpisodeEvent(epoch + 1, episode, n_batches, stats, lr, time.monotonic() - started))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{stats.loss:.3f}", R=f"{stats.mean_reward:.3f}", keep=f"{stats.keep_fraction:.2f}", best=f"{max(self.best_dice, 0):.3f}")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        train = {k: v / max(count, 1) for k, v in sums.items()}
+        val_dice, is_best = None, False
+        number = epoch + 1
+        if self.rank == 0:
+            if number % max(1, c.val_every) == 0 or number == c.epochs:
+                v0 = time.monotonic()
+                val_dice = self.validate()
+                self._val_seconds = time.monotonic() - v0
+                if val_dice > self.best_dice:
+                    is_best = True
+                    self.best_dice, self.best_epoch = val_dice, number
+                    save_checkpoint(self.out_dir / BEST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
+            seconds = time.monotonic() - t0
+            row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds}
+            self.history.append(row)
+            save_checkpoint(self.out_dir / LAST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
+            self._save_state(number)
+            self._write_metrics()
+            self._write_curve()
+            self.on_epoch(
+                EpochEvent(number, c.epochs, train, val_dice, self.best_dice, self.best_epoch, is_best, lr, seconds, time.monotonic() - started)
+            )
+        self._barrier()
+        return "done"
+
+
+def init_keep_bias(net: torch.nn.Module, keep: float) -> None:
+    """Set the policy output's bias so that pi(keep) starts near ``keep`` everywhere."""
+    if not 0.0 < keep < 1.0:
+        raise InputError(f"keep_init must be in (0, 1), got {keep}")
+    out = net.policy.out
+    with torch.no_grad():
+        out.weight.mul_(0.1)
+        out.bias.zero_()
+        out.bias[KEEP] = math.log(keep / (1.0 - keep))
+
+
+def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | None) -> list[dict]:
+    """Adam parameter groups: the reward-map filter on its own, slower, learning rate."""
+    rc = getattr(net, "reward_conv", None)
+    if rc is None:
+        return [{"params": list(net.parameters())}]
+    if reward_conv_scale is None:
+        reward_conv_scale = 1.0 / rc.weight.numel()
+    ids = {id(p) for p in rc.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": list(rc.parameters()), "lr": lr * reward_conv_scale}]
+
+
+# ------------------------------------------------------------------------- curve
+
+
+def write_curve(history: Sequence[dict], path) -> None:
+    """Learning curves: training loss and mean reward, validation DICE, per epoch (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 3.5))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(epochs, [r.get("train_loss", math.nan) for r in history], marker=".")
+    ax1.set(title="training loss", xlabel="epoch")
+    ax2.plot(epochs, [r.get("train_mean_reward", math.nan) for r in history], marker=".", color="tab:green")
+    ax2.set(title="mean reward per pixel (episode)", xlabel="epoch")
+    val = [(r["epoch"], r["val_dice"]) for r in history if r.get("val_dice") is not None]
+    if val:
+        ax3.plot(*zip(*val), marker=".", color="tab:red")
+    ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
+    fig.tight_layout()
+
+    def write(tmp):
+        fig.savefig(tmp, format="png", dpi=80)
+
+    atomic_write(Path(path), write)
