@@ -166,10 +166,30 @@ def cmd_bench(args) -> None:
     _print(result, args.json)
 
 
+# -- demo -------------------------------------------------------------------------------
+def cmd_demo(args) -> None:
+    from napari_pixeldrl.training.demo import format_demo, run_demo
+
+    samples = ["lgg", "heart"] if args.sample == "all" else [args.sample]
+    results = [run_demo(s, args.checkpoint, args.out, device=pick_device(args.device)) for s in samples]
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        print("\n\n".join(format_demo(r) for r in results))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixeldrl", description="PixelDRL-MG medical image segmentation")
     parser.add_argument("--version", action="version", version=f"napari-pixeldrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="segment the bundled sample with the bundled model; metrics and a Fig. 4 PNG")
+    p.add_argument("--sample", default="all", choices=("all", "lgg", "heart"))
+    p.add_argument("--checkpoint", help="use this checkpoint instead of the bundled model")
+    p.add_argument("--out", default="pixeldrl-demo", help="folder for the PNGs (default: ./pixeldrl-demo)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="describe a preset or a checkpoint")
     p.add_argument("--preset", default="lite", help="paper, lite or unet")
@@ -225,11 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except PixelDRLError as err:
         print(f"pixeldrl {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,125 @@
+"""Issue 3/5 quality benchmark: PixelDRL-MG against the U-Net under the same CPU budget.
+
+    python benchmarks/quality.py --dataset lgg --data ../shared/data/lgg/kaggle_3m --minutes 45
+    python benchmarks/quality.py --dataset msd --data ../shared/data/heart/Task02_Heart --minutes 45
+
+Both models train at the same time, one CPU thread each, for the same wall-clock budget,
+on the same split by patient (70/10/20, seed 0), crops and augmentation; each keeps its
+best checkpoint by validation DICE. Both are then scored once on the test split. Runs
+land in ``runs/<name>-<preset>``; the table goes to ``benchmarks/results/quality_<name>.{json,md}``.
+``--skip-train`` re-scores existing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from napari_pixeldrl.training.bench import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+PAPER = {  # ../shared/METHOD.md §5 (the paper's test split, probably by slice)
+    "lgg": {"U-Net (paper)": (0.7220, None, None, None, 0.1932, 13.24), "PixelDRL-MG (paper)": (0.8147, 0.8877, 0.7659, 0.7152, 0.2733, 9.09)},
+    "msd": {"U-Net (paper)": (0.7586, None, None, None, 0.2428, 7.64), "PixelDRL-MG (paper)": (0.8346, 0.8678, 0.8469, 0.7510, 0.4081, 4.05)},
+}
+METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
+
+
+def pixeldrl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "napari_pixeldrl.training.cli", *args]
+
+
+def train_both(args, runs: dict[str, Path]) -> None:
+    procs = []
+    for preset, run in runs.items():
+        cmd = pixeldrl("train", "--dataset", args.dataset, "--data", args.data, "--preset", preset, "--out", str(run),
+                       "--time-budget", str(args.minutes), "--threads", str(args.threads), "--seed", str(args.seed),
+                       "--no-progress", *(["--resume"] if (run / "training_state.safetensors").exists() else []))
+        log = open(run.with_suffix(".log"), "a")
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit(f"training failed, see {[str(r.with_suffix('.log')) for r in runs.values()]}")
+
+
+def score(args, run: Path) -> dict:
+    out = subprocess.run(
+        pixeldrl("evaluate", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--dataset", args.dataset,
+                 "--data", args.data, "--split", "test", "--json", "--out", str(run / "eval_test"), "--threads", "2"),
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    result["epochs"] = len(history)
+    result["train_seconds"] = round(sum(h.get("seconds", 0) for h in history), 1)
+    result["val_dice_per_epoch"] = [h.get("val_dice") for h in history]
+    result["best_epoch"] = max(history, key=lambda h: h.get("val_dice") or -1).get("epoch") if history else None
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--minutes", type=float, default=45)
+    parser.add_argument("--threads", type=int, default=1, help="threads per training process")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", help="run name (default: lgg or heart)")
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    name = args.name or ("heart" if args.dataset == "msd" else "lgg")
+    runs = {p: ROOT / "runs" / f"{name}-{p}" for p in ("lite", "unet")}
+    for r in runs.values():
+        r.parent.mkdir(exist_ok=True)
+    if not args.skip_train:
+        train_both(args, runs)
+    scores = {p: score(args, r) for p, r in runs.items()}
+    result = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "split": "by patient, 70/10/20, seed 0; test split scored once, checkpoints chosen on validation DICE",
+        "budget_minutes": args.minutes,
+        "threads_per_run": args.threads,
+        "scores": scores,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"quality_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    label = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
+    lines = [
+        f"# Quality on {name} (test split by patient)",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Date: {result['date']}  ",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {result['machine']['torch']}; "
+        f"both runs trained at once, {args.threads} thread each, {args.minutes:g} min wall clock each.",
+        "",
+        "| model | DICE | PPV | SEN | IoU | BIoU | HD95 (px) | test slices | epochs | best epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p, s in scores.items():
+        cells = [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
+        lines.append(f"| {label[p]} | " + " | ".join(cells) + f" | {s['slices']} | {s['epochs']} | {s['best_epoch']} |")
+    for model, vals in PAPER[args.dataset].items():
+        cells = ["-" if v is None else (f"{v:.2f}" if k == "hd95" else f"{v:.4f}") for k, v in zip(METRICS, vals)]
+        lines.append(f"| {model} | " + " | ".join(cells) + " | split by slice (likely) | 200 | |")
+    lines += [
+        "",
+        "Validation DICE per epoch:",
+        "",
+        *[f"- {label[p]}: " + ", ".join("-" if v is None else f"{v:.3f}" for v in s["val_dice_per_epoch"]) for p, s in scores.items()],
+        "",
+        "DICE after each step t (PixelDRL-MG, test split): " + ", ".join(f"{d:.3f}" for d in scores["lite"]["dice_per_step"]),
+        "",
+    ]
+    (OUT / f"quality_{name}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
