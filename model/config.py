@@ -33,13 +33,12 @@ class ModelConfig:
     head_widths: tuple[int, ...] = (256, 256, 256, 128)
     head_dilations: tuple[int, ...] = (1, 2, 3, 4)
     # 1: heads run at the input's resolution on the 480-channel concat (paper).
-    # 4: heads run at 1/4 resolution on a projected context; a full-resolution
-    #    3x3 layer on the upsampled head output, the conv1_2 features and the mask
-    #    gives the per-pixel output (lite).
+    # 4: heads run at 1/4 resolution on a projected context; a sub-pixel layer brings
+    #    them to full resolution, where a 3x3 layer on the conv1_2 features and the
+    #    mask is added, so the output stays per pixel (lite).
     head_scale: int = 1
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
-    upsample_channels: int = 16  # lite: head channels carried up to full resolution
     # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
     # "image": it runs once on I; the heads see m(t) (same information, 1 extractor pass).
     features_from: str = "state"

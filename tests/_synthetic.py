@@ -2,7 +2,7 @@
 
 import numpy as np
 
-TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4, upsample_channels=4)
+TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4)
 
 
 def discs(n: int, seed: int = 0, size: int = 64, radius=(10, 20)):

@@ -6,8 +6,7 @@ from napari_pixeldrl.model.config import preset_config
 
 torch.set_num_threads(2)
 
-# A tiny PixelDRL-MG for fast tests: same code paths as the presets, narrow layers.
-TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4, upsample_channels=4)
+from _synthetic import TINY  # a tiny PixelDRL-MG: same code paths as the presets, narrow layers
 
 
 @pytest.fixture

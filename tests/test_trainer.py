@@ -96,7 +96,7 @@ def test_unet_trains_through_the_same_trainer(tmp_path):
     assert load_checkpoint(tmp_path / BEST).config.arch == "unet"
 
 
-SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8, upsample_channels=8)
+SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8)
 
 
 def test_training_on_discs_raises_validation_dice(tmp_path):

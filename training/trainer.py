@@ -503,11 +503,13 @@ def init_keep_bias(net: torch.nn.Module, keep: float) -> None:
     """Set the policy output's bias so that pi(keep) starts near ``keep`` everywhere."""
     if not 0.0 < keep < 1.0:
         raise InputError(f"keep_init must be in (0, 1), got {keep}")
-    out = net.policy.out
+    head = net.policy
     with torch.no_grad():
-        out.weight.mul_(0.1)
-        out.bias.zero_()
-        out.bias[KEEP] = math.log(keep / (1.0 - keep))
+        for layer in (getattr(head, "to_full", None), head.out):  # the layers that sum to the output
+            if layer is not None:
+                layer.weight.mul_(0.1)
+                layer.bias.zero_()
+        head.out.bias[KEEP] = math.log(keep / (1.0 - keep))
 
 
 def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | None) -> list[dict]:
