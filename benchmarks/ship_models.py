@@ -1,0 +1,120 @@
+"""Package the best ``lite`` checkpoints of the quality runs as the bundled models, score
+the shipped files once on the test split, and write their model cards.
+
+    python benchmarks/quality.py --dataset lgg --data ../shared/data/lgg/kaggle_3m --minutes 80
+    python benchmarks/quality.py --dataset msd --data ../shared/data/heart/Task02_Heart --minutes 80
+    python benchmarks/ship_models.py
+
+The shipped weights are float16 (half the size); the figures in each card are measured
+on the shipped file itself, not on the float32 checkpoint it came from. The checkpoint
+was chosen on validation DICE during training; the test split is scored once here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "model" / "weights"
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = {
+    "lgg": {"run": "lgg", "dataset": "lgg", "data": "../shared/data/lgg/kaggle_3m",
+            "what": "LGG brain MRI (kaggle_3m: pre-contrast, FLAIR, post-contrast as 3 channels), FLAIR abnormality"},
+    "heart": {"run": "heart", "dataset": "msd", "data": "../shared/data/heart/Task02_Heart",
+              "what": "MSD Task02_Heart MRI (1 channel), left atrium"},
+}
+PAPER = {"lgg": "Brain", "heart": "Cardiac"}
+METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
+
+
+def evaluate(path: Path, spec: dict, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "napari_pixeldrl.training.cli", "evaluate", "--checkpoint", str(path),
+           "--dataset", spec["dataset"], "--data", spec["data"], "--split", "test", "--json", "--out", str(out), "--threads", "2"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def row(name: str, s: dict) -> str:
+    cells = [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def ship(name: str, spec: dict) -> dict:
+    quality = json.loads((RESULTS / f"quality_{spec['run']}.json").read_text())
+    source = ROOT / "runs" / f"{spec['run']}-lite" / "checkpoint_best.safetensors"
+    loaded = load_checkpoint(source)
+    train_info = loaded.info
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    target = WEIGHTS / f"{name}.safetensors"
+    with tempfile.TemporaryDirectory() as tmp:
+        # Score the float16 file that will ship.
+        candidate = Path(tmp) / f"{name}.safetensors"
+        save_checkpoint(candidate, loaded.model, loaded.config, train_info, half=True)
+        test = evaluate(candidate, spec, ROOT / "runs" / f"{spec['run']}-lite" / "eval_test_shipped")
+        info = dict(train_info)
+        info["test_metrics"] = {k: test[k] for k in METRICS} | {"slices": test["slices"], "split": "test, by patient, seed 0"}
+        info["source_run"] = f"runs/{spec['run']}-lite (epoch {train_info.get('epoch')})"
+        save_checkpoint(candidate, loaded.model, loaded.config, info, half=True)
+        shutil.copyfile(candidate, target)
+    unet = quality["scores"]["unet"]
+    lite_q = quality["scores"]["lite"]
+    paper_line = {
+        "lgg": "| PixelDRL-MG (paper, Brain) | 0.8147 | 0.8877 | 0.7659 | 0.7152 | 0.2733 | 9.09 |\n| U-Net (paper, Brain) | 0.7220 | - | - | - | 0.1932 | 13.24 |",
+        "heart": "| PixelDRL-MG (paper, Cardiac) | 0.8346 | 0.8678 | 0.8469 | 0.7510 | 0.4081 | 4.05 |\n| U-Net (paper, Cardiac) | 0.7586 | - | - | - | 0.2428 | 7.64 |",
+    }[name]
+    train_cmd = (f"pixeldrl train --dataset {spec['dataset']} --data {spec['data']} --preset lite --out runs/{spec['run']}-lite "
+                 f"--time-budget {quality['budget_minutes']:g} --threads {quality['threads_per_run']} --seed 0 --no-progress")
+    card = f"""# Model card: `{name}` (PixelDRL-MG, `lite` preset)
+
+Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {name}`, or pick
+`{name}` in the napari Segment widget.
+
+- **Data**: {spec['what']}; `../shared/data` as described in its README.
+- **Split**: by patient, 70/10/20 (train/val/test), seed 0; slices without object removed
+  (the paper's protocol). The checkpoint is the epoch with the best validation DICE
+  ({train_info.get('epoch')}, val DICE {train_info.get('val_dice', float('nan')):.4f}); the test split was scored once, below.
+  The bundled sample patient ({'TCGA_DU_7306_19930512' if name == 'lgg' else 'la_004'}) is in the test split.
+- **Preset**: `lite` ({loaded.config.head_scale}x lower-resolution heads, extractor run once per image), t_max {loaded.config.t_max},
+  {loaded.config.in_channels} input channel(s); supervised term weight {train_info['train'].get('supervised_weight')} (None = preset default 5).
+- **Training command** (run by `{quality['command']}`):
+  `{train_cmd}`
+- **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
+  {quality['machine']['cores']} cores shared by the two runs of the comparison (1 thread each; other work ran on the machine too),
+  torch {quality['machine']['torch']}. Date {quality['date']}.
+- **Weights**: float16 safetensors ({target.stat().st_size / 1e6:.1f} MB); the figures below are measured on this file.
+
+## Test split ({test['slices']} slices), mean ± SD per slice; HD95 in pixels
+
+| model | DICE | PPV | SEN | IoU | BIoU | HD95 |
+| --- | --- | --- | --- | --- | --- | --- |
+{row(f'PixelDRL-MG lite (this file)', test)}
+{row(f"U-Net 31 M, same budget ({unet['epochs']} epochs)", unet)}
+{paper_line}
+
+The paper's figures are on its own split, probably by slice (easier); see ../shared/METHOD.md §5.
+DICE after each step t: {', '.join(f'{d:.3f}' for d in test['dice_per_step'])}.
+
+Regenerate: `python benchmarks/ship_models.py` (after the two quality runs).
+"""
+    (WEIGHTS / f"{name}.md").write_text(card)
+    return {"model": name, "test": {k: test[k] for k in METRICS}, "unet": {k: unet[k] for k in METRICS}, "slices": test["slices"]}
+
+
+def main() -> None:
+    summary = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "models": []}
+    for name, spec in MODELS.items():
+        summary["models"].append(ship(name, spec))
+        print(f"shipped {name}: {summary['models'][-1]}")
+    (RESULTS / "shipped_models.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
