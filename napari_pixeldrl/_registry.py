@@ -15,7 +15,13 @@ _published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer re
 _segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
 
 
+def _real(viewer):
+    """The viewer itself: napari hands plugin widgets a PublicOnlyProxy, a new one per widget."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def _entry(viewer) -> dict:
+    viewer = _real(viewer)
     key = id(viewer)
     hit = _published.get(key)
     if hit is None or hit[0]() is not viewer:
@@ -30,10 +36,10 @@ def register_segment_widget(widget) -> None:
 
 def segment_widgets(viewer) -> list:
     """The live Segment widgets of ``viewer``."""
-    out = []
+    viewer, out = _real(viewer), []
     for w in list(_segment_widgets):
         try:
-            if w.viewer is viewer:
+            if _real(w.viewer) is viewer:
                 out.append(w)
         except RuntimeError:  # the Qt object behind it was deleted
             continue

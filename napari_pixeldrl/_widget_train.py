@@ -307,7 +307,7 @@ class TrainWidget(QWidget):
         kind = self.kind_combo.currentText()
         path = T.check_dataset(kind, self.path_edit.text().strip())
         cfg.data.update(dataset=kind, path=str(path))
-        return dict(data=None, config=cfg, out_dir=out, start=start, dataset=(kind, str(path), self.label_spin.value() or None), n_shot=n_shot)
+        return dict(data=None, config=cfg, out_dir=out, start=start, dataset=(kind, str(path), None), n_shot=n_shot)
 
     @staticmethod
     def _start_label(text: str) -> str:

@@ -146,3 +146,19 @@ def test_nothing_painted_or_bad_input_notifies_without_worker(make_napari_viewer
     w.set_checkpoint(bad)
     assert w.run() is None and notes[-1][0] == "error" and "saved by napari-pixeldrl" in notes[-1][1]
     assert w.worker is None and not (tmp_path / "run").exists()
+
+
+def test_docked_from_the_plugin_opens_segment_with_the_model(make_napari_viewer, qtbot, tmp_path, notes, monkeypatch):
+    """Through napari's plugin menu entry; with no Segment widget open, training docks one listing the model."""
+    monkeypatch.delenv("PIXELDRL_NO_AUTODOCK")
+    viewer = make_napari_viewer()
+    image, labels = disc_volume(painted=(2,))
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    _, w = viewer.window.add_plugin_dock_widget("napari-pixeldrl", "Train / fine-tune")
+    assert isinstance(w, TrainWidget)
+    tiny(w, tmp_path / "run")
+    res = train_and_wait(qtbot, w)
+    assert isinstance(res, T.TrainDone) and res.n_train == res.n_val == 1 and "itself" in res.note
+    segs = _registry.segment_widgets(viewer)
+    assert len(segs) == 1 and segs[0].model_combo.currentText() == w.model_name

@@ -152,3 +152,23 @@ def test_train_job_plain_call(tmp_path):
     bad.write_bytes(b"\x80\x04pickle")
     _, failed = drain(T.train_job(data, tiny_train_config(), tmp_path / "run4", start=bad))
     assert isinstance(failed, W.Failed) and failed.kind == "checkpoint" and "saved by napari-pixeldrl" in failed.message
+
+
+def test_train_job_from_a_dataset_folder(tmp_path):
+    """kind 'folder' (X.png + X_mask.png) loaded in the job; 20 % held back, N-shot caps the rest."""
+    import imageio.v3 as iio
+    import torch
+
+    torch.set_num_threads(1)
+    image, labels = disc_volume(z=5, painted=range(5))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(5):
+        iio.imwrite(folder / f"s{i}.png", (image[i] / image[i].max() * 255).astype(np.uint8))
+        iio.imwrite(folder / f"s{i}_mask.png", labels[i] * 255)
+    msgs, done = drain(T.train_job(None, tiny_train_config(), tmp_path / "run", dataset=("folder", str(folder), None), n_shot=2))
+    assert isinstance(done, T.TrainDone), done
+    assert done.n_val == 1 and done.n_train == 2
+    assert isinstance(msgs[0], W.Stage) and "dataset" in msgs[0].text
+    _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run2", dataset=("folder", str(tmp_path / "nope"), None)))
+    assert isinstance(failed, W.Failed) and "not a folder" in failed.message
