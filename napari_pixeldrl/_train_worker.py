@@ -20,6 +20,7 @@ folder.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -338,13 +339,16 @@ def train_job(
     dataset: tuple[str, str, int | None] | None = None,
     n_shot: int | None = None,
     cancel: threading.Event | None = None,
+    threaded: bool | None = None,
 ) -> Iterator[Stage | TrainStarted | TrainEpisode | TrainEpoch]:
     """Train (``config``: a TrainConfig) and return TrainDone / Failed.
 
     ``data``: slices from :func:`layer_training_data`, or None with ``dataset`` =
     (kind, path, label) to load a folder here. ``start``: None (fresh ``config.preset``
     model), a checkpoint path / bundled name, or a LoadedModel (saved into the run folder
-    first, since the trainer starts from a file).
+    first, since the trainer starts from a file). ``threaded=False`` (or the environment
+    variable ``PIXELDRL_TRAIN_INLINE=1``) runs ``fit`` in the caller's thread, with no
+    helper thread; its progress messages then arrive together when the run has ended.
     """
     from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
     from napari_pixeldrl.training.loader import batches_per_epoch
@@ -379,8 +383,13 @@ def train_job(
             except BaseException as exc:  # noqa: BLE001 - handed back to the job's thread
                 outcome["error"] = exc
 
+        if threaded is None:
+            threaded = os.environ.get("PIXELDRL_TRAIN_INLINE", "") in ("", "0")
         thread = threading.Thread(target=run, name="pixeldrl-train", daemon=True)
-        thread.start()
+        if threaded:
+            thread.start()
+        else:
+            run()
         try:
             while thread.is_alive() or not events.empty():
                 try:
@@ -400,7 +409,8 @@ def train_job(
             # The consumer stopped (worker.quit / generator closed) or we are done: stop the run.
             if thread.is_alive():
                 cancel.set()
-            thread.join()
+            if threaded:
+                thread.join()
         if "error" in outcome:
             raise outcome["error"]
         result = outcome["result"]

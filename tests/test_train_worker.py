@@ -172,3 +172,20 @@ def test_train_job_from_a_dataset_folder(tmp_path):
     assert isinstance(msgs[0], W.Stage) and "dataset" in msgs[0].text
     _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run2", dataset=("folder", str(tmp_path / "nope"), None)))
     assert isinstance(failed, W.Failed) and "not a folder" in failed.message
+
+
+def test_train_job_inline_without_threads(tmp_path, monkeypatch):
+    """PIXELDRL_TRAIN_INLINE=1: fit runs in the caller's thread; same messages, after the run."""
+    import torch
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("PIXELDRL_TRAIN_INLINE", "1")
+    seen_threads = []
+    import napari_pixeldrl.training.trainer as TR
+
+    fit = TR.Trainer.fit
+    monkeypatch.setattr(TR.Trainer, "fit", lambda self, *a, **k: (seen_threads.append(threading.current_thread()), fit(self, *a, **k))[1])
+    image, labels = disc_volume(painted=(0, 2))
+    msgs, done = drain(T.train_job(T.layer_training_data(image, labels), tiny_train_config(), tmp_path / "run"))
+    assert isinstance(done, T.TrainDone) and seen_threads == [threading.current_thread()]
+    assert {type(m).__name__ for m in msgs} >= {"TrainStarted", "TrainEpisode", "TrainEpoch"}
