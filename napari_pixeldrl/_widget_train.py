@@ -363,6 +363,10 @@ class TrainWidget(QWidget):
         self._cancel.set()
         self.status.setText("Cancelling (after the current episode)...")
 
+    def closeEvent(self, event):  # closing the widget stops a run (checkpoints stay)
+        self._cancel.set()
+        super().closeEvent(event)
+
     # ------------------------------------------------------------------ progress
 
     def _on_yielded(self, msg) -> None:
