@@ -110,6 +110,11 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.play_button)
         layout.addStretch(1)
 
+        from napari_pixeldrl import _registry
+
+        for name, source in _registry.published_models(napari_viewer).items():
+            self._models.setdefault(name, source)  # trained before this widget was opened
+        _registry.register_segment_widget(self)
         self.refresh_models()
         self._refresh_layers()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -154,6 +159,10 @@ class SegmentWidget(QWidget):
         self._cache.pop(name, None)
         self.refresh_models(select=name if select else None)
         return name
+
+    def models(self) -> dict:
+        """{name: LoadedModel (when already loaded) or path} of the models this widget offers."""
+        return {name: self._cache.get(name, source) for name, source in self._models.items()}
 
     def add_checkpoint(self, path) -> str:
         path = Path(path)

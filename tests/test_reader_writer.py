@@ -104,4 +104,4 @@ def test_manifest_is_valid():
     assert manifest.display_name == "PixelDRL-MG"
     assert "Segmentation" in manifest.categories
     menu = manifest.contributions.menus["napari/layers/segment"]
-    assert {m.command for m in menu} == {"napari-pixeldrl.segment", "napari-pixeldrl.evaluate"}
+    assert {m.command for m in menu} == {"napari-pixeldrl.segment", "napari-pixeldrl.evaluate", "napari-pixeldrl.train"}

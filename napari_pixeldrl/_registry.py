@@ -1,0 +1,73 @@
+"""Models shared between the dock widgets of one viewer (no Qt, no napari import).
+
+The Train widget *publishes* the model it trained for its viewer; every Segment widget
+of that viewer lists it at once, and a Segment widget opened later picks up the models
+published before it existed. Segment widgets register themselves here, so the Train
+widget can also offer the models a Segment widget already has as starting points. Both
+tables are weak: a closed viewer or widget drops out.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+_published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer ref, {name: source})
+_segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _real(viewer):
+    """The viewer itself: napari hands plugin widgets a PublicOnlyProxy, a new one per widget."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def _entry(viewer) -> dict:
+    viewer = _real(viewer)
+    key = id(viewer)
+    hit = _published.get(key)
+    if hit is None or hit[0]() is not viewer:
+        hit = (weakref.ref(viewer, lambda _ref, key=key: _published.pop(key, None)), {})
+        _published[key] = hit
+    return hit[1]
+
+
+def register_segment_widget(widget) -> None:
+    _segment_widgets.add(widget)
+
+
+def segment_widgets(viewer) -> list:
+    """The live Segment widgets of ``viewer``."""
+    viewer, out = _real(viewer), []
+    for w in list(_segment_widgets):
+        try:
+            if _real(w.viewer) is viewer:
+                out.append(w)
+        except RuntimeError:  # the Qt object behind it was deleted
+            continue
+    return out
+
+
+def published_models(viewer) -> dict:
+    """{name: LoadedModel or path} published for ``viewer``, oldest first."""
+    return dict(_entry(viewer))
+
+
+def publish_model(viewer, name: str, source, select: bool = True) -> list:
+    """Offer a model to every Segment widget of ``viewer`` (now and later); returns those told."""
+    _entry(viewer)[name] = source
+    told = []
+    for w in segment_widgets(viewer):
+        w.add_model(name, source, select=select)
+        told.append(w)
+    return told
+
+
+def unique_name(viewer, base: str) -> str:
+    """``base``, or ``base (2)``, ... not yet used for ``viewer``'s published or Segment models."""
+    used = set(_entry(viewer))
+    for w in segment_widgets(viewer):
+        used |= set(w.models())
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base} ({k})"
+    return name

@@ -1,0 +1,491 @@
+"""Train / fine-tune dock widget: draws and reacts only; the work runs in ``_train_worker``.
+
+Data: an image layer plus the labels layer the user painted (in a volume only the
+painted slices are used; ~20 % of them are held back for validation DICE), or a dataset
+folder (lgg / msd / folder). Start from a fresh ``lite`` model, a bundled model, a model
+of the Segment widget, or a checkpoint file. The inputs are checked by plain functions
+before any worker starts; bad input becomes a notification that says what to do.
+
+While training: a progress bar over episodes, a live curve (loss, mean reward, validation
+DICE; redrawn at most ~3 times a second) and Cancel (sets ``trainer.cancel``; the last
+and best checkpoints stay in the run folder). At the end the best model is loaded and
+published to the Segment widgets of the same viewer (``_registry``), and "Save model..."
+writes it to a .safetensors file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_pixeldrl import _registry
+from napari_pixeldrl import _train_worker as T
+from napari_pixeldrl import _workers as W
+from napari_pixeldrl._widget_segment import device_choices
+from napari_pixeldrl.errors import PixelDRLError
+
+FRESH = "fresh lite model"
+BUNDLED = "bundled: "
+SEGMENT = "Segment widget: "
+FILE_ITEM = "Checkpoint file..."
+SOURCES = ("Painted layers", "Dataset folder")
+REDRAW_MS = 300
+
+
+def _notify(kind: str, message: str) -> None:
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
+
+
+class TrainWidget(QWidget):
+    """Fine-tune (or train from scratch) on painted slices or a dataset folder."""
+
+    finished = Signal(object)  # TrainDone / Failed
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result: T.TrainDone | None = None
+        self.last_result = None
+        self.model_name: str | None = None
+        self._cancel = threading.Event()
+        self._checkpoint_path: str | None = None
+        # Tests (and power users) may inject a base TrainConfig, e.g. a tiny model.
+        self.base_config = None
+        self._history = {"ep_x": [], "loss": [], "reward": [], "val_x": [], "val": []}
+        self._dirty = False
+
+        # data
+        self.source_combo = QComboBox()
+        self.source_combo.addItems(SOURCES)
+        self.image_combo = QComboBox()
+        self.labels_combo = QComboBox()
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(0, 65535)
+        self.label_spin.setSpecialValueText("auto (the only one painted)")
+        self.kind_combo = QComboBox()
+        self.kind_combo.addItems(T.DATASET_KINDS)
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("dataset folder")
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse_dataset)
+        layers_page, data_page = QWidget(), QWidget()
+        lf = QFormLayout(layers_page)
+        lf.setContentsMargins(0, 0, 0, 0)
+        lf.addRow("Image", self.image_combo)
+        lf.addRow("Painted labels", self.labels_combo)
+        lf.addRow("Label", self.label_spin)
+        df = QFormLayout(data_page)
+        df.setContentsMargins(0, 0, 0, 0)
+        df.addRow("Kind", self.kind_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit)
+        row.addWidget(browse)
+        df.addRow("Folder", row)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(layers_page)
+        self.pages.addWidget(data_page)
+        self.source_combo.currentIndexChanged.connect(self.pages.setCurrentIndex)
+
+        # training
+        self.nshot_spin = QSpinBox()
+        self.nshot_spin.setRange(0, 100000)
+        self.nshot_spin.setSpecialValueText("all")
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 100000)
+        self.epochs_spin.setValue(50)
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(0, 10000)
+        self.budget_spin.setDecimals(1)
+        self.budget_spin.setSpecialValueText("none")
+        self.budget_spin.setSuffix(" min")
+        self.start_combo = QComboBox()
+        self.start_combo.activated.connect(self._start_activated)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(device_choices())
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("new folder under ~/.cache/napari-pixeldrl/runs")
+        out_browse = QPushButton("Browse...")
+        out_browse.clicked.connect(self._browse_out)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button = QPushButton("Save model...")
+        self.save_button.setEnabled(False)
+        self.save_button.clicked.connect(self._save_clicked)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.5, 4.2), tight_layout=True)
+        self.ax_loss, self.ax_reward, self.ax_dice = self.figure.subplots(3, 1, sharex=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(260)
+        self._draw_curve()
+        self.redraw_timer = QTimer(self)
+        self.redraw_timer.setInterval(REDRAW_MS)
+        self.redraw_timer.timeout.connect(self._redraw_if_dirty)
+
+        form = QFormLayout()
+        form.addRow("Data", self.source_combo)
+        form.addRow(self.pages)
+        form.addRow("N-shot (slices)", self.nshot_spin)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Time budget", self.budget_spin)
+        form.addRow("Start from", self.start_combo)
+        form.addRow("Device", self.device_combo)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit)
+        out_row.addWidget(out_browse)
+        form.addRow("Output folder", out_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.save_button)
+        layout.addStretch(1)
+
+        self._refresh_layers()
+        self.refresh_starts()
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed, self.viewer.layers.events.reordered):
+            ev.connect(self._refresh_layers)
+
+    # ------------------------------------------------------------------ choices
+
+    def _refresh_layers(self, event=None) -> None:
+        from napari.layers import Image, Labels
+
+        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+            current = combo.currentText()
+            names = [layer.name for layer in self.viewer.layers if isinstance(layer, kind)]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+
+    def start_sources(self) -> dict:
+        """{combo text: None (fresh) | path | LoadedModel} of the starting points on offer."""
+        from napari_pixeldrl.model.checkpoint import bundled_models
+
+        out: dict = {FRESH: None}
+        for name, path in bundled_models().items():
+            out[BUNDLED + name] = path
+        models = dict(_registry.published_models(self.viewer))
+        for w in _registry.segment_widgets(self.viewer):
+            models.update(w.models())
+        for name, source in models.items():
+            out.setdefault(SEGMENT + name, source)
+        if self._checkpoint_path:
+            out[self._checkpoint_path] = Path(self._checkpoint_path)
+        return out
+
+    def refresh_starts(self, select: str | None = None) -> None:
+        current = select or self.start_combo.currentText()
+        items = list(self.start_sources())
+        self.start_combo.blockSignals(True)
+        self.start_combo.clear()
+        self.start_combo.addItems(items)
+        self.start_combo.addItem(FILE_ITEM)
+        self.start_combo.setCurrentText(current if current in items else FRESH)
+        self.start_combo.blockSignals(False)
+
+    def showEvent(self, event):  # the Segment widget may have gained models meanwhile
+        super().showEvent(event)
+        if self.worker is None:
+            self.refresh_starts()
+
+    def set_checkpoint(self, path) -> None:
+        self._checkpoint_path = str(path)
+        self.refresh_starts(select=str(path))
+
+    def _start_activated(self, index: int) -> None:
+        if self.start_combo.itemText(index) != FILE_ITEM:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Start from a napari-pixeldrl checkpoint", "", "Checkpoints (*.safetensors);;All files (*)")
+        if path:
+            self.set_checkpoint(path)
+        else:
+            self.refresh_starts()
+
+    def _browse_dataset(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder")
+        if path:
+            self.path_edit.setText(path)
+
+    def _browse_out(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Output folder for the run")
+        if path:
+            self.out_edit.setText(path)
+
+    # ------------------------------------------------------------------ run
+
+    def train_config(self):
+        """The TrainConfig for a run: the injected base (or defaults) with the widget's choices."""
+        import dataclasses
+
+        from napari_pixeldrl.training.trainer import TrainConfig
+
+        cfg = dataclasses.replace(self.base_config) if self.base_config is not None else TrainConfig()
+        cfg.epochs = int(self.epochs_spin.value())
+        budget = float(self.budget_spin.value())
+        cfg.time_budget_min = budget if budget > 0 else None
+        cfg.device = self.device_combo.currentText()
+        cfg.progress = False
+        return cfg
+
+    def prepare(self):
+        """Check the inputs (no worker yet); returns the job's arguments or raises PixelDRLError."""
+        start_text = self.start_combo.currentText()
+        sources = self.start_sources()
+        if start_text not in sources:
+            raise T.InputError("choose a starting model under 'Start from' (or 'Checkpoint file...')")
+        start = sources[start_text]
+        model_channels = T.start_channels(start)  # foreign checkpoint -> CheckpointError
+        cfg = self.train_config()
+        if start is not None:
+            cfg.model_overrides = {}
+            cfg.preset = self._preset_of(start) or cfg.preset
+        n_shot = self.nshot_spin.value() or None
+        out = T.check_out_dir(self.out_edit.text().strip() or T.default_run_dir())
+        cfg.data = {"source": SOURCES[self.source_combo.currentIndex()], "n_shot": n_shot,
+                    "init_checkpoint": None if start is None else str(getattr(start, "path", start))}
+        if self.source_combo.currentIndex() == 0:
+            from napari.layers import Image, Labels
+
+            iname, lname = self.image_combo.currentText(), self.labels_combo.currentText()
+            if not iname or iname not in self.viewer.layers or not isinstance(self.viewer.layers[iname], Image):
+                raise T.InputError("open an image first and pick it under Image")
+            if not lname or lname not in self.viewer.layers or not isinstance(self.viewer.layers[lname], Labels):
+                raise T.InputError(
+                    "paint the object first: select the image, add a labels layer (Layers > New Labels layer), "
+                    "paint a few slices, then pick it under 'Painted labels'"
+                )
+            image, labels = self.viewer.layers[iname], self.viewer.layers[lname]
+            data = T.layer_training_data(
+                image.data, labels.data, rgb=bool(image.rgb), label=self.label_spin.value() or None,
+                n_shot=n_shot, seed=cfg.seed, image_name=iname, labels_name=lname,
+            )
+            T.check_channels(data.channels, model_channels, self._start_label(start_text))
+            cfg.data.update(image=iname, labels=lname, slices=data.slices)
+            return dict(data=data, config=cfg, out_dir=out, start=start, n_shot=n_shot)
+        kind = self.kind_combo.currentText()
+        path = T.check_dataset(kind, self.path_edit.text().strip())
+        cfg.data.update(dataset=kind, path=str(path))
+        return dict(data=None, config=cfg, out_dir=out, start=start, dataset=(kind, str(path), None), n_shot=n_shot)
+
+    @staticmethod
+    def _start_label(text: str) -> str:
+        return f"the starting model ({text})"
+
+    @staticmethod
+    def _preset_of(start) -> str | None:
+        from napari_pixeldrl.model.checkpoint import LoadedModel, read_header
+
+        try:
+            if isinstance(start, LoadedModel):
+                return start.config.preset
+            return read_header(start)["model"].get("preset")
+        except Exception:  # noqa: BLE001 - the preset only labels the run
+            return None
+
+    def run(self):
+        """Check the inputs and start training; returns the worker, or None (notified why)."""
+        if self.worker is not None:
+            return self.worker
+        try:
+            kwargs = self.prepare()
+        except PixelDRLError as exc:
+            self.status.setText(str(exc))
+            _notify("error" if isinstance(exc, T.CheckpointError) else "warning", str(exc))
+            return None
+        from napari.qt.threading import thread_worker
+
+        self._cancel = threading.Event()
+        self.result = None
+        self.last_result = None
+        self.save_button.setEnabled(False)
+        self._history = {k: [] for k in self._history}
+        self._dirty = True
+        job = thread_worker(T.train_job, start_thread=False)
+        worker = job(cancel=self._cancel, **kwargs)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._out_dir = kwargs["out_dir"]
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Preparing; run folder {kwargs['out_dir']}")
+        self.redraw_timer.start()
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop before the next episode; the best model so far is still loaded and offered."""
+        self._cancel.set()
+        self.status.setText("Cancelling (after the current episode)...")
+
+    def closeEvent(self, event):  # closing the widget stops a run (checkpoints stay)
+        self._cancel.set()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ progress
+
+    def _on_yielded(self, msg) -> None:
+        if isinstance(msg, W.Stage):
+            self.status.setText(msg.text.capitalize() + "...")
+        elif isinstance(msg, T.TrainStarted):
+            self._episodes = msg.episodes_per_epoch
+            self.progress.setRange(0, max(1, msg.epochs * msg.episodes_per_epoch))
+            self.progress.setValue(0)
+            self.status.setText(f"Training on {msg.n_train} slice(s), validating on {msg.n_val} ({msg.note}).")
+        elif isinstance(msg, T.TrainEpisode):
+            x = msg.epoch - 1 + msg.episode / max(1, msg.episodes_per_epoch)
+            self._history["ep_x"].append(x)
+            self._history["loss"].append(msg.loss)
+            self._history["reward"].append(msg.mean_reward)
+            self.progress.setValue((msg.epoch - 1) * msg.episodes_per_epoch + msg.episode)
+            self._dirty = True
+        elif isinstance(msg, T.TrainEpoch):
+            if msg.val_dice is not None:
+                self._history["val_x"].append(msg.epoch)
+                self._history["val"].append(msg.val_dice)
+            val = "-" if msg.val_dice is None else f"{msg.val_dice:.3f}"
+            self.status.setText(
+                f"Epoch {msg.epoch}/{msg.epochs}: loss {msg.loss:.3f}, reward {msg.mean_reward:.3f}, "
+                f"validation DICE {val} (best {max(msg.best_dice, 0):.3f} at epoch {msg.best_epoch})"
+            )
+            self._dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self._draw_curve()
+
+    def _draw_curve(self) -> None:
+        h = self._history
+        for ax, title in ((self.ax_loss, "loss"), (self.ax_reward, "mean reward"), (self.ax_dice, "validation DICE")):
+            ax.clear()
+            ax.set_title(title, fontsize=8)
+            ax.tick_params(labelsize=7)
+        self.ax_loss.plot(h["ep_x"], h["loss"], lw=1)
+        self.ax_reward.plot(h["ep_x"], h["reward"], lw=1, color="tab:green")
+        self.ax_dice.plot(h["val_x"], h["val"], marker=".", color="tab:red")
+        self.ax_dice.set_ylim(0, 1)
+        self.ax_dice.set_xlabel("epoch", fontsize=7)
+        self.canvas.draw_idle()
+        self._dirty = False
+
+    # ------------------------------------------------------------------ end
+
+    def _on_returned(self, msg) -> None:
+        self.last_result = msg
+        if isinstance(msg, T.TrainDone):
+            self.result = msg
+            self.model_name = self._publish(msg)
+            how = {"done": "Done", "time_budget": "Time budget reached", "cancelled": "Cancelled"}.get(msg.reason, msg.reason)
+            dice = "n/a" if msg.best_dice is None or (isinstance(msg.best_dice, float) and math.isnan(msg.best_dice)) else f"{msg.best_dice:.3f}"
+            self.status.setText(
+                f"{how} after {msg.epochs_done} epoch(s) in {msg.seconds:.0f} s; best validation DICE {dice} "
+                f"(epoch {msg.best_epoch}). {msg.note}. Model '{self.model_name}' is in the Segment widget's list; "
+                f"run folder {msg.out_dir}"
+            )
+            self.save_button.setEnabled(True)
+            if msg.reason == "cancelled":
+                _notify("info", f"Training cancelled; the best model so far is offered as '{self.model_name}' (checkpoints kept in {msg.out_dir}).")
+        elif isinstance(msg, W.Failed):
+            self.status.setText("Failed: " + msg.message)
+            _notify("error", msg.message)
+        self.finished.emit(msg)
+
+    def _publish(self, msg: T.TrainDone) -> str:
+        name = _registry.unique_name(self.viewer, f"trained {Path(msg.out_dir).name}")
+        told = _registry.publish_model(self.viewer, name, msg.loaded)
+        if not told:
+            self._open_segment_widget()
+        self.refresh_starts()
+        return name
+
+    def _open_segment_widget(self) -> None:
+        """Dock the Segment widget (it lists the published model) when none is open."""
+        window = getattr(self.viewer, "window", None)
+        if window is None or os.environ.get("PIXELDRL_NO_AUTODOCK"):
+            return
+        try:
+            window.add_plugin_dock_widget("napari-pixeldrl", "Segment")
+        except Exception:  # noqa: BLE001 - the model stays published for a Segment widget opened later
+            pass
+
+    def _on_errored(self, exc) -> None:  # a bug: napari also relays the traceback
+        self.last_result = W.Failed(f"{type(exc).__name__}: {exc}", "other")
+        self.status.setText(f"Training failed: {type(exc).__name__}: {exc}")
+        self.finished.emit(self.last_result)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.redraw_timer.stop()
+        self._draw_curve()
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if isinstance(self.last_result, T.TrainDone) else 0)
+
+    # ------------------------------------------------------------------ save
+
+    def _save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the trained model", "model.safetensors", "Checkpoints (*.safetensors)")
+        if path:
+            self.save_model(path)
+
+    def save_model(self, path) -> Path | None:
+        """Write the trained (best) model to ``path`` (.safetensors added when missing)."""
+        if self.result is None:
+            _notify("warning", "Train a model first.")
+            return None
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        try:
+            out = W.save_model(self.result.loaded, path)
+        except OSError as exc:
+            _notify("error", f"cannot write {path}: {exc}")
+            return None
+        self.status.setText(f"Saved {out}")
+        return out

@@ -1,0 +1,164 @@
+"""Train widget in a real napari viewer (run under ``xvfb-run -a``): tiny model, 1 epoch."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    pytest.skip("napari widget tests need a display: run them under xvfb-run -a", allow_module_level=True)
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from _synthetic import TINY  # noqa: E402
+
+from napari_pixeldrl import _registry  # noqa: E402
+from napari_pixeldrl import _train_worker as T  # noqa: E402
+from napari_pixeldrl import _workers as W  # noqa: E402
+from napari_pixeldrl._widget_segment import SegmentWidget  # noqa: E402
+from napari_pixeldrl._widget_train import FRESH, SEGMENT, TrainWidget  # noqa: E402
+from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint  # noqa: E402
+from napari_pixeldrl.model.network import build_model  # noqa: E402
+from napari_pixeldrl.training.trainer import BEST, LAST, TrainConfig  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    seen = []
+    import napari_pixeldrl._widget_segment as S
+    import napari_pixeldrl._widget_train as TW
+
+    monkeypatch.setattr(TW, "_notify", lambda kind, msg: seen.append((kind, msg)))
+    monkeypatch.setattr(S, "_notify", lambda kind, msg: seen.append((kind, msg)))
+    monkeypatch.setenv("PIXELDRL_NO_AUTODOCK", "1")
+    return seen
+
+
+def disc_volume(z=4, size=64, painted=(0, 1, 3)):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((z, size, size), np.float32)
+    labels = np.zeros((z, size, size), np.uint8)
+    for i in range(z):
+        disc = (yy - 30) ** 2 + (xx - 32 - i) ** 2 < (11 + i) ** 2
+        image[i] = rng.normal(40, 5, (size, size)) + 120 * disc
+        if i in painted:
+            labels[i][disc] = 1
+    return image, labels
+
+
+def tiny(widget, out, epochs=1):
+    widget.base_config = TrainConfig(model_overrides=dict(TINY), batch_size=2, crop=None, augment=False, t_max=2,
+                                     device="cpu", progress=False, threads=1)
+    widget.epochs_spin.setValue(epochs)
+    widget.device_combo.setCurrentText("cpu")
+    widget.out_edit.setText(str(out))
+
+
+def train_and_wait(qtbot, w, timeout=60000, cancel=False):
+    with qtbot.waitSignal(w.finished, timeout=timeout) as blocker:
+        worker = w.run()
+        assert worker is not None, w.status.text()
+        if cancel:
+            w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=10000)
+    return blocker.args[0]
+
+
+def test_train_painted_slices_then_segment(make_napari_viewer, qtbot, tmp_path, notes):
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    seg = SegmentWidget(viewer)
+    w = TrainWidget(viewer)
+    assert (w.image_combo.currentText(), w.labels_combo.currentText()) == ("vol", "paint")
+    assert w.start_combo.currentText() == FRESH
+    tiny(w, tmp_path / "run")
+    res = train_and_wait(qtbot, w)
+    assert isinstance(res, T.TrainDone), res
+    assert res.reason == "done" and res.n_train == 2 and res.n_val == 1
+    assert (tmp_path / "run" / BEST).exists() and (tmp_path / "run" / LAST).exists()
+    assert w.progress.value() == w.progress.maximum()
+    assert len(w._history["loss"]) >= 1 and w._history["val"]  # the curve got points
+    # the trained model is listed (and selected) in the Segment widget, and segments
+    name = w.model_name
+    assert seg.model_combo.currentText() == name and isinstance(seg.models()[name], LoadedModel)
+    seg.tmax_spin.setValue(2)
+    with qtbot.waitSignal(seg.finished, timeout=60000) as blocker:
+        seg.run()
+    assert isinstance(blocker.args[0], W.SegmentDone)
+    assert seg.layer_for("mask").data.shape == image.shape
+    # a Segment widget opened later lists it too; the Train widget offers it as a start
+    assert name in SegmentWidget(viewer).models()
+    w.refresh_starts()
+    assert w.start_combo.findText(SEGMENT + name) >= 0
+    # Save model... writes a loadable checkpoint
+    saved = w.save_model(tmp_path / "mine")
+    assert saved.name == "mine.safetensors" and load_checkpoint(saved).config == res.loaded.config
+    assert not [n for n in notes if n[0] == "error"]
+
+
+def test_finetune_from_segment_model_and_cancel(make_napari_viewer, qtbot, tmp_path, notes, tiny_config):
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    seg = SegmentWidget(viewer)
+    cfg = tiny_config()
+    seg.add_checkpoint(save_checkpoint(tmp_path / "start.safetensors", build_model(cfg), cfg))
+    w = TrainWidget(viewer)
+    tiny(w, tmp_path / "run", epochs=50)
+    w.refresh_starts()
+    w.start_combo.setCurrentText(SEGMENT + "start.safetensors")
+    res = train_and_wait(qtbot, w, cancel=True)
+    assert isinstance(res, T.TrainDone) and res.reason == "cancelled" and res.epochs_done < 50
+    assert res.best_checkpoint.exists()
+    assert w.model_name in seg.models() and w.train_button.isEnabled()
+    assert notes and notes[-1][0] == "info" and "cancelled" in notes[-1][1]
+
+
+def test_nothing_painted_or_bad_input_notifies_without_worker(make_napari_viewer, qtbot, tmp_path, notes, tiny_config):
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(np.zeros_like(labels), name="empty")
+    w = TrainWidget(viewer)
+    tiny(w, tmp_path / "run")
+    assert w.run() is None and w.worker is None
+    assert notes[-1][0] == "warning" and "nothing is painted" in notes[-1][1]
+    # labels of another shape
+    viewer.add_labels(labels[:, :32], name="small")
+    w.labels_combo.setCurrentText("small")
+    assert w.run() is None and "has shape" in notes[-1][1]
+    # an RGB start for a gray image
+    w.labels_combo.setCurrentText("empty")
+    viewer.layers["empty"].data = labels
+    cfg = tiny_config(in_channels=3)
+    w.set_checkpoint(save_checkpoint(tmp_path / "rgb.safetensors", build_model(cfg), cfg))
+    assert w.run() is None and "image is gray" in notes[-1][1]
+    # a foreign checkpoint
+    bad = tmp_path / "foreign.safetensors"
+    bad.write_bytes(b"PK\x03\x04 zip")
+    w.set_checkpoint(bad)
+    assert w.run() is None and notes[-1][0] == "error" and "saved by napari-pixeldrl" in notes[-1][1]
+    assert w.worker is None and not (tmp_path / "run").exists()
+
+
+def test_docked_from_the_plugin_opens_segment_with_the_model(make_napari_viewer, qtbot, tmp_path, notes, monkeypatch):
+    """Through napari's plugin menu entry; with no Segment widget open, training docks one listing the model."""
+    monkeypatch.delenv("PIXELDRL_NO_AUTODOCK")
+    viewer = make_napari_viewer()
+    image, labels = disc_volume(painted=(2,))
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    _, w = viewer.window.add_plugin_dock_widget("napari-pixeldrl", "Train / fine-tune")
+    assert isinstance(w, TrainWidget)
+    tiny(w, tmp_path / "run")
+    res = train_and_wait(qtbot, w)
+    assert isinstance(res, T.TrainDone) and res.n_train == res.n_val == 1 and "itself" in res.note
+    segs = _registry.segment_widgets(viewer)
+    assert len(segs) == 1 and segs[0].model_combo.currentText() == w.model_name
