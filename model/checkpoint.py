@@ -99,19 +99,20 @@ def read_header(path) -> dict:
     path = resolve_checkpoint(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the .safetensors file inside it")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise CheckpointError(
-            f"{path} is a pickled PyTorch file; napari-pixeldrl only loads safetensors checkpoints, "
-            "which cannot run code when opened"
-        )
     try:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
+        # Only now look at the first bytes: a safetensors header length may start with any byte.
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head == b"PK" or head[:1] == b"\x80":
+            raise CheckpointError(
+                f"{path} is a pickled PyTorch file; napari-pixeldrl only loads safetensors checkpoints, "
+                "which cannot run code when opened"
+            ) from None
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a napari-pixeldrl checkpoint (no '{FORMAT}' header)")
