@@ -63,6 +63,25 @@ def discounted_returns(rewards: list[torch.Tensor], reward_conv: nn.Module, gamm
     return returns
 
 
+def balance_weights(truth: torch.Tensor) -> torch.Tensor:
+    """Per-pixel reward weights (B, H, W): 0.5 / (fraction of the pixel's class) per image.
+
+    With them, the all-zero and the all-keep policies both earn 0 per image on average
+    and the perfect mask earns +0.5; the mean weight over an image is 1. A class that is
+    absent from an image has no pixel to weigh; its fraction is clamped to one pixel.
+    """
+    n = truth[0].numel()
+    fg = truth.flatten(1).mean(dim=1).clamp(1.0 / n, 1.0 - 1.0 / n).view(-1, 1, 1)
+    return torch.where(truth > 0.5, 0.5 / fg, 0.5 / (1.0 - fg))
+
+
+def _mean(x: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
+    """Mean over pixels and batch, or over the live pixels only (``live`` 0/1, same shape)."""
+    if live is None:
+        return x.mean()
+    return (x * live).sum() / live.sum().clamp(min=1.0)
+
+
 def pa3c_loss(
     net,
     image: torch.Tensor,
@@ -73,28 +92,40 @@ def pa3c_loss(
     value_weight: float = 1.0,
     entropy_beta: float = ENTROPY_BETA,
     supervised_weight: float = 0.0,
+    reward_balance: bool = False,
+    live_pixels_only: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
-    """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float."""
+    """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
+
+    ``reward_balance`` weighs each pixel's reward by :func:`balance_weights`.
+    ``live_pixels_only`` restricts the policy, entropy and value terms of step t to the
+    pixels still alive before it (m(t-1) = 1), averaged over their number: a zeroed pixel
+    is absorbed, its action changes nothing and its return is 0 by construction.
+    """
     truth = truth.float()
-    rewards, values, log_probs, entropies, keep_probs = [], [], [], [], []
+    weights = balance_weights(truth) if reward_balance else None
+    rewards, values, log_probs, entropies, keep_probs, lives = [], [], [], [], [], []
     prev = torch.ones_like(truth)
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
         mask = step.mask.float()
-        rewards.append(reward(prev, mask, truth).detach())
+        r = reward(prev, mask, truth).detach()
+        rewards.append(r * weights if weights is not None else r)
         values.append(step.value.float())
         log_probs.append(step.log_prob.float())
         entropies.append(step.entropy.float())
         keep_probs.append(step.keep_prob.float())
+        lives.append(prev.detach() if live_pixels_only else None)
         prev = mask
     returns = discounted_returns(rewards, _unwrap(net).reward_conv, gamma)
 
     policy = value = entropy_sum = supervised = image.new_zeros((), dtype=torch.float32)
     for t in range(len(rewards)):
         advantage = returns[t] - values[t]
-        policy = policy - (log_probs[t] * advantage.detach()).mean()
-        entropy_sum = entropy_sum + entropies[t].mean()
-        value = value + ((values[t] - returns[t]) ** 2).mean()
+        live = lives[t]
+        policy = policy - _mean(log_probs[t] * advantage.detach(), live)
+        entropy_sum = entropy_sum + _mean(entropies[t], live)
+        value = value + _mean((values[t] - returns[t]) ** 2, live)
         if supervised_weight:
             p = keep_probs[t].clamp(1e-6, 1 - 1e-6)
             supervised = supervised + F.binary_cross_entropy(p, truth)
@@ -120,11 +151,23 @@ def _unwrap(net):
 class PA3CObjective(nn.Module):
     """``forward(image, truth)`` -> (loss, stats): the module DDP wraps."""
 
-    def __init__(self, net: nn.Module, *, t_max: int, gamma: float, value_weight: float, entropy_beta: float, supervised_weight: float):
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        t_max: int,
+        gamma: float,
+        value_weight: float,
+        entropy_beta: float,
+        supervised_weight: float,
+        reward_balance: bool = False,
+        live_pixels_only: bool = False,
+    ):
         super().__init__()
         self.net = net
         self.t_max, self.gamma = t_max, gamma
         self.value_weight, self.entropy_beta, self.supervised_weight = value_weight, entropy_beta, supervised_weight
+        self.reward_balance, self.live_pixels_only = reward_balance, live_pixels_only
 
     def forward(self, image: torch.Tensor, truth: torch.Tensor, generator: torch.Generator | None = None):
         return pa3c_loss(
@@ -136,5 +179,7 @@ class PA3CObjective(nn.Module):
             value_weight=self.value_weight,
             entropy_beta=self.entropy_beta,
             supervised_weight=self.supervised_weight,
+            reward_balance=self.reward_balance,
+            live_pixels_only=self.live_pixels_only,
             generator=generator,
         )
