@@ -15,6 +15,36 @@ with w the network's ``reward_conv`` (one 33x33 filter, delta at the start). The
 summed over t, averaged over pixels and the batch. This is the synchronous batched
 update PixelRL itself runs (Furuta et al., official Chainer code).
 
+Two gap-filling choices (METHOD.md §2: adopted unless measurement says otherwise), both
+on by default in TrainConfig and switchable (``--[no-]reward-balance``,
+``--[no-]live-pixels-only``):
+
+* ``reward_balance``: r is weighed per image by 0.5 / (fraction of the pixel's class).
+  The plain reward is accuracy-like: with objects on ~5 % of a slice the all-zero policy
+  earns +1 on 95 % of the pixels and -1 on 5 %, close to the best return, and the
+  background's gradient on the shared weights drives every pixel towards zeroing; once
+  pi(keep) is small, keeping an object pixel is worth only ~(1 - gamma) more than
+  zeroing it (zeroing is absorbing) and the softmax gradient vanishes too, so the run
+  never comes back. Balanced, all-zero and all-keep both earn 0 and only a real mask
+  earns more. Measured (benchmarks/pa3c_collapse.py, tiny lite network, 64x64 discs on
+  3-9 % of the pixels, supervised weight 0, 30 epochs, seeds 0 and 1): without it every
+  run fell to all-zero (val DICE 0) by epoch ~6, with or without live-pixels-only or a
+  value baseline; 5 of 6 stayed there, one (plain, seed 1) escaped at epoch ~21. With it
+  no run fell to all-zero and val DICE rose to 0.71-0.88 (benchmarks/results/
+  pa3c_collapse.md). The price: object pixels weigh ~10x, so a little background is kept
+  (0.02-0.06 of it).
+* ``live_pixels_only``: the terms of step t count only pixels alive before it
+  (m(t-1) = 1), averaged over their number. A zeroed pixel is absorbed: its action has
+  no effect and its return is 0, so its policy term is pure noise and its entropy term
+  pulls shared weights for nothing. Alone it does not stop the collapse. With the
+  balanced reward it gave a faster rise and a higher best val DICE (0.880/0.865 against
+  0.711/0.845 for seeds 0/1) but mixed final ones (0.855/0.768 against 0.711/0.828):
+  weak evidence, two seeds; on by default because the terms it drops carry no signal.
+
+A 1-pixel bandit check (tests/test_pa3c.py) confirms the signs: with or without the
+options, descending the loss raises pi(keep) on object pixels and lowers it on
+background pixels.
+
 :class:`PA3CObjective` wraps a network so that one ``forward`` computes the whole loss;
 that is what DistributedDataParallel wraps, so gradients are averaged across processes.
 """
