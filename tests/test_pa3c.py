@@ -83,3 +83,64 @@ def test_dice_bce_is_small_for_a_confident_correct_prediction():
     good = (truth * 20 - 10)[:, None]
     bad = -good
     assert dice_bce_loss(good, truth)[0] < 0.01 < 1.0 < dice_bce_loss(bad, truth)[0]
+
+
+# ---------------------------------------------------------------- collapse checks
+
+
+class PixelBandit(torch.nn.Module):
+    """One free keep-logit and one free value per pixel: the PA3C loss with nothing shared."""
+
+    def __init__(self, h, w, keep=0.5):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.full((h, w), math.log(keep / (1 - keep))))
+        self.v = torch.nn.Parameter(torch.zeros(h, w))
+        self.reward_conv = delta_conv(1)
+
+    def encode(self, image):
+        return {"b": image.shape[0]}
+
+    def step(self, context, mask, with_value=True):
+        b = context["b"]
+        logits = torch.stack([torch.zeros_like(self.logit), self.logit])[None].expand(b, -1, -1, -1)
+        return logits, self.v[None, None].expand(b, 1, -1, -1)
+
+
+@pytest.mark.parametrize("t_max", [1, 3])
+@pytest.mark.parametrize("reward_balance", [False, True])
+@pytest.mark.parametrize("live_pixels_only", [False, True])
+def test_bandit_gradient_keeps_object_and_zeroes_background(t_max, reward_balance, live_pixels_only):
+    # Pixel 0 is object, pixels 1..3 background; a batch of 512 sampled episodes averages
+    # the policy gradient. Descending it must raise pi(keep) on the object, lower it on
+    # the background, from pi(keep) = 0.5 and from the keep_init of 0.9.
+    truth = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]).expand(512, 1, 4)
+    image = truth[:, None].clone()
+    for keep in (0.5, 0.9):
+        net = PixelBandit(1, 4, keep)
+        loss, _ = pa3c_loss(
+            net, image, truth, t_max=t_max, gamma=0.95, value_weight=0.0, entropy_beta=0.0,
+            reward_balance=reward_balance, live_pixels_only=live_pixels_only,
+            generator=torch.Generator().manual_seed(0),
+        )
+        loss.backward()
+        g = net.logit.grad[0]
+        assert g[0] < 0, g  # descent raises the object's keep logit
+        assert (g[1:] > 0).all(), g  # and lowers the background's
+
+
+def test_balanced_rewards_on_a_hand_case():
+    from napari_pixeldrl.training.pa3c import balance_weights
+    from napari_pixeldrl.model.episode import reward
+
+    truth = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])  # 1 object pixel of 4
+    w = balance_weights(truth)
+    assert torch.allclose(w, torch.tensor([[[2.0, 2 / 3, 2 / 3, 2 / 3]]]))
+    assert float(w.mean()) == pytest.approx(1.0)
+    ones = torch.ones_like(truth)
+    total = lambda final: float((reward(ones, final, truth) * w).sum())  # one-step episode
+    assert total(torch.zeros_like(truth)) == pytest.approx(0.0, abs=1e-6)  # all-zero earns nothing
+    assert total(ones) == pytest.approx(0.0, abs=1e-6)  # all-keep earns nothing
+    assert total(truth) == pytest.approx(2.0)  # the perfect mask earns the most
+    assert total(torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])) < 0  # worse than doing nothing
+    # Without an object the weights stay finite.
+    assert torch.isfinite(balance_weights(torch.zeros(1, 4, 4))).all()

@@ -88,6 +88,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--t-max", type=int, default=None)
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
+    p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
+                   help="weigh each pixel's reward by 0.5 / its class's fraction of the slice (default on)")
+    p.add_argument("--live-pixels-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
     p.add_argument("--val-max-slices", type=int, default=None)
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
@@ -138,7 +142,8 @@ def _config_from_args(args, finetune: bool):
         cfg.seed = args.seed
     for name, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("t_max", "t_max"),
                        ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
-                       ("val_max_slices", "val_max_slices"), ("threads", "threads")):
+                       ("val_max_slices", "val_max_slices"), ("threads", "threads"),
+                       ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

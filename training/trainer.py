@@ -52,6 +52,10 @@ CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
 
 
+# Options added after runs were first saved; a saved config without them had them off.
+_ADDED_OFF = ("reward_balance", "live_pixels_only")
+
+
 @dataclass
 class TrainConfig:
     """Every training option; JSON-serialisable (``to_dict`` / ``from_dict``)."""
@@ -77,6 +81,10 @@ class TrainConfig:
     # 0.5 nearly every object pixel is zeroed while exploring and the run falls into the
     # all-zero policy. None leaves the random initialisation.
     keep_init: float | None = 0.9
+    # Gap-filling choices against the collapse to the all-zero policy (pa3c.py docstring,
+    # benchmarks/results/pa3c_collapse.md): class-balanced reward, loss over live pixels.
+    reward_balance: bool = True  # weigh each pixel's reward by 0.5 / its class's fraction
+    live_pixels_only: bool = True  # policy/entropy/value terms over pixels not yet zeroed
     crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
     augment: bool = True
     rotate: float = 15.0  # degrees
@@ -100,6 +108,8 @@ class TrainConfig:
         unknown = set(data) - names
         if unknown:
             raise InputError(f"unknown training config keys: {sorted(unknown)}")
+        # A run saved before these options existed was trained without them: resume it so.
+        data = {**{k: False for k in _ADDED_OFF}, **data}
         return cls(**data)
 
     def resolved_supervised_weight(self) -> float:
@@ -277,6 +287,8 @@ class Trainer:
                 value_weight=c.value_weight,
                 entropy_beta=c.entropy_beta,
                 supervised_weight=c.resolved_supervised_weight(),
+                reward_balance=c.reward_balance,
+                live_pixels_only=c.live_pixels_only,
             )
         self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
