@@ -27,7 +27,7 @@ from napari_pixeldrl.training.predict import predict_slices
 from napari_pixeldrl.training.trainer import TrainConfig, Trainer
 
 OUT = Path(__file__).parent / "results"
-TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4, upsample_channels=4)
+TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4)
 
 # name -> TrainConfig fields on top of BASE
 SETTINGS = {

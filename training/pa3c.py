@@ -128,7 +128,9 @@ def pa3c_loss(
 ) -> tuple[torch.Tensor, LossStats]:
     """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
 
-    ``reward_balance`` weighs each pixel's reward by :func:`balance_weights`.
+    ``reward_balance`` weighs each pixel's reward, and its supervised term, by
+    :func:`balance_weights` (an unbalanced BCE pulls pi(keep) down on every pixel of an
+    imbalanced slice just as the unbalanced reward does).
     ``live_pixels_only`` restricts the policy, entropy and value terms of step t to the
     pixels still alive before it (m(t-1) = 1), averaged over their number: a zeroed pixel
     is absorbed, its action changes nothing and its return is 0 by construction.
@@ -158,7 +160,7 @@ def pa3c_loss(
         value = value + _mean((values[t] - returns[t]) ** 2, live)
         if supervised_weight:
             p = keep_probs[t].clamp(1e-6, 1 - 1e-6)
-            supervised = supervised + F.binary_cross_entropy(p, truth)
+            supervised = supervised + F.binary_cross_entropy(p, truth, weight=weights)
     loss = policy - entropy_beta * entropy_sum + value_weight * value
     if supervised_weight:
         loss = loss + supervised_weight * supervised
