@@ -123,10 +123,49 @@ def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.n
     return out, constant
 
 
-def _pad(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     h, w = x.shape[-2:]
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
     return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+@dataclass
+class BatchResult:
+    """Argmax episode of one batch, cropped to (h, w)."""
+
+    mask: np.ndarray  # (B, h, w) uint8, the final f(T)
+    steps_taken: np.ndarray  # (B,) the step at which the fixed point was seen, else t_max
+    step_masks: np.ndarray | None  # (T, B, h, w); after a fixed point the last step repeats
+    step_actions: np.ndarray | None  # (T, B, h, w)
+    last_mask: torch.Tensor  # (B, 1, H, W) padded, the state the value map is taken of
+
+
+def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int], t_max: int, *,
+              early_stop: bool = True, return_steps: bool = False) -> BatchResult:
+    """One argmax episode (or one U-Net forward) on a padded batch ``x`` (B, C, H, W)."""
+    h, w = size
+    b = x.shape[0]
+    if config.arch == "unet":
+        final = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
+        stack = np.repeat(final[None], t_max, axis=0) if return_steps else None
+        return BatchResult(final, np.ones(b, np.int32), stack, stack, torch.from_numpy(final)[:, None])
+    steps_taken = np.full(b, t_max, np.int32)
+    masks, actions = [], []
+    for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False):
+        unchanged = ~step.changed.cpu().numpy()
+        steps_taken = np.where(unchanged & (steps_taken == t_max) & (step.t < t_max), step.t, steps_taken)
+        final = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()
+        if return_steps:
+            masks.append(final)
+            actions.append(step.action[:, :h, :w].cpu().numpy())
+        last = step.mask
+    step_masks = step_actions = None
+    if return_steps:
+        while len(masks) < t_max:  # fixed point: every later step repeats the last one exactly
+            masks.append(masks[-1])
+            actions.append(actions[-1])
+        step_masks, step_actions = np.stack(masks), np.stack(actions)
+    return BatchResult(final, steps_taken.astype(np.int32), step_masks, step_actions, last[:, None])
 
 
 def iter_segment(
@@ -165,35 +204,19 @@ def iter_segment(
             if cancel is not None and cancel():
                 raise Cancelled("segmentation cancelled")
             idx = todo[start : start + batch_size]
-            x, _ = _pad(torch.from_numpy(slices[idx]).to(device))
-            if config.arch == "unet":
-                final = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
-                mask[idx] = final
-                if return_steps:
-                    step_masks[:, idx] = final
-                    step_actions[:, idx] = final
-            else:
-                last_t = 0
-                for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False):
-                    m = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()
-                    unchanged = ~step.changed.cpu().numpy()
-                    for j, i in enumerate(idx):
-                        if unchanged[j] and steps_taken[i] == t_max and step.t < t_max:
-                            steps_taken[i] = step.t
-                    if return_steps:
-                        step_masks[step.t - 1, idx] = m
-                        step_actions[step.t - 1, idx] = step.action[:, :h, :w].cpu().numpy()
-                    mask[idx] = m
-                    last_t = step.t
-                    last_mask = step.mask
-                if return_steps:
+            x, _ = pad_to_multiple(torch.from_numpy(slices[idx]).to(device))
+            res = run_batch(model, config, x, (h, w), t_max, early_stop=early_stop, return_steps=return_steps)
+            mask[idx] = res.mask
+            steps_taken[idx] = res.steps_taken
+            if return_steps:
+                step_masks[:, idx] = res.step_masks
+                step_actions[:, idx] = res.step_actions
+                if config.arch == "unet":
+                    value[idx] = 0.0  # the U-Net has no value map
+                else:
                     # The value map of the final state, the one the GUI shows.
-                    _, v = model.step(model.encode(x), last_mask[:, None], with_value=True)
+                    _, v = model.step(model.encode(x), res.last_mask.to(x.dtype), with_value=True)
                     value[idx] = v[:, 0, :h, :w].float().cpu().numpy()
-                if return_steps and last_t < t_max:
-                    # Fixed point: every later step repeats the last one exactly.
-                    step_masks[last_t:, idx] = step_masks[last_t - 1, idx]
-                    step_actions[last_t:, idx] = step_actions[last_t - 1, idx]
             done += len(idx)
             yield Progress(done, n)
     if device.type == "cuda":

@@ -123,3 +123,16 @@ def test_data_summary_counts_empty_slices(capsys, tmp_path, blob_image):
     assert json.loads(out) == {"patients": 2, "slices": 3, "positive_slices": 2}
     code, _, err = run(capsys, "data-summary", "--dataset", "folder", "--data", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere" in err
+
+
+def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, tiny_config):
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config, 1)
+    code, out, err = run(capsys, "demo", "--sample", "heart", "--checkpoint", str(ckpt), "--out", str(tmp_path / "demo"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["sample"] == "heart" and result["slices"] == 8
+    assert set(result["volume"]) == {"dice", "ppv", "sen", "iou", "biou", "hd95"}
+    assert (tmp_path / "demo" / "heart_steps.png").stat().st_size > 10_000
+    # The LGG sample is RGB: a one-channel model is refused with the sample's file named.
+    code, _, err = run(capsys, "demo", "--sample", "lgg", "--checkpoint", str(ckpt), "--out", str(tmp_path / "demo"))
+    assert code == 2 and "lgg_image.tif" in err

@@ -12,7 +12,7 @@ import torch
 
 from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.episode import run_episode
-from napari_pixeldrl.model.inference import _pad
+from napari_pixeldrl.model.inference import pad_to_multiple
 from napari_pixeldrl.model.network import build_model, count_parameters
 
 
@@ -80,7 +80,7 @@ def bench_inference(
         early_stop = False
     else:
         config, model = loaded.config, loaded.model.to(dev).eval()
-        x, _ = _pad(torch.from_numpy(np.ascontiguousarray(slice_[None], np.float32)).to(dev))
+        x, _ = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(slice_[None], np.float32)).to(dev))
         early_stop = True
     unet = build_model(preset_config("unet", in_channels=config.in_channels)).to(dev).eval()
     steps = []

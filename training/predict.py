@@ -12,12 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from napari_pixeldrl.model.config import ModelConfig
-from napari_pixeldrl.model.episode import run_episode
-
-MULTIPLE = 8
+from napari_pixeldrl.model.inference import pad_to_multiple, run_batch
 
 
 @dataclass
@@ -26,12 +23,6 @@ class SlicePrediction:
     step_masks: np.ndarray | None  # (T, H, W) uint8: m(t), t = 1..T (repeats after a fixed point)
     step_actions: np.ndarray | None  # (T, H, W) uint8: a(t)
     steps_taken: int
-
-
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
 @torch.inference_mode()
@@ -57,36 +48,18 @@ def predict_slices(
         by_shape.setdefault(tuple(im.shape), []).append(i)
     try:
         for shape, idx_all in by_shape.items():
-            h, w = shape[-2:]
             for start in range(0, len(idx_all), batch_size):
                 if cancel is not None and cancel():
                     break
                 idx = idx_all[start : start + batch_size]
-                x = _pad(torch.from_numpy(np.stack([images[i] for i in idx])).float().to(device))
-                if config.arch == "unet":
-                    final = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
-                    for j, i in enumerate(idx):
-                        steps = final[j][None] if return_steps else None
-                        out[i] = SlicePrediction(final[j], steps, steps, 1)
-                    continue
-                masks, actions = [], []
-                taken = np.full(len(idx), t_max)
-                for step in run_episode(model, x, t_max, sample=False, early_stop=True):
-                    masks.append(step.mask[:, :h, :w].to(torch.uint8).cpu().numpy())
-                    actions.append(step.action[:, :h, :w].cpu().numpy())
-                    unchanged = ~step.changed.cpu().numpy()
-                    taken = np.where(unchanged & (taken == t_max) & (step.t < t_max), step.t, taken)
-                while len(masks) < t_max:  # fixed point: later steps repeat exactly
-                    masks.append(masks[-1])
-                    actions.append(actions[-1])
-                m = np.stack(masks, 1)  # (B, T, H, W)
-                a = np.stack(actions, 1)
+                x, size = pad_to_multiple(torch.from_numpy(np.stack([images[i] for i in idx])).float().to(device))
+                res = run_batch(model, config, x, size, t_max, return_steps=return_steps)
                 for j, i in enumerate(idx):
                     out[i] = SlicePrediction(
-                        m[j, -1].copy(),
-                        m[j].copy() if return_steps else None,
-                        a[j].copy() if return_steps else None,
-                        int(taken[j]),
+                        res.mask[j].copy(),
+                        res.step_masks[:, j].copy() if return_steps else None,
+                        res.step_actions[:, j].copy() if return_steps else None,
+                        int(res.steps_taken[j]),
                     )
     finally:
         model.train(was_training)
