@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from napari_pixeldrl.training.predict import predict_slices
+from napari_pixeldrl.training.synthetic import discs
 from napari_pixeldrl.training.trainer import TrainConfig, Trainer
 
 OUT = Path(__file__).parent / "results"
@@ -42,18 +43,8 @@ SETTINGS = {
 
 
 def imbalanced_discs(n: int, seed: int, size: int = 64, radius=(6, 12)):
-    """Bright discs on a darker noisy background; a disc covers 2.8-9.3 % of a 64x64 slice."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images, masks = [], []
-    for _ in range(n):
-        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
-        r = rng.integers(*radius)
-        m = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.uint8)
-        im = np.clip(rng.normal(0.25, 0.05, (size, size)) + 0.5 * m, 0, 1).astype(np.float32)[None]
-        images.append(im)
-        masks.append(m)
-    return images, masks
+    """A disc covers 2.8-9.3 % of a 64x64 slice."""
+    return discs(n, seed, size, radius, centre=(1 / 4, 3 / 4))
 
 
 class Recorder(Trainer):

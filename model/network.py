@@ -23,17 +23,22 @@ from .unet import UNet
 ZERO, KEEP = 0, 1  # the two actions, as channels of the policy output
 
 
+def dilated_stack(in_ch: int, widths, dilations) -> nn.Sequential:
+    """The body of a head: one dilated 3x3 convolution + ReLU per width."""
+    layers = []
+    for width, dil in zip(widths, dilations):
+        layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
+        in_ch = width
+    return nn.Sequential(*layers)
+
+
 class FullResHead(nn.Module):
     """Paper head: dilated 3x3 convolutions at the input's resolution, then a 1x1 output."""
 
     def __init__(self, in_ch: int, widths, dilations, out_ch: int):
         super().__init__()
-        layers = []
-        for width, dil in zip(widths, dilations):
-            layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
-            in_ch = width
-        self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(in_ch, out_ch, 1)
+        self.body = dilated_stack(in_ch, widths, dilations)
+        self.out = nn.Conv2d(widths[-1], out_ch, 1)
 
     def forward(self, x: torch.Tensor, fine: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         return self.out(self.body(x))
@@ -48,13 +53,9 @@ class LowResHead(nn.Module):
 
     def __init__(self, in_ch: int, widths, dilations, out_ch: int, fine_ch: int, scale: int):
         super().__init__()
-        layers = []
-        for width, dil in zip(widths, dilations):
-            layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
-            in_ch = width
-        self.body = nn.Sequential(*layers)
+        self.body = dilated_stack(in_ch, widths, dilations)
         self.scale = scale
-        self.to_full = nn.Conv2d(in_ch, out_ch * scale * scale, 1)
+        self.to_full = nn.Conv2d(widths[-1], out_ch * scale * scale, 1)
         self.out = nn.Conv2d(fine_ch + 1, out_ch, 3, padding=1)  # full resolution
 
     def forward(self, x: torch.Tensor, fine: torch.Tensor, mask: torch.Tensor):

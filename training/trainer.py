@@ -34,7 +34,7 @@ import torch
 
 from napari_pixeldrl.errors import CheckpointError, InputError
 from napari_pixeldrl.model.checkpoint import atomic_write, load_checkpoint, read_header, save_checkpoint
-from napari_pixeldrl.model.config import ModelConfig, preset_config
+from napari_pixeldrl.model.config import dataclass_from_json, ModelConfig, preset_config
 from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
 
 from .loader import CropSettings, batches_per_epoch, epoch_batches
@@ -104,13 +104,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InputError(f"unknown training config keys: {sorted(unknown)}")
         # A run saved before these options existed was trained without them: resume it so.
-        data = {**{k: False for k in _ADDED_OFF}, **data}
-        return cls(**data)
+        return dataclass_from_json(cls, {**{k: False for k in _ADDED_OFF}, **data}, "training config")
 
     def resolved_supervised_weight(self) -> float:
         if self.supervised_weight is not None:
