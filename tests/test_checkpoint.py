@@ -103,3 +103,13 @@ def test_header_length_starting_like_pickle_is_still_read(tmp_path, tiny_config)
     else:
         pytest.skip("no padding gave a header length starting with 0x80")
     assert load_checkpoint(path).info["pad"] == "x" * pad
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, tiny_config):
+    cfg = tiny_config("lite")
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
