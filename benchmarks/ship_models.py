@@ -32,6 +32,7 @@ MODELS = {
               "what": "MSD Task02_Heart MRI (1 channel), left atrium"},
 }
 PAPER = {"lgg": "Brain", "heart": "Cardiac"}
+TARGET_DICE = {"lgg": 0.80, "heart": 0.83}  # issue 5's targets on the test split by patient
 METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
 
 
@@ -72,7 +73,15 @@ def ship(name: str, spec: dict) -> dict:
     }[name]
     train_cmd = (f"pixeldrl train --dataset {spec['dataset']} --data {spec['data']} --preset lite --out runs/{spec['run']}-lite "
                  f"--time-budget {quality['budget_minutes']:g} --threads {quality['threads_per_run']} --seed 0 --no-progress")
+    status = (
+        f"test DICE {test['dice']:.4f} against the target {TARGET_DICE[name]:.2f}: "
+        + ("reached" if test["dice"] >= TARGET_DICE[name] else "NOT reached")
+        + f"; {'better' if test['dice'] > unet['dice'] else 'NOT better'} than the U-Net trained under the same budget"
+        + f" (DICE {unet['dice']:.4f})."
+    )
     card = f"""# Model card: `{name}` (PixelDRL-MG, `lite` preset)
+
+**Status**: {status}
 
 Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {name}`, or pick
 `{name}` in the napari Segment widget.
