@@ -48,7 +48,7 @@ BUNDLED = "bundled: "
 SEGMENT = "Segment widget: "
 FILE_ITEM = "Checkpoint file..."
 SOURCES = ("Painted layers", "Dataset folder")
-REDRAW_MS = 300
+REDRAW_MS = 1000  # an Agg redraw of the three curves takes ~0.1 s of the GUI thread
 
 
 def _notify(kind: str, message: str) -> None:
@@ -154,6 +154,11 @@ class TrainWidget(QWidget):
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
         self.redraw_timer.timeout.connect(self._redraw_if_dirty)
+
+        # Import the training stack now, on the GUI thread, while nothing runs: imported
+        # for the first time from the worker, its extension modules hold the GIL and the
+        # window would stall for ~0.4 s when training starts.
+        import napari_pixeldrl.training.trainer  # noqa: F401
 
         form = QFormLayout()
         form.addRow("Data", self.source_combo)
@@ -400,16 +405,26 @@ class TrainWidget(QWidget):
             self._draw_curve()
 
     def _draw_curve(self) -> None:
+        """Update the three curves' data; the axes are built once (clearing and re-plotting
+        them cost the GUI thread >100 ms a redraw)."""
         h = self._history
-        for ax, title in ((self.ax_loss, "loss"), (self.ax_reward, "mean reward"), (self.ax_dice, "validation DICE")):
-            ax.clear()
-            ax.set_title(title, fontsize=8)
-            ax.tick_params(labelsize=7)
-        self.ax_loss.plot(h["ep_x"], h["loss"], lw=1)
-        self.ax_reward.plot(h["ep_x"], h["reward"], lw=1, color="tab:green")
-        self.ax_dice.plot(h["val_x"], h["val"], marker=".", color="tab:red")
-        self.ax_dice.set_ylim(0, 1)
-        self.ax_dice.set_xlabel("epoch", fontsize=7)
+        if not hasattr(self, "_lines"):
+            for ax, title in ((self.ax_loss, "loss"), (self.ax_reward, "mean reward"), (self.ax_dice, "validation DICE")):
+                ax.set_title(title, fontsize=8)
+                ax.tick_params(labelsize=7)
+            self._lines = (
+                self.ax_loss.plot([], [], lw=1)[0],
+                self.ax_reward.plot([], [], lw=1, color="tab:green")[0],
+                self.ax_dice.plot([], [], marker=".", color="tab:red")[0],
+            )
+            self.ax_dice.set_ylim(0, 1)
+            self.ax_dice.set_xlabel("epoch", fontsize=7)
+        for line, (xs, ys) in zip(self._lines, ((h["ep_x"], h["loss"]), (h["ep_x"], h["reward"]), (h["val_x"], h["val"]))):
+            line.set_data(xs, ys)
+        for ax in (self.ax_loss, self.ax_reward):
+            ax.relim()
+            ax.autoscale_view()
+        self.ax_dice.set_xlim(0, max([1, *h["val_x"]]) + 0.5)
         self.canvas.draw_idle()
         self._dirty = False
 

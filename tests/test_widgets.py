@@ -139,12 +139,31 @@ def test_segment_foreign_checkpoint_notifies(make_napari_viewer, qtbot, tmp_path
     assert "saved by napari-pixeldrl" in errors[-1][1]
 
 
-def test_segment_without_image_or_model_warns(make_napari_viewer, errors, ckpt):
+def test_segment_without_image_or_model_warns(make_napari_viewer, errors, ckpt, monkeypatch):
+    import napari_pixeldrl.model.checkpoint as C
+
+    monkeypatch.setattr(C, "bundled_models", lambda: {})  # as installed without weights
     viewer = make_napari_viewer()
     w = SegmentWidget(viewer)
     assert w.run() is None and errors[-1][0] == "warning"
     viewer.add_image(np.zeros((16, 16), np.float32))
     assert w.run() is None and "checkpoint" in errors[-1][1]
+
+
+def test_bundled_models_are_listed_and_segment_the_sample(make_napari_viewer, qtbot, errors):
+    from napari_pixeldrl.sample_data import load_heart_sample
+
+    viewer = make_napari_viewer()
+    sample = load_heart_sample()
+    viewer.add_image(sample.image[:2], name="heart")
+    w = SegmentWidget(viewer)
+    assert {"lgg", "heart"} <= set(w.models())
+    w.model_combo.setCurrentText("heart")
+    w.tmax_spin.setValue(3)
+    with qtbot.waitSignal(w.finished, timeout=60000) as blocker:
+        w.run()
+    assert isinstance(blocker.args[0], W.SegmentDone), errors
+    assert w.layer_for("mask").data.shape == sample.image[:2].shape
 
 
 def test_segment_cancel(make_napari_viewer, qtbot, ckpt, errors):
@@ -170,7 +189,7 @@ def test_gui_heartbeat_during_segmentation(make_napari_viewer, qtbot, tmp_path, 
     from qtpy.QtCore import QTimer
 
     viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(0).normal(size=(4, 160, 160)).astype(np.float32), name="img")
+    viewer.add_image(np.random.default_rng(0).normal(size=(16, 192, 192)).astype(np.float32), name="img")
     cfg = preset_config("lite")
     path = save_checkpoint(tmp_path / "lite.safetensors", build_model(cfg), cfg)
     w = make_widget(viewer, path)
