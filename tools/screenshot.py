@@ -2,7 +2,7 @@
 
     xvfb-run -a python tools/screenshot.py [--checkpoint model.safetensors] [--out docs/screenshot.png]
 
-Without ``--checkpoint`` (no bundled model ships yet) a random-weight 3-channel ``lite``
+Without ``--checkpoint`` a random-weight 3-channel ``lite``
 model is saved to a temporary folder and used: the screenshot then shows the GUI, not a
 meaningful segmentation, and the window title says so.
 """
