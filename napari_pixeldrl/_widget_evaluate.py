@@ -25,14 +25,9 @@ from qtpy.QtWidgets import (
 
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl.training.metrics import METRIC_NAMES
+from napari_pixeldrl._workers import notify as _notify
 
 HEADERS = {"dice": "DICE", "ppv": "PPV", "sen": "SEN", "iou": "IoU", "biou": "BIoU", "hd95": "HD95"}
-
-
-def _notify(kind: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_warning
-
-    (show_error if kind == "error" else show_warning)(message)
 
 
 class EvaluateWidget(QWidget):

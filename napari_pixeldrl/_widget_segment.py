@@ -28,16 +28,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pixeldrl import _workers as W
+from napari_pixeldrl._workers import notify as _notify
 
 LOAD_ITEM = "Load checkpoint file..."
 ROLES = ("mask", "steps", "actions", "value")
 TAG = "pixeldrl"
-
-
-def _notify(kind: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
 
 
 def device_choices() -> list[str]:

@@ -42,6 +42,7 @@ from napari_pixeldrl import _train_worker as T
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl._widget_segment import device_choices
 from napari_pixeldrl.errors import PixelDRLError
+from napari_pixeldrl._workers import notify as _notify
 
 FRESH = "fresh lite model"
 BUNDLED = "bundled: "
@@ -49,12 +50,6 @@ SEGMENT = "Segment widget: "
 FILE_ITEM = "Checkpoint file..."
 SOURCES = ("Painted layers", "Dataset folder")
 REDRAW_MS = 1000  # an Agg redraw of the three curves takes ~0.1 s of the GUI thread
-
-
-def _notify(kind: str, message: str) -> None:
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
 
 
 class TrainWidget(QWidget):

@@ -81,6 +81,13 @@ class EvaluateDone:
 # --------------------------------------------------------------------------- inputs
 
 
+def notify(kind: str, message: str) -> None:
+    """A napari notification ('error', 'warning' or 'info'); napari is imported only here."""
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
+
+
 def prepare_image(data, *, rgb: bool, in_channels: int, name: str = "image") -> tuple[np.ndarray, int | None]:
     """The array and channel axis to give :func:`iter_segment` for a napari image layer.
 

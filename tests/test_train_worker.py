@@ -13,15 +13,7 @@ from napari_pixeldrl.model.network import build_model
 from napari_pixeldrl.training.trainer import BEST, LAST, TrainConfig
 
 from _synthetic import TINY
-
-
-def drain(gen):
-    msgs = []
-    while True:
-        try:
-            msgs.append(next(gen))
-        except StopIteration as stop:
-            return msgs, stop.value
+from _helpers import drain
 
 
 def disc_volume(z=4, size=64, painted=(0, 2, 3), label=1):

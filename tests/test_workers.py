@@ -9,15 +9,7 @@ from napari_pixeldrl import _workers as W
 from napari_pixeldrl.errors import InputError
 from napari_pixeldrl.model.checkpoint import save_checkpoint
 from napari_pixeldrl.model.network import build_model
-
-
-def drain(gen):
-    msgs = []
-    while True:
-        try:
-            msgs.append(next(gen))
-        except StopIteration as stop:
-            return msgs, stop.value
+from _helpers import drain
 
 
 @pytest.fixture
