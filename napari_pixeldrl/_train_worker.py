@@ -330,6 +330,26 @@ def check_out_dir(out) -> Path:
 # --------------------------------------------------------------------------- job
 
 
+def preload_training_stack() -> None:
+    """Import now what a training run would import on its first step.
+
+    Called by the widget when it opens, on the GUI thread, while nothing runs. Imported
+    for the first time from the worker thread, these modules hold the GIL for their whole
+    import and the window stalls: the trainer's extension modules (~0.4 s), and
+    ``torch._dynamo`` (with sympy and mpmath, ~0.35 s), which ``torch.optim.Optimizer``
+    imports lazily in its constructor. One Adam step on a scalar runs those paths.
+    """
+    import torch
+
+    import napari_pixeldrl.training.trainer  # noqa: F401
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=1e-3)
+    (p * 2.0).sum().backward()
+    opt.step()
+
+
+
 def train_job(
     data: TrainData | None,
     config,

@@ -150,10 +150,7 @@ class TrainWidget(QWidget):
         self.redraw_timer.setInterval(REDRAW_MS)
         self.redraw_timer.timeout.connect(self._redraw_if_dirty)
 
-        # Import the training stack now, on the GUI thread, while nothing runs: imported
-        # for the first time from the worker, its extension modules hold the GIL and the
-        # window would stall for ~0.4 s when training starts.
-        import napari_pixeldrl.training.trainer  # noqa: F401
+        T.preload_training_stack()
 
         form = QFormLayout()
         form.addRow("Data", self.source_combo)

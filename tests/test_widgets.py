@@ -15,6 +15,8 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from _helpers import Heartbeat  # noqa: E402
+
 from napari_pixeldrl import _workers as W  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
 from napari_pixeldrl._widget_segment import TAG, SegmentWidget  # noqa: E402
@@ -186,35 +188,24 @@ def test_gui_heartbeat_during_segmentation(make_napari_viewer, qtbot, tmp_path, 
     afterwards (four layers, one per event-loop turn) is printed, not asserted: the
     first Labels layer of a session costs napari ~0.4 s of imports and visuals.
     """
-    from qtpy.QtCore import QTimer
-
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).normal(size=(16, 192, 192)).astype(np.float32), name="img")
     cfg = preset_config("lite")
     path = save_checkpoint(tmp_path / "lite.safetensors", build_model(cfg), cfg)
     w = make_widget(viewer, path)
     w.tmax_spin.setValue(10)
-    beats, returned = [], []
-    timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
-    timer.start()
-    qtbot.wait(200)
+    returned = []
+    heart = Heartbeat(qtbot)
     t0 = time.perf_counter()
     with qtbot.waitSignal(w.finished, timeout=120000) as blocker:
         worker = w.run()
         worker.returned.connect(lambda _: returned.append(time.perf_counter()))
     t2 = time.perf_counter()
-    timer.stop()
+    heart.stop()
     assert isinstance(blocker.args[0], W.SegmentDone)
     t1 = returned[0]
-    during = [b for b in beats if t0 <= b <= t1]
-    gaps = np.diff([t0, *during, t1])
-    shown = np.diff([t1, *[b for b in beats if t1 < b <= t2], t2])
-    print(
-        f"segmentation {t1 - t0:.2f} s, {len(during)} beats, max gap {gaps.max() * 1000:.0f} ms; "
-        f"showing the layers {t2 - t1:.2f} s, max gap {shown.max() * 1000:.0f} ms"
-    )
+    gaps, shown = heart.gaps(t0, t1), heart.gaps(t1, t2)
+    print(f"{heart.describe(gaps, f'segmentation {t1 - t0:.2f} s')}; {heart.describe(shown, f'showing the layers {t2 - t1:.2f} s')}")
     assert t1 - t0 > 0.5, "the model was too fast to measure anything"
     assert gaps.max() < 0.2
 
