@@ -8,6 +8,12 @@ on the same split by patient (70/10/20, seed 0), crops and augmentation; each ke
 best checkpoint by validation DICE. Both are then scored once on the test split. Runs
 land in ``runs/<name>-<preset>``; the table goes to ``benchmarks/results/quality_<name>.{json,md}``.
 ``--skip-train`` re-scores existing runs.
+
+Runs continue where they stopped (``--resume``), so the budget can be spent in stages;
+each stage's command is kept in the results file and the time reported is the total in
+the runs' metrics logs. ``--lite-args`` passes training options to the PixelDRL-MG run
+only (a loss option changed between stages is also recorded per epoch in its
+metrics.jsonl).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +46,8 @@ def train_both(args, runs: dict[str, Path]) -> None:
     for preset, run in runs.items():
         cmd = pixeldrl("train", "--dataset", args.dataset, "--data", args.data, "--preset", preset, "--out", str(run),
                        "--time-budget", str(args.minutes), "--threads", str(args.threads), "--seed", str(args.seed),
-                       "--no-progress", *(["--resume"] if (run / "training_state.safetensors").exists() else []))
+                       "--no-progress", *(["--resume"] if (run / "training_state.safetensors").exists() else []),
+                       *(shlex.split(args.lite_args) if preset == "lite" else []))
         log = open(run.with_suffix(".log"), "a")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     for p in procs:
@@ -71,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", help="run name (default: lgg or heart)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--lite-args", default="", help="extra `pixeldrl train` options for the PixelDRL-MG run")
     args = parser.parse_args()
     name = args.name or ("heart" if args.dataset == "msd" else "lgg")
     runs = {p: ROOT / "runs" / f"{name}-{p}" for p in ("lite", "unet")}
@@ -79,9 +88,17 @@ def main() -> None:
     if not args.skip_train:
         train_both(args, runs)
     scores = {p: score(args, r) for p, r in runs.items()}
+    command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:])
+    previous = OUT / f"quality_{name}.json"
+    stages = json.loads(previous.read_text()).get("stages", []) if previous.exists() else []
+    if not stages and previous.exists():
+        stages = [json.loads(previous.read_text())["command"]]
+    if not args.skip_train:
+        stages.append(command)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        "command": command,
+        "stages": stages,
         "machine": machine(),
         "split": "by patient, 70/10/20, seed 0; test split scored once, checkpoints chosen on validation DICE",
         "budget_minutes": args.minutes,
@@ -97,7 +114,12 @@ def main() -> None:
         f"Command: `{result['command']}`  ",
         f"Date: {result['date']}  ",
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {result['machine']['torch']}; "
-        f"both runs trained at once, {args.threads} thread each, {args.minutes:g} min wall clock each.",
+        f"both runs trained at once, {args.threads} thread each; training time (sum of the epochs in metrics.jsonl): "
+        + ", ".join(f"{label[p]} {s['train_seconds'] / 60:.0f} min" for p, s in scores.items()) + ".",
+        "",
+        "Training stages (each continues the runs where the previous one stopped):",
+        "",
+        *[f"{i}. `{c}`" for i, c in enumerate(stages, 1)],
         "",
         "| model | DICE | PPV | SEN | IoU | BIoU | HD95 (px) | test slices | epochs | best epoch |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

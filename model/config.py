@@ -7,7 +7,7 @@ checkpoint stores as JSON, so a model file never needs code to be unpickled.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from napari_pixeldrl.errors import InputError
 

@@ -14,15 +14,12 @@ from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
+from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl.training.metrics import METRIC_NAMES
 from napari_pixeldrl._workers import notify as _notify
@@ -40,26 +37,15 @@ class EvaluateWidget(QWidget):
         self.last_result = None
         self.pred_combo = QComboBox()
         self.gt_combo = QComboBox()
-        self.run_button = QPushButton("Evaluate")
-        self.run_button.clicked.connect(self.run)
-        self.copy_button = QPushButton("Copy")
-        self.copy_button.setToolTip("Copy the table to the clipboard, tab-separated")
-        self.copy_button.clicked.connect(self.copy)
+        self.run_button = Q.button("Evaluate", self.run)
+        self.copy_button = Q.button("Copy", self.copy, tooltip="Copy the table to the clipboard, tab-separated")
         self.table = QTableWidget(0, len(METRIC_NAMES))
         self.table.setHorizontalHeaderLabels([HEADERS[m] for m in METRIC_NAMES])
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = Q.status_label()
         form = QFormLayout()
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Ground truth", self.gt_combo)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.copy_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
-        layout.addWidget(self.table)
+        Q.stack(self, form, Q.row(self.run_button, self.copy_button), self.status, self.table, stretch=False)
         self._refresh_layers()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)

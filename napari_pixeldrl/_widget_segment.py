@@ -18,15 +18,11 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
+from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl._workers import notify as _notify
 
@@ -71,20 +67,11 @@ class SegmentWidget(QWidget):
         self.tmax_spin.setValue(10)
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
-        self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.play_button = QPushButton("Play steps")
-        self.play_button.setCheckable(True)
-        self.play_button.setEnabled(False)
-        self.play_button.toggled.connect(self._toggle_play)
+        self.run_button = Q.button("Run", self.run)
+        self.cancel_button = Q.button("Cancel", self.cancel, enabled=False)
+        self.progress = Q.progress_bar()
+        self.status = Q.status_label()
+        self.play_button = Q.button("Play steps", self._toggle_play, enabled=False, checkable=True)
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(400)
         self.play_timer.timeout.connect(self._advance_step)
@@ -94,16 +81,7 @@ class SegmentWidget(QWidget):
         form.addRow("Model", self.model_combo)
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.play_button)
-        layout.addStretch(1)
+        Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button)
 
         from napari_pixeldrl import _registry
 

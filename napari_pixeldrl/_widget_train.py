@@ -27,16 +27,14 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 
+from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _registry
 from napari_pixeldrl import _train_worker as T
 from napari_pixeldrl import _workers as W
@@ -121,22 +119,13 @@ class TrainWidget(QWidget):
         self.device_combo.addItems(device_choices())
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder under ~/.cache/napari-pixeldrl/runs")
-        out_browse = QPushButton("Browse...")
-        out_browse.clicked.connect(self._browse_out)
+        out_browse = Q.button("Browse...", self._browse_out)
 
-        self.train_button = QPushButton("Train")
-        self.train_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.save_button = QPushButton("Save model...")
-        self.save_button.setEnabled(False)
-        self.save_button.clicked.connect(self._save_clicked)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.train_button = Q.button("Train", self.run)
+        self.cancel_button = Q.button("Cancel", self.cancel, enabled=False)
+        self.save_button = Q.button("Save model...", self._save_clicked, enabled=False)
+        self.progress = Q.progress_bar()
+        self.status = Q.status_label()
 
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -160,21 +149,8 @@ class TrainWidget(QWidget):
         form.addRow("Time budget", self.budget_spin)
         form.addRow("Start from", self.start_combo)
         form.addRow("Device", self.device_combo)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_edit)
-        out_row.addWidget(out_browse)
-        form.addRow("Output folder", out_row)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.canvas)
-        layout.addWidget(self.save_button)
-        layout.addStretch(1)
+        form.addRow("Output folder", Q.row(self.out_edit, out_browse))
+        Q.stack(self, form, Q.row(self.train_button, self.cancel_button), self.progress, self.status, self.canvas, self.save_button)
 
         self._refresh_layers()
         self.refresh_starts()

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.network import build_model
 from napari_pixeldrl.training.pa3c import discounted_returns, pa3c_loss
 from napari_pixeldrl.training.supervised import dice_bce_loss
 
-from _synthetic import TINY, discs
+from _synthetic import discs
 
 
 def delta_conv(k=3):

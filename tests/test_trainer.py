@@ -1,16 +1,13 @@
 import errno
-import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.training import state as state_mod

@@ -90,6 +90,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
                    help="weigh each pixel's reward by 0.5 / its class's fraction of the slice (default on)")
+    p.add_argument("--balance-power", type=float, default=None,
+                   help="reward weight per class = fraction^-power (1: fully balanced, 0.5: softer; default 1)")
+    p.add_argument("--supervised-dice", action=argparse.BooleanOptionalAction, default=None,
+                   help="add soft Dice on pi(keep) to the supervised BCE (default off)")
     p.add_argument("--live-pixels-only", action=argparse.BooleanOptionalAction, default=None,
                    help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
     p.add_argument("--val-max-slices", type=int, default=None)
@@ -143,7 +147,8 @@ def _config_from_args(args, finetune: bool):
     for name, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("t_max", "t_max"),
                        ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
                        ("val_max_slices", "val_max_slices"), ("threads", "threads"),
-                       ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only")):
+                       ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
+                       ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.model.inference import prepare_slices, segment
 from napari_pixeldrl.sample_data import SAMPLES

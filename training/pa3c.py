@@ -93,16 +93,29 @@ def discounted_returns(rewards: list[torch.Tensor], reward_conv: nn.Module, gamm
     return returns
 
 
-def balance_weights(truth: torch.Tensor) -> torch.Tensor:
-    """Per-pixel reward weights (B, H, W): 0.5 / (fraction of the pixel's class) per image.
+def balance_weights(truth: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """Per-pixel reward weights (B, H, W): k / (fraction of the pixel's class)^power per image.
 
-    With them, the all-zero and the all-keep policies both earn 0 per image on average
-    and the perfect mask earns +0.5; the mean weight over an image is 1. A class that is
-    absent from an image has no pixel to weigh; its fraction is clamped to one pixel.
+    k makes the mean weight over an image 1. With ``power`` 1 (k = 0.5) the all-zero and
+    the all-keep policies both earn 0 per image on average and the perfect mask earns
+    +0.5: balanced accuracy. Its optimum keeps a pixel once P(object) exceeds the
+    object's fraction of the slice, so small objects come out over-segmented; ``power``
+    0.5 weighs an object pixel sqrt((1 - f) / f) times a background one instead of
+    (1 - f) / f (x7 rather than x49 at f = 2 %). ``power`` 0: unweighted. A class that
+    is absent from an image has no pixel to weigh; its fraction is clamped to one pixel.
     """
     n = truth[0].numel()
     fg = truth.flatten(1).mean(dim=1).clamp(1.0 / n, 1.0 - 1.0 / n).view(-1, 1, 1)
-    return torch.where(truth > 0.5, 0.5 / fg, 0.5 / (1.0 - fg))
+    bg = 1.0 - fg
+    k = 1.0 / (fg ** (1.0 - power) + bg ** (1.0 - power))
+    return torch.where(truth > 0.5, k / fg**power, k / bg**power)
+
+
+def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice of a probability map (B, H, W) against truth (B, H, W), mean over images."""
+    inter = (prob * truth).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + truth.flatten(1).sum(1)
+    return 1 - ((2 * inter + smooth) / (total + smooth)).mean()
 
 
 def _mean(x: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
@@ -123,7 +136,9 @@ def pa3c_loss(
     entropy_beta: float = ENTROPY_BETA,
     supervised_weight: float = 0.0,
     reward_balance: bool = False,
+    balance_power: float = 1.0,
     live_pixels_only: bool = False,
+    supervised_dice: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
@@ -134,9 +149,12 @@ def pa3c_loss(
     ``live_pixels_only`` restricts the policy, entropy and value terms of step t to the
     pixels still alive before it (m(t-1) = 1), averaged over their number: a zeroed pixel
     is absorbed, its action changes nothing and its return is 0 by construction.
+    ``supervised_dice`` adds a soft Dice term on pi(keep) to the supervised BCE, as the
+    U-Net's loss has: it scores the overlap, so neither the all-zero nor an
+    over-segmenting keep map scores well on a small object, whatever the weights.
     """
     truth = truth.float()
-    weights = balance_weights(truth) if reward_balance else None
+    weights = balance_weights(truth, balance_power) if reward_balance else None
     rewards, values, log_probs, entropies, keep_probs, lives = [], [], [], [], [], []
     prev = torch.ones_like(truth)
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
@@ -161,6 +179,8 @@ def pa3c_loss(
         if supervised_weight:
             p = keep_probs[t].clamp(1e-6, 1 - 1e-6)
             supervised = supervised + F.binary_cross_entropy(p, truth, weight=weights)
+            if supervised_dice:
+                supervised = supervised + soft_dice_loss(keep_probs[t], truth)
     loss = policy - entropy_beta * entropy_sum + value_weight * value
     if supervised_weight:
         loss = loss + supervised_weight * supervised
@@ -193,13 +213,16 @@ class PA3CObjective(nn.Module):
         entropy_beta: float,
         supervised_weight: float,
         reward_balance: bool = False,
+        balance_power: float = 1.0,
         live_pixels_only: bool = False,
+        supervised_dice: bool = False,
     ):
         super().__init__()
         self.net = net
         self.t_max, self.gamma = t_max, gamma
         self.value_weight, self.entropy_beta, self.supervised_weight = value_weight, entropy_beta, supervised_weight
-        self.reward_balance, self.live_pixels_only = reward_balance, live_pixels_only
+        self.reward_balance, self.balance_power = reward_balance, balance_power
+        self.live_pixels_only, self.supervised_dice = live_pixels_only, supervised_dice
 
     def forward(self, image: torch.Tensor, truth: torch.Tensor, generator: torch.Generator | None = None):
         return pa3c_loss(
@@ -212,6 +235,8 @@ class PA3CObjective(nn.Module):
             entropy_beta=self.entropy_beta,
             supervised_weight=self.supervised_weight,
             reward_balance=self.reward_balance,
+            balance_power=self.balance_power,
             live_pixels_only=self.live_pixels_only,
+            supervised_dice=self.supervised_dice,
             generator=generator,
         )

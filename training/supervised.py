@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pa3c import LossStats
+from .pa3c import LossStats, soft_dice_loss
 
 SMOOTH = 1.0
 
@@ -21,10 +21,7 @@ def dice_bce_loss(logits: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tens
     logits = logits[:, 0].float()
     truth = truth.float()
     bce = F.binary_cross_entropy_with_logits(logits, truth)
-    p = torch.sigmoid(logits)
-    inter = (p * truth).flatten(1).sum(1)
-    total = p.flatten(1).sum(1) + truth.flatten(1).sum(1)
-    dice_loss = 1 - ((2 * inter + SMOOTH) / (total + SMOOTH)).mean()
+    dice_loss = soft_dice_loss(torch.sigmoid(logits), truth, SMOOTH)
     return dice_loss + bce, dice_loss, bce
 
 

@@ -52,8 +52,8 @@ CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
 
 
-# Options added after runs were first saved; a saved config without them had them off.
-_ADDED_OFF = ("reward_balance", "live_pixels_only")
+# Options added after runs were first saved: the value a saved config without them ran with.
+_ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False}
 
 
 @dataclass
@@ -83,7 +83,9 @@ class TrainConfig:
     keep_init: float | None = 0.9
     # Gap-filling choices against the collapse to the all-zero policy (pa3c.py docstring,
     # benchmarks/results/pa3c_collapse.md): class-balanced reward, loss over live pixels.
-    reward_balance: bool = True  # weigh each pixel's reward by 0.5 / its class's fraction
+    reward_balance: bool = True  # weigh each pixel's reward by its class's fraction^-power
+    balance_power: float = 1.0  # 1: balanced accuracy (over-segments small objects), 0.5: softer
+    supervised_dice: bool = False  # add soft Dice on pi(keep) to the supervised BCE
     live_pixels_only: bool = True  # policy/entropy/value terms over pixels not yet zeroed
     crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
     augment: bool = True
@@ -105,7 +107,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         # A run saved before these options existed was trained without them: resume it so.
-        return dataclass_from_json(cls, {**{k: False for k in _ADDED_OFF}, **data}, "training config")
+        return dataclass_from_json(cls, {**_ADDED, **data}, "training config")
 
     def resolved_supervised_weight(self) -> float:
         if self.supervised_weight is not None:
@@ -283,7 +285,9 @@ class Trainer:
                 entropy_beta=c.entropy_beta,
                 supervised_weight=c.resolved_supervised_weight(),
                 reward_balance=c.reward_balance,
+                balance_power=c.balance_power,
                 live_pixels_only=c.live_pixels_only,
+                supervised_dice=c.supervised_dice,
             )
         self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
@@ -494,6 +498,10 @@ class Trainer:
                     save_checkpoint(self.out_dir / BEST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
             seconds = time.monotonic() - t0
             row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds}
+            if self.model_config.arch != "unet":
+                # A run resumed with other loss options (a staged run) shows which epochs had which.
+                row["objective"] = {k: getattr(c, k) for k in ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice")}
+                row["objective"]["supervised_weight"] = c.resolved_supervised_weight()
             self.history.append(row)
             save_checkpoint(self.out_dir / LAST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
             self._save_state(number)

@@ -1,0 +1,54 @@
+"""Small Qt building blocks the three dock widgets share (drawing only, no logic)."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+
+def button(text: str, slot, *, enabled: bool = True, tooltip: str | None = None, checkable: bool = False) -> QPushButton:
+    """A push button wired to ``slot`` (``toggled`` for a checkable one, else ``clicked``)."""
+    b = QPushButton(text)
+    b.setCheckable(checkable)
+    b.setEnabled(enabled)
+    if tooltip:
+        b.setToolTip(tooltip)
+    (b.toggled if checkable else b.clicked).connect(slot)
+    return b
+
+
+def progress_bar() -> QProgressBar:
+    """An idle progress bar (0 of 1); workers set its range when they start."""
+    bar = QProgressBar()
+    bar.setRange(0, 1)
+    bar.setValue(0)
+    return bar
+
+
+def status_label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    return label
+
+
+def row(*widgets: QWidget) -> QHBoxLayout:
+    """Widgets side by side (e.g. Run and Cancel)."""
+    layout = QHBoxLayout()
+    for w in widgets:
+        layout.addWidget(w)
+    return layout
+
+
+def stack(parent: QWidget, *items: QWidget | QLayout, stretch: bool = True) -> QVBoxLayout:
+    """Lay ``items`` (widgets or layouts) top to bottom in ``parent``; spare room goes below."""
+    layout = QVBoxLayout(parent)
+    for item in items:
+        if isinstance(item, QLayout):
+            layout.addLayout(item)
+        else:
+            layout.addWidget(item)
+    if stretch:
+        layout.addStretch(1)
+    return layout
+
+
+__all__ = ["button", "progress_bar", "row", "stack", "status_label"]
