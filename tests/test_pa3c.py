@@ -106,9 +106,9 @@ class PixelBandit(torch.nn.Module):
 
 
 @pytest.mark.parametrize("t_max", [1, 3])
-@pytest.mark.parametrize("reward_balance", [False, True])
+@pytest.mark.parametrize("reward_balance, balance_power", [(False, 1.0), (True, 1.0), (True, 0.5)])
 @pytest.mark.parametrize("live_pixels_only", [False, True])
-def test_bandit_gradient_keeps_object_and_zeroes_background(t_max, reward_balance, live_pixels_only):
+def test_bandit_gradient_keeps_object_and_zeroes_background(t_max, reward_balance, balance_power, live_pixels_only):
     # Pixel 0 is object, pixels 1..3 background; a batch of 512 sampled episodes averages
     # the policy gradient. Descending it must raise pi(keep) on the object, lower it on
     # the background, from pi(keep) = 0.5 and from the keep_init of 0.9.
@@ -118,7 +118,7 @@ def test_bandit_gradient_keeps_object_and_zeroes_background(t_max, reward_balanc
         net = PixelBandit(1, 4, keep)
         loss, _ = pa3c_loss(
             net, image, truth, t_max=t_max, gamma=0.95, value_weight=0.0, entropy_beta=0.0,
-            reward_balance=reward_balance, live_pixels_only=live_pixels_only,
+            reward_balance=reward_balance, balance_power=balance_power, live_pixels_only=live_pixels_only,
             generator=torch.Generator().manual_seed(0),
         )
         loss.backward()
@@ -143,3 +143,43 @@ def test_balanced_rewards_on_a_hand_case():
     assert total(torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])) < 0  # worse than doing nothing
     # Without an object the weights stay finite.
     assert torch.isfinite(balance_weights(torch.zeros(1, 4, 4))).all()
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_balance_power_keeps_the_mean_weight_and_sets_the_ratio(power):
+    from napari_pixeldrl.training.pa3c import balance_weights
+
+    truth = torch.zeros(2, 10, 10)
+    truth[0, :2, :1] = 1  # f = 0.02
+    truth[1, :5, :4] = 1  # f = 0.2
+    w = balance_weights(truth, power)
+    for i, f in enumerate((0.02, 0.2)):
+        assert float(w[i].mean()) == pytest.approx(1.0, rel=1e-5)
+        fg, bg = float(w[i][truth[i] > 0][0]), float(w[i][truth[i] == 0][0])
+        assert fg / bg == pytest.approx(((1 - f) / f) ** power, rel=1e-4)
+
+
+def test_soft_dice_loss_matches_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    from napari_pixeldrl.training.pa3c import soft_dice_loss
+
+    g = torch.Generator().manual_seed(0)
+    prob = torch.rand(3, 12, 12, generator=g)
+    truth = (torch.rand(3, 12, 12, generator=g) > 0.7).float()
+    truth[2] = 0  # an empty truth: the smoothing term keeps it finite
+    reference = monai_losses.DiceLoss(smooth_nr=1.0, smooth_dr=1.0)(prob[:, None], truth[:, None])
+    assert float(soft_dice_loss(prob, truth)) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_supervised_dice_adds_to_the_supervised_term(tiny_config):
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2)
+    x = torch.from_numpy(np.stack(images))
+    y = torch.from_numpy(np.stack(masks)).float()
+    kw = dict(t_max=2, gamma=0.95, supervised_weight=2.0, reward_balance=True, balance_power=0.5)
+    l0, s0 = pa3c_loss(net, x, y, supervised_dice=False, generator=torch.Generator().manual_seed(1), **kw)
+    l1, s1 = pa3c_loss(net, x, y, supervised_dice=True, generator=torch.Generator().manual_seed(1), **kw)
+    # Two steps, each adds a soft Dice loss in (0, 1]; the loss grows by the weight times it.
+    assert 0 < s1.supervised_loss - s0.supervised_loss <= 2.0
+    assert float((l1 - l0).detach()) == pytest.approx(2.0 * (s1.supervised_loss - s0.supervised_loss), rel=1e-4)
