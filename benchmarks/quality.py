@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -85,8 +86,10 @@ def main() -> None:
     runs = {p: ROOT / "runs" / f"{name}-{p}" for p in ("lite", "unet")}
     for r in runs.values():
         r.parent.mkdir(exist_ok=True)
+    load = None
     if not args.skip_train:
         train_both(args, runs)
+        load = os.getloadavg()[0]  # how busy the machine was: other runs share the cores
     scores = {p: score(args, r) for p, r in runs.items()}
     command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:])
     previous = OUT / f"quality_{name}.json"
@@ -99,6 +102,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "stages": stages,
+        "load_at_end_of_training": load,
         "machine": machine(),
         "split": "by patient, 70/10/20, seed 0; test split scored once, checkpoints chosen on validation DICE",
         "budget_minutes": args.minutes,
@@ -117,6 +121,8 @@ def main() -> None:
         f"both runs trained at once, {args.threads} thread each; training time (sum of the epochs in metrics.jsonl): "
         + ", ".join(f"{label[p]} {s['train_seconds'] / 60:.0f} min" for p, s in scores.items()) + ".",
         "",
+        *([f"Load average (1 min) when this stage's training ended: {load:.1f} on {os.cpu_count()} cores "
+           "(above 2: other processes, such as the other dataset's benchmark, shared the cores).", ""] if load else []),
         "Training stages (each continues the runs where the previous one stopped):",
         "",
         *[f"{i}. `{c}`" for i, c in enumerate(stages, 1)],

@@ -43,6 +43,22 @@ def evaluate(path: Path, spec: dict, out: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def objective_stages(run: Path) -> str:
+    """Which loss options trained which epochs, from the run's metrics.jsonl (older rows
+    without an ``objective`` entry ran with the options' original defaults)."""
+    first = {"reward_balance": True, "balance_power": 1.0, "live_pixels_only": True, "supervised_dice": False}
+    spans: list[list] = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        h = json.loads(line)
+        obj = {**first, **h.get("objective", {})}
+        key = f"balance power {obj['balance_power']:g}, supervised BCE" + (" + soft Dice" if obj["supervised_dice"] else "")
+        if spans and spans[-1][2] == key:
+            spans[-1][1] = h["epoch"]
+        else:
+            spans.append([h["epoch"], h["epoch"], key])
+    return "; ".join(f"epochs {a}-{b}: {k}" if a != b else f"epoch {a}: {k}" for a, b, k in spans)
+
+
 def row(name: str, s: dict) -> str:
     cells = [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
     return f"| {name} | " + " | ".join(cells) + " |"
@@ -72,7 +88,8 @@ def ship(name: str, spec: dict) -> dict:
         "heart": "| PixelDRL-MG (paper, Cardiac) | 0.8346 | 0.8678 | 0.8469 | 0.7510 | 0.4081 | 4.05 |\n| U-Net (paper, Cardiac) | 0.7586 | - | - | - | 0.2428 | 7.64 |",
     }[name]
     train_cmd = (f"pixeldrl train --dataset {spec['dataset']} --data {spec['data']} --preset lite --out runs/{spec['run']}-lite "
-                 f"--time-budget {quality['budget_minutes']:g} --threads {quality['threads_per_run']} --seed 0 --no-progress")
+                 f"--time-budget MINUTES --threads {quality['threads_per_run']} --seed 0 --no-progress [--resume] [LITE-ARGS]")
+    stages = quality.get("stages") or [quality["command"]]
     status = (
         f"test DICE {test['dice']:.4f} against the target {TARGET_DICE[name]:.2f}: "
         + ("reached" if test["dice"] >= TARGET_DICE[name] else "NOT reached")
@@ -93,11 +110,13 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   The bundled sample patient ({'TCGA_DU_7306_19930512' if name == 'lgg' else 'la_004'}) is in the test split.
 - **Preset**: `lite` ({loaded.config.head_scale}x lower-resolution heads, extractor run once per image), t_max {loaded.config.t_max},
   {loaded.config.in_channels} input channel(s); supervised term weight {train_info['train'].get('supervised_weight')} (None = preset default 5).
-- **Training command** (run by `{quality['command']}`):
-  `{train_cmd}`
+- **Training**: `{train_cmd}`, run in stages by the quality benchmark, each stage continuing
+  the run where the previous one stopped (MINUTES and LITE-ARGS as in each stage's command):
+{chr(10).join(f"  {i}. `{c}`" for i, c in enumerate(stages, 1))}
+- **Loss options by epoch**: {objective_stages(ROOT / "runs" / f"{spec['run']}-lite")}.
 - **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
-  {quality['machine']['cores']} cores shared by the two runs of the comparison (1 thread each; other work ran on the machine too),
-  torch {quality['machine']['torch']}. Date {quality['date']}.
+  {quality['machine']['cores']} cores; both datasets' benchmarks ran at once, so four training runs (1 thread each)
+  shared the 2 cores, and other work ran on the machine too; torch {quality['machine']['torch']}. Date {quality['date']}.
 - **Weights**: float16 safetensors ({target.stat().st_size / 1e6:.1f} MB); the figures below are measured on this file.
 
 ## Test split ({test['slices']} slices), mean ± SD per slice; HD95 in pixels
