@@ -47,6 +47,9 @@ class ModelConfig:
     t_max: int = 10
     gamma: float = 0.95
     normalisation: str = NORMALISATION
+    # Applied to the final mask only ("none" | "largest-component"); chosen on validation
+    # after training (model/postprocess.py), "none" while training.
+    postprocess: str = "none"
     # U-Net baseline only.
     unet_base: int = 64
 

@@ -18,6 +18,7 @@ from napari_pixeldrl.errors import InputError, PixelDRLError
 
 from .config import ModelConfig
 from .episode import run_episode
+from .postprocess import apply_postprocess
 from .preprocess import check_finite_numeric, normalize_slice
 
 MULTIPLE = 8  # three 2x poolings in the extractor
@@ -133,7 +134,7 @@ def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
 class BatchResult:
     """Argmax episode of one batch, cropped to (h, w)."""
 
-    mask: np.ndarray  # (B, h, w) uint8, the final f(T)
+    mask: np.ndarray  # (B, h, w) uint8, the final f(T), post-processed as the config says
     steps_taken: np.ndarray  # (B,) the step at which the fixed point was seen, else t_max
     step_masks: np.ndarray | None  # (T, B, h, w); after a fixed point the last step repeats
     step_actions: np.ndarray | None  # (T, B, h, w)
@@ -146,9 +147,10 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     h, w = size
     b = x.shape[0]
     if config.arch == "unet":
-        final = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
-        stack = np.repeat(final[None], t_max, axis=0) if return_steps else None
-        return BatchResult(final, np.ones(b, np.int32), stack, stack, torch.from_numpy(final)[:, None])
+        raw = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
+        stack = np.repeat(raw[None], t_max, axis=0) if return_steps else None
+        final = apply_postprocess(raw, config.postprocess)
+        return BatchResult(final, np.ones(b, np.int32), stack, stack, torch.from_numpy(raw)[:, None])
     steps_taken = np.full(b, t_max, np.int32)
     masks, actions = [], []
     for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False):
@@ -165,6 +167,7 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
             masks.append(masks[-1])
             actions.append(actions[-1])
         step_masks, step_actions = np.stack(masks), np.stack(actions)
+    final = apply_postprocess(final, config.postprocess)
     return BatchResult(final, steps_taken.astype(np.int32), step_masks, step_actions, last[:, None])
 
 

@@ -136,3 +136,40 @@ def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, 
     # The LGG sample is RGB: a one-channel model is refused with the sample's file named.
     code, _, err = run(capsys, "demo", "--sample", "lgg", "--checkpoint", str(ckpt), "--out", str(tmp_path / "demo"))
     assert code == 2 and "lgg_image.tif" in err
+
+
+def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
+    """The issue's commands end to end on a tiny folder dataset (10 patients, one 64x64 slice each)."""
+    from PIL import Image
+
+    from napari_pixeldrl.training.synthetic import discs
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    images, masks = discs(10, 0)
+    for i, (im, m) in enumerate(zip(images, masks)):
+        Image.fromarray((im[0] * 255).astype(np.uint8)).save(root / "images" / f"p{i}__0.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"p{i}__0.png")
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "folder", "--data", str(root), "--epochs", "1", "--t-max", "2", "--crop", "0",
+              "--threads", "1", "--no-progress"]
+    code, out, err = run(capsys, "train", *common, "--preset", "lite", "--out", str(run_dir),
+                         "--balance-power", "0.5", "--supervised-dice")
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 1
+    row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["objective"]["balance_power"] == 0.5 and row["objective"]["supervised_dice"] is True
+
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                         "--split", "all", "--json", "--postprocess", "largest-component")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["slices"] == 10 and summary["postprocess"] == "largest-component"
+    assert {"dice", "ppv", "sen", "iou", "biou", "hd95"} <= set(summary)
+
+    code, out, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                         "--out", str(tmp_path / "ft"), "--n-shot", "3")
+    assert code == 0, err
+    assert "on 3 slices" in err
+    assert (tmp_path / "ft" / "checkpoint_best.safetensors").exists()

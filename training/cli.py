@@ -108,12 +108,13 @@ def cmd_predict(args) -> None:
     from napari_pixeldrl.io import read_image, write_mask
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.inference import segment
+    from napari_pixeldrl.model.postprocess import with_postprocess
 
     loaded = load_checkpoint(args.checkpoint)
     image = read_image(args.input)
     seg = segment(
         loaded.model,
-        loaded.config,
+        with_postprocess(loaded.config, args.postprocess),
         image.array,
         channel_axis=args.channel_axis,
         t_max=args.t_max,
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-max", type=int, help="steps (default: the model's t_max)")
     p.add_argument("--channel-axis", type=int, help="axis of the channels, when it cannot be guessed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    from napari_pixeldrl.training.cli_train import add_postprocess_option
+
+    add_postprocess_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

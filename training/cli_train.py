@@ -18,6 +18,13 @@ from napari_pixeldrl.errors import InputError, PixelDRLError
 DATASETS = ("lgg", "msd", "hecktor", "folder")
 
 
+def add_postprocess_option(p) -> None:
+    from napari_pixeldrl.model.postprocess import CHOICES
+
+    p.add_argument("--postprocess", choices=CHOICES, default="auto",
+                   help="post-processing of the final mask (default auto: the one stored in the checkpoint)")
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -115,6 +122,7 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<split> next to the checkpoint)")
     p.add_argument("--fig-slices", type=int, default=4)
+    add_postprocess_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -194,6 +202,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from napari_pixeldrl.model.checkpoint import load_checkpoint
+    from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
 
     import torch
@@ -201,6 +210,7 @@ def cmd_evaluate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)
+    config = with_postprocess(loaded.config, args.postprocess)
     trained_on = dict(loaded.info.get("data") or {})
     kind = args.dataset or trained_on.get("dataset")
     path = args.data or trained_on.get("path")
@@ -216,10 +226,10 @@ def cmd_evaluate(args) -> int:
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     out = args.out or Path(loaded.path).parent / f"eval_{args.split}"
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
-    result = evaluate(loaded.model, loaded.config, subset, out, fig_slices=args.fig_slices, device=device, name=name)
+    result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name)
     if args.json:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step")
-        print(json.dumps({k: result[k] for k in keys}))
+        print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess}))
     else:
         print((out / "table.md").read_text(), end="")
         print("DICE after each step: " + " ".join(f"{d:.4f}" for d in result["dice_per_step"]))
