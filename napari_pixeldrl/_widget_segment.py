@@ -31,6 +31,14 @@ ROLES = ("mask", "steps", "actions", "value")
 TAG = "pixeldrl"
 
 
+# Labels of the post-processing choices -> the value segment_job takes.
+POSTPROCESS_CHOICES = {
+    "model's choice (chosen on validation)": "auto",
+    "none": "none",
+    "largest object per slice": "largest-component",
+}
+
+
 def device_choices() -> list[str]:
     out = ["cpu"]
     try:
@@ -67,6 +75,10 @@ class SegmentWidget(QWidget):
         self.tmax_spin.setValue(10)
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
+        self.post_combo = QComboBox()
+        for label, value in POSTPROCESS_CHOICES.items():
+            self.post_combo.addItem(label, value)
+        self.post_combo.setToolTip("Applied to the final mask only; the step layers show what the policy did")
         self.run_button = Q.button("Run", self.run)
         self.cancel_button = Q.button("Cancel", self.cancel, enabled=False)
         self.progress = Q.progress_bar()
@@ -81,6 +93,7 @@ class SegmentWidget(QWidget):
         form.addRow("Model", self.model_combo)
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
+        form.addRow("Post-processing", self.post_combo)
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button)
 
         from napari_pixeldrl import _registry
@@ -193,6 +206,7 @@ class SegmentWidget(QWidget):
             batch_size=4,
             cancel=self._cancel,
             name=name,
+            postprocess=self.post_combo.currentData(),
         )
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)

@@ -194,10 +194,16 @@ def segment_job(
     batch_size: int = 4,
     cancel: threading.Event | None = None,
     name: str = "image",
+    postprocess: str = "auto",
 ) -> Iterator[Stage | SegmentProgress]:
-    """Load the model, run :func:`iter_segment` with all steps, return SegmentDone/Failed/Cancelled."""
+    """Load the model, run :func:`iter_segment` with all steps, return SegmentDone/Failed/Cancelled.
+
+    ``postprocess``: "auto" (the model's own, chosen on validation), "none" or
+    "largest-component"; it changes the final mask only, never the step layers.
+    """
     from napari_pixeldrl.model.inference import Cancelled as _Cancelled
     from napari_pixeldrl.model.inference import iter_segment
+    from napari_pixeldrl.model.postprocess import with_postprocess
 
     cancel = cancel or threading.Event()
     start = time.perf_counter()
@@ -213,7 +219,7 @@ def segment_job(
         yield Stage("segmenting")
         gen = iter_segment(
             loaded.model,
-            loaded.config,
+            with_postprocess(loaded.config, postprocess),
             array,
             channel_axis=channel_axis,
             t_max=t_max,

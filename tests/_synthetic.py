@@ -1,7 +1,26 @@
-"""Synthetic 64x64 slices for the training tests: bright discs on a darker noisy background."""
+"""Synthetic data and stand-in models for the tests: bright discs on a darker noisy background, fixed blobs."""
+
+import numpy as np
+import torch
 
 from napari_pixeldrl.training.synthetic import discs  # noqa: F401  (re-exported for the tests)
 
 TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4)
 
 
+def two_blobs():
+    m = np.zeros((20, 20), np.uint8)
+    m[2:5, 2:5] = 1  # 9 pixels
+    m[10:16, 10:16] = 1  # 36 pixels
+    m[16, 16] = 1  # touches the big one diagonally: 8-connected to it
+    return m
+
+
+class FixedLogits(torch.nn.Module):
+    """A stand-in U-Net whose output is a fixed two-blob logit map."""
+
+    def forward(self, x):
+        m = torch.from_numpy(two_blobs()).float()
+        out = torch.full((x.shape[0], 1, *x.shape[-2:]), -5.0)
+        out[:, 0, :20, :20] = m * 10 - 5
+        return out

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 from skimage.measure import label
 
 from napari_pixeldrl.errors import InputError
@@ -8,13 +7,7 @@ from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.inference import segment
 from napari_pixeldrl.model.postprocess import apply_postprocess, largest_component, with_postprocess
 
-
-def two_blobs():
-    m = np.zeros((20, 20), np.uint8)
-    m[2:5, 2:5] = 1  # 9 pixels
-    m[10:16, 10:16] = 1  # 36 pixels
-    m[16, 16] = 1  # touches the big one diagonally: 8-connected to it
-    return m
+from _synthetic import FixedLogits, two_blobs
 
 
 def test_largest_component_keeps_the_biggest_8_connected_object():
@@ -45,16 +38,6 @@ def test_apply_postprocess_per_slice_and_names():
     cfg = preset_config("lite")
     assert with_postprocess(cfg, "auto") is cfg
     assert with_postprocess(cfg, "largest-component").postprocess == "largest-component"
-
-
-class FixedLogits(torch.nn.Module):
-    """A stand-in U-Net whose output is a fixed two-blob logit map."""
-
-    def forward(self, x):
-        m = torch.from_numpy(two_blobs()).float()
-        out = torch.full((x.shape[0], 1, *x.shape[-2:]), -5.0)
-        out[:, 0, :20, :20] = m * 10 - 5
-        return out
 
 
 def test_segment_applies_the_configs_postprocess_to_the_final_mask_only():

@@ -53,6 +53,8 @@ def test_segment_job_outcomes(ckpt, tmp_path):
     assert done.mask.shape == (3, 24, 24) and done.steps.shape == (3, 3, 24, 24)
     assert done.actions.shape == done.steps.shape and done.value.shape == (3, 24, 24)
     assert [m.done for m in msgs if isinstance(m, W.SegmentProgress)] == [0, 2, 3]
+    _, failed = drain(W.segment_job(img, rgb=False, model_source=path, postprocess="biggest"))
+    assert isinstance(failed, W.Failed) and "unknown post-processing" in failed.message
     # RGB into a gray model: a Failed message that says what to do, no exception
     _, failed = drain(W.segment_job(np.zeros((24, 24, 3), np.uint8), rgb=True, model_source=path))
     assert isinstance(failed, W.Failed) and "RGB" in failed.message
@@ -66,6 +68,23 @@ def test_segment_job_outcomes(ckpt, tmp_path):
     ev.set()
     _, out = drain(W.segment_job(img, rgb=False, model_source=path, cancel=ev))
     assert isinstance(out, W.Cancelled)
+
+
+def test_segment_job_postprocess_changes_the_final_mask_only():
+    from _synthetic import FixedLogits  # a stand-in U-Net: two blobs, 9 and 37 pixels (46 with a touching pixel)
+
+    from napari_pixeldrl.model.checkpoint import LoadedModel
+    from napari_pixeldrl.model.config import preset_config
+
+    cfg = preset_config("unet")
+    img = np.random.default_rng(0).normal(size=(2, 24, 24)).astype(np.float32)
+    runs = {p: drain(W.segment_job(img, rgb=False, model_source=LoadedModel(FixedLogits(), cfg), postprocess=p))[1]
+            for p in ("auto", "largest-component")}
+    assert runs["auto"].mask.sum() == 2 * 46 and runs["largest-component"].mask.sum() == 2 * 37
+    assert (runs["auto"].steps == runs["largest-component"].steps).all()
+    stored = LoadedModel(FixedLogits(), cfg.replace(postprocess="largest-component"))
+    assert drain(W.segment_job(img, rgb=False, model_source=stored))[1].mask.sum() == 2 * 37  # "auto": the model's own
+    assert drain(W.segment_job(img, rgb=False, model_source=stored, postprocess="none"))[1].mask.sum() == 2 * 46
 
 
 def test_evaluate_job():
