@@ -58,8 +58,9 @@ def main() -> None:
         procs = [subprocess.Popen([sys.executable, "-m", "napari_pixeldrl.training.cli", *cmd[1:]], cwd=ROOT,
                                   stdout=open(args.runs / f"{RUN_NAME[v]}.log", "w"), stderr=subprocess.STDOUT)
                  for v, cmd in commands.items()]
-        for p in procs:
-            p.wait()
+        for v, p in zip(commands, procs):
+            if p.wait() != 0:
+                print(f"variant {v} failed, see {args.runs / (RUN_NAME[v] + '.log')}", file=sys.stderr)
     lines = [
         "# PA3C loss options on the heart: a short screen on the validation split",
         "",
@@ -71,8 +72,12 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     for v, cmd in commands.items():
-        rows = [json.loads(x) for x in (args.runs / RUN_NAME[v] / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        dice = [r["val_dice"] for r in rows]
+        log = args.runs / RUN_NAME[v] / "metrics.jsonl"
+        rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+        dice = [r["val_dice"] for r in rows if r.get("val_dice") is not None]
+        if not dice:
+            lines.append(f"| {v} | `{' '.join(cmd)}` | no epoch finished | - | - |")
+            continue
         lines.append(f"| {v} | `{' '.join(cmd)}` | {', '.join(f'{d:.3f}' for d in dice)} | {max(dice):.3f} | "
                      f"{rows[-1]['train_keep_fraction']:.3f} |")
     lines += ["", *([args.note, ""] if args.note else []), "One seed, 120 slices, a few minutes: weak evidence, used only to pick the options of the long runs.", ""]

@@ -62,8 +62,10 @@ def evaluate(args, run: Path, split: str, postprocess: str) -> dict:
         pixeldrl("evaluate", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--dataset", args.dataset,
                  "--data", args.data, "--split", split, "--json", "--out", str(run / f"eval_{split}_{postprocess}"),
                  "--threads", "2", "--postprocess", postprocess),
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        capture_output=True, text=True, cwd=ROOT,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"scoring {run} on {split} failed (the trained runs are kept; rerun with --skip-train):\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,6 +84,11 @@ def score(args, run: Path) -> dict:
     return result
 
 
+def _write_stages(path: Path, old: dict, stages: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**old, "stages": stages}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
@@ -97,18 +104,19 @@ def main() -> None:
     runs = {p: ROOT / "runs" / f"{name}-{p}" for p in ("lite", "unet")}
     for r in runs.values():
         r.parent.mkdir(exist_ok=True)
-    load = None
+    command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:])
+    previous = OUT / f"quality_{name}.json"
+    old = json.loads(previous.read_text()) if previous.exists() else {}
+    stages = old.get("stages") or ([old["command"]] if "command" in old else [])
+    load = old.get("load_at_end_of_training")
     if not args.skip_train:
+        fresh = not any((r / "training_state.safetensors").exists() for r in runs.values())
+        stages = [] if fresh else stages  # earlier stages belong to runs that are gone
+        stages.append(command)
+        _write_stages(previous, old, stages)  # recorded before the long part, in case scoring fails
         train_both(args, runs)
         load = os.getloadavg()[0]  # how busy the machine was: other runs share the cores
     scores = {p: score(args, r) for p, r in runs.items()}
-    command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:])
-    previous = OUT / f"quality_{name}.json"
-    stages = json.loads(previous.read_text()).get("stages", []) if previous.exists() else []
-    if not stages and previous.exists():
-        stages = [json.loads(previous.read_text())["command"]]
-    if not args.skip_train:
-        stages.append(command)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,

@@ -46,6 +46,8 @@ def evaluate(path: Path, spec: dict, out: Path) -> dict:
 def objective_stages(run: Path) -> str:
     """Which loss options trained which epochs, from the run's metrics.jsonl (older rows
     without an ``objective`` entry ran with the options' original defaults)."""
+    # Rows written before the objective was logged: this project's quality runs had the
+    # balanced reward at power 1 and BCE only then (their config.json of that time).
     first = {"reward_balance": True, "balance_power": 1.0, "live_pixels_only": True, "supervised_dice": False}
     spans: list[list] = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
@@ -86,6 +88,12 @@ def ship(name: str, spec: dict) -> dict:
         save_checkpoint(candidate, loaded.model, config, info, half=True)
         shutil.copyfile(candidate, target)
     unet = quality["scores"]["unet"]
+    load = quality.get("load_at_end_of_training")
+    load_note = (f"load average {load:.1f} when training ended (above 2: other runs shared the cores)" if load
+                 else "other runs shared the cores (see benchmarks/results/quality_*.md)")
+    if lite_q.get("best_epoch") not in (None, train_info.get("epoch")):
+        raise SystemExit(f"{source} is epoch {train_info.get('epoch')}, but the quality benchmark scored epoch "
+                         f"{lite_q.get('best_epoch')}: rerun benchmarks/quality.py --skip-train first")
     val_pp = lambda s: ", ".join(f"{k} {v:.4f}" for k, v in s.get("val_dice_by_postprocess", {}).items()) or "not measured"
     paper_line = {
         "lgg": "| PixelDRL-MG (paper, Brain) | 0.8147 | 0.8877 | 0.7659 | 0.7152 | 0.2733 | 9.09 |\n| U-Net (paper, Brain) | 0.7220 | - | - | - | 0.1932 | 13.24 |",
@@ -119,8 +127,8 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 {chr(10).join(f"  {i}. `{c}`" for i, c in enumerate(stages, 1))}
 - **Loss options by epoch**: {objective_stages(ROOT / "runs" / f"{spec['run']}-lite")}.
 - **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
-  {quality['machine']['cores']} cores; both datasets' benchmarks ran at once, so four training runs (1 thread each)
-  shared the 2 cores, and other work ran on the machine too; torch {quality['machine']['torch']}. Date {quality['date']}.
+  {quality['machine']['cores']} cores, 1 thread per run; {load_note}; torch {quality['machine']['torch']}.
+  Date {quality['date']}.
 - **Post-processing**: `{postprocess}`, chosen on the validation split (val DICE: {val_pp(lite_q)});
   the U-Net's was chosen the same way (`{unet.get('postprocess', 'none')}`; {val_pp(unet)}). DICE after each
   step t below is on the raw masks m(t).

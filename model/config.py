@@ -57,11 +57,18 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["postprocess"] == "none":
+            del d["postprocess"]  # so that versions before the field can still read the file
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        return dataclass_from_json(cls, data, "model config")
+        from .postprocess import check_postprocess
+
+        config = dataclass_from_json(cls, data, "model config")
+        check_postprocess(config.postprocess)
+        return config
 
 
 def dataclass_from_json(cls, data: dict, what: str):

@@ -4,8 +4,10 @@
 final mask f(T). Both the left atrium and a slice's LGG FLAIR abnormality are mostly one
 object, and the early models keep scattered bright structures far from it (heart PPV
 0.15, HD95 87 px). Whether it helps is measured on the validation split per model
-(``pixeldrl evaluate --split val --postprocess ...``) and the choice is stored in the
-checkpoint's model config, so every consumer (CLI, plugin, demo) applies the same one.
+(``pixeldrl evaluate --split val --postprocess ...``; benchmarks/quality.py does it for
+both models of a comparison). The bundled models carry their choice in the checkpoint's
+model config (benchmarks/ship_models.py), so every consumer (CLI, plugin, demo) applies
+the same one; ``--postprocess`` and the Segment widget can override it.
 The step masks m(t) of an episode are never post-processed: they show what the policy did.
 """
 

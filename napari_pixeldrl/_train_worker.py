@@ -349,7 +349,6 @@ def preload_training_stack() -> None:
     opt.step()
 
 
-
 def train_job(
     data: TrainData | None,
     config,

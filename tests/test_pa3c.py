@@ -141,8 +141,10 @@ def test_balanced_rewards_on_a_hand_case():
     assert total(ones) == pytest.approx(0.0, abs=1e-6)  # all-keep earns nothing
     assert total(truth) == pytest.approx(2.0)  # the perfect mask earns the most
     assert total(torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])) < 0  # worse than doing nothing
-    # Without an object the weights stay finite.
-    assert torch.isfinite(balance_weights(torch.zeros(1, 4, 4))).all()
+    # An image with one class only has nothing to balance: weight 1 everywhere, any power.
+    for power in (1.0, 0.5):
+        assert (balance_weights(torch.zeros(1, 4, 4), power) == 1).all()
+        assert (balance_weights(torch.ones(1, 4, 4), power) == 1).all()
 
 
 @pytest.mark.parametrize("power", [0.0, 0.5, 1.0])

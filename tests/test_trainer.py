@@ -157,3 +157,28 @@ def test_pure_pa3c_on_imbalanced_discs_learns_without_collapsing(tmp_path):
     obj = np.mean([p.mask[m != 0].mean() for p, m in zip(preds, val[1])])
     bg = np.mean([p.mask[m == 0].mean() for p, m in zip(preds, val[1])])
     assert obj > 0.5 > 0.2 > bg, (obj, bg)
+
+
+def test_config_checks_and_old_configs_get_the_old_loss():
+    from napari_pixeldrl.errors import InputError
+
+    with pytest.raises(InputError, match="balance power"):
+        Trainer(tiny(balance_power=-1.0), discs(2, 0), discs(1, 1), "unused")
+    with pytest.raises(InputError, match="--supervised-weight"):
+        Trainer(tiny(preset="paper", supervised_dice=True), discs(2, 0), discs(1, 1), "unused")
+    saved = tiny().to_dict()
+    for key in ("reward_balance", "live_pixels_only", "balance_power", "supervised_dice"):
+        del saved[key]  # a run saved before these options existed
+    old = TrainConfig.from_dict(saved)
+    assert (old.reward_balance, old.live_pixels_only, old.balance_power, old.supervised_dice) == (False, False, 1.0, False)
+
+
+def test_finetune_starts_without_the_base_models_postprocess(tmp_path):
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+    from napari_pixeldrl.model.config import preset_config
+    from napari_pixeldrl.model.network import build_model
+
+    cfg = preset_config("lite", **TINY).replace(postprocess="largest-component")
+    base = save_checkpoint(tmp_path / "base.safetensors", build_model(cfg), cfg)
+    result = Trainer(tiny(epochs=1), discs(2, 0), discs(1, 1), tmp_path / "ft", init_checkpoint=base).fit()
+    assert load_checkpoint(result.best_checkpoint).config.postprocess == "none"

@@ -226,13 +226,16 @@ def cmd_evaluate(args) -> int:
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     out = args.out or Path(loaded.path).parent / f"eval_{args.split}"
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
+    if config.postprocess != "none":
+        name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
     result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name)
     if args.json:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess}))
     else:
         print((out / "table.md").read_text(), end="")
-        print("DICE after each step: " + " ".join(f"{d:.4f}" for d in result["dice_per_step"]))
+        print(f"post-processing of the final mask: {config.postprocess}")
+        print("DICE after each step (raw masks m(t)): " + " ".join(f"{d:.4f}" for d in result["dice_per_step"]))
         print(f"report in {out}")
     return 0
 

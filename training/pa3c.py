@@ -101,14 +101,20 @@ def balance_weights(truth: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     +0.5: balanced accuracy. Its optimum keeps a pixel once P(object) exceeds the
     object's fraction of the slice, so small objects come out over-segmented; ``power``
     0.5 weighs an object pixel sqrt((1 - f) / f) times a background one instead of
-    (1 - f) / f (x7 rather than x49 at f = 2 %). ``power`` 0: unweighted. A class that
-    is absent from an image has no pixel to weigh; its fraction is clamped to one pixel.
+    (1 - f) / f (x7 rather than x49 at f = 2 %). ``power`` 0: unweighted. An image with
+    one class only (an empty crop) has nothing to balance: all its weights are 1, so it
+    counts as much as any other image whatever the power. (Until 2026-11-22 an empty
+    crop weighed 0.5 at power 1 and about 0.99 at power 0.5: its absent class was
+    clamped to one pixel. The bundled models' first epochs trained so.)
     """
     n = truth[0].numel()
-    fg = truth.flatten(1).mean(dim=1).clamp(1.0 / n, 1.0 - 1.0 / n).view(-1, 1, 1)
+    frac = truth.flatten(1).mean(dim=1).view(-1, 1, 1)
+    fg = frac.clamp(1.0 / n, 1.0 - 1.0 / n)
     bg = 1.0 - fg
     k = 1.0 / (fg ** (1.0 - power) + bg ** (1.0 - power))
-    return torch.where(truth > 0.5, k / fg**power, k / bg**power)
+    weights = torch.where(truth > 0.5, k / fg**power, k / bg**power)
+    one_class = (frac == 0) | (frac == 1)
+    return torch.where(one_class, torch.ones_like(weights), weights)
 
 
 def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

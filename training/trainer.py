@@ -109,6 +109,17 @@ class TrainConfig:
         # A run saved before these options existed was trained without them: resume it so.
         return dataclass_from_json(cls, {**_ADDED, **data}, "training config")
 
+    def check(self) -> None:
+        """Refuse option combinations that cannot mean what they say."""
+        p = self.balance_power
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
+            raise InputError(f"balance power must be a number from 0 to 1, got {p!r}")
+        if self.supervised_dice and self.resolved_supervised_weight() == 0.0:
+            raise InputError(
+                "--supervised-dice adds to the supervised term, whose weight is 0 here "
+                f"(preset {self.preset!r}); give --supervised-weight too"
+            )
+
     def resolved_supervised_weight(self) -> float:
         if self.supervised_weight is not None:
             return float(self.supervised_weight)
@@ -206,6 +217,7 @@ class Trainer:
         self.val_data = _Slices(val)
         if len(self.train_data) == 0:
             raise InputError("no training slices")
+        config.check()
         self.out_dir = Path(out_dir)
         self.callbacks: list[Callback] = list(callbacks)
         self.init_checkpoint = init_checkpoint
@@ -264,7 +276,9 @@ class Trainer:
                 raise InputError(
                     f"the checkpoint's model takes {loaded.config.in_channels} channel(s), the data has {in_ch}"
                 )
-            self.model_config, self.net = loaded.config, loaded.model
+            # The base model's post-processing was chosen for its own data: the new model
+            # validates (and picks its best epoch) on raw masks and gets its own choice later.
+            self.model_config, self.net = loaded.config.replace(postprocess="none"), loaded.model
         else:
             self.model_config = preset_config(c.preset, in_channels=in_ch, **c.model_overrides)
             self.net = build_model(self.model_config)
