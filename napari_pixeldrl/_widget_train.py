@@ -47,7 +47,7 @@ BUNDLED = "bundled: "
 SEGMENT = "Segment widget: "
 FILE_ITEM = "Checkpoint file..."
 SOURCES = ("Painted layers", "Dataset folder")
-REDRAW_MS = 1000  # an Agg redraw of the three curves takes ~0.1 s of the GUI thread
+REDRAW_MS = 1000  # curve updates: a blit costs a few ms, a full redraw (rare) ~0.1 s
 
 
 class TrainWidget(QWidget):
@@ -66,8 +66,6 @@ class TrainWidget(QWidget):
         self._checkpoint_path: str | None = None
         # Tests (and power users) may inject a base TrainConfig, e.g. a tiny model.
         self.base_config = None
-        self._history = {"ep_x": [], "loss": [], "reward": [], "val_x": [], "val": []}
-        self._dirty = False
 
         # data
         self.source_combo = QComboBox()
@@ -127,14 +125,10 @@ class TrainWidget(QWidget):
         self.progress = Q.progress_bar()
         self.status = Q.status_label()
 
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from napari_pixeldrl._live_curves import LiveCurves
 
-        self.figure = Figure(figsize=(3.5, 4.2), tight_layout=True)
-        self.ax_loss, self.ax_reward, self.ax_dice = self.figure.subplots(3, 1, sharex=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = LiveCurves()
         self.canvas.setMinimumHeight(260)
-        self._draw_curve()
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
         self.redraw_timer.timeout.connect(self._redraw_if_dirty)
@@ -313,8 +307,7 @@ class TrainWidget(QWidget):
         self.result = None
         self.last_result = None
         self.save_button.setEnabled(False)
-        self._history = {k: [] for k in self._history}
-        self._dirty = True
+        self.canvas.reset(self.epochs_spin.value())
         job = thread_worker(T.train_job, start_thread=False)
         worker = job(cancel=self._cancel, **kwargs)
         worker.yielded.connect(self._on_yielded)
@@ -352,49 +345,20 @@ class TrainWidget(QWidget):
             self.status.setText(f"Training on {msg.n_train} slice(s), validating on {msg.n_val} ({msg.note}).")
         elif isinstance(msg, T.TrainEpisode):
             x = msg.epoch - 1 + msg.episode / max(1, msg.episodes_per_epoch)
-            self._history["ep_x"].append(x)
-            self._history["loss"].append(msg.loss)
-            self._history["reward"].append(msg.mean_reward)
+            self.canvas.add_episode(x, msg.loss, msg.mean_reward)
             self.progress.setValue((msg.epoch - 1) * msg.episodes_per_epoch + msg.episode)
-            self._dirty = True
         elif isinstance(msg, T.TrainEpoch):
             if msg.val_dice is not None:
-                self._history["val_x"].append(msg.epoch)
-                self._history["val"].append(msg.val_dice)
+                self.canvas.add_validation(msg.epoch, msg.val_dice)
             val = "-" if msg.val_dice is None else f"{msg.val_dice:.3f}"
             self.status.setText(
                 f"Epoch {msg.epoch}/{msg.epochs}: loss {msg.loss:.3f}, reward {msg.mean_reward:.3f}, "
                 f"validation DICE {val} (best {max(msg.best_dice, 0):.3f} at epoch {msg.best_epoch})"
             )
-            self._dirty = True
 
     def _redraw_if_dirty(self) -> None:
-        if self._dirty:
-            self._draw_curve()
-
-    def _draw_curve(self) -> None:
-        """Update the three curves' data; the axes are built once (clearing and re-plotting
-        them cost the GUI thread >100 ms a redraw)."""
-        h = self._history
-        if not hasattr(self, "_lines"):
-            for ax, title in ((self.ax_loss, "loss"), (self.ax_reward, "mean reward"), (self.ax_dice, "validation DICE")):
-                ax.set_title(title, fontsize=8)
-                ax.tick_params(labelsize=7)
-            self._lines = (
-                self.ax_loss.plot([], [], lw=1)[0],
-                self.ax_reward.plot([], [], lw=1, color="tab:green")[0],
-                self.ax_dice.plot([], [], marker=".", color="tab:red")[0],
-            )
-            self.ax_dice.set_ylim(0, 1)
-            self.ax_dice.set_xlabel("epoch", fontsize=7)
-        for line, (xs, ys) in zip(self._lines, ((h["ep_x"], h["loss"]), (h["ep_x"], h["reward"]), (h["val_x"], h["val"]))):
-            line.set_data(xs, ys)
-        for ax in (self.ax_loss, self.ax_reward):
-            ax.relim()
-            ax.autoscale_view()
-        self.ax_dice.set_xlim(0, max([1, *h["val_x"]]) + 0.5)
-        self.canvas.draw_idle()
-        self._dirty = False
+        if self.canvas.dirty:
+            self.canvas.redraw()
 
     # ------------------------------------------------------------------ end
 
@@ -444,7 +408,7 @@ class TrainWidget(QWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self.redraw_timer.stop()
-        self._draw_curve()
+        self.canvas.redraw()
         self.train_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)

@@ -85,7 +85,7 @@ def test_train_painted_slices_then_segment(make_napari_viewer, qtbot, tmp_path, 
     assert res.reason == "done" and res.n_train == 2 and res.n_val == 1
     assert (tmp_path / "run" / BEST).exists() and (tmp_path / "run" / LAST).exists()
     assert w.progress.value() == w.progress.maximum()
-    assert len(w._history["loss"]) >= 1 and w._history["val"]  # the curve got points
+    assert len(w.canvas.history["loss"]) >= 1 and w.canvas.history["val"]  # the curve got points
     # the trained model is listed (and selected) in the Segment widget, and segments
     name = w.model_name
     assert seg.model_combo.currentText() == name and isinstance(seg.models()[name], LoadedModel)
@@ -193,3 +193,24 @@ def test_gui_heartbeat_during_training(make_napari_viewer, qtbot, tmp_path, note
     print(heart.describe(gaps, f"training {returned[0] - t0:.2f} s"))
     assert returned[0] - t0 > 1.0, "the training was too short to measure anything"
     assert gaps.max() < 0.2
+
+
+def test_live_curves_redraw_axes_rarely(qtbot):
+    """Most updates only blit the lines; the axes are redrawn when a limit must grow."""
+    from napari_pixeldrl._live_curves import LiveCurves
+
+    c = LiveCurves()
+    qtbot.addWidget(c)
+    c.resize(350, 420)
+    c.show()
+    c.reset(epochs=5)
+    rng = np.random.default_rng(0)
+    for i in range(200):  # 5 epochs of 40 episodes: a noisy falling loss, a rising reward
+        c.add_episode(i / 40, 300 * np.exp(-i / 60) + rng.normal(0, 10), 0.2 + i / 400 + rng.normal(0, 0.02))
+        if (i + 1) % 40 == 0:
+            c.add_validation((i + 1) // 40, 0.1 * (i + 1) / 40)
+        c.redraw()
+    assert c.full_draws <= 12, c.full_draws  # 10 when written: the first few points, then rare growth
+    assert len(c.lines[0].get_xdata()) == 200 and list(c.lines[2].get_ydata()) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    lo, hi = c.ax_loss.get_ylim()
+    assert lo <= min(c.history["loss"]) and max(c.history["loss"]) <= hi
