@@ -54,11 +54,14 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
         "volume": {k: float(volume[k]) for k in METRIC_NAMES},
         "figure": str(figure),
         "units": "HD95 in mm" if in_plane else "HD95 in pixels",
+        "postprocess": loaded.config.postprocess,
     }
 
 
 def format_demo(result: dict) -> str:
     head = f"{result['sample']}: {result['case']} ({result['slices']} slices), model {Path(result['model']).name}"
+    if result.get("postprocess", "none") != "none":
+        head += f", post-processing {result['postprocess']}"
     names = "".join(f"{k.upper():>8}" for k in METRIC_NAMES)
     lines = [head, f"{'':14}{names}"]
     for label, key in (("slice mean", "slice_mean"), ("volume", "volume")):
