@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+from napari_pixeldrl.training.trainer import write_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "model" / "weights"
@@ -59,6 +60,20 @@ def objective_stages(run: Path) -> str:
         else:
             spans.append([h["epoch"], h["epoch"], key])
     return "; ".join(f"epochs {a}-{b}: {k}" if a != b else f"epoch {a}: {k}" for a, b, k in spans)
+
+
+def curves(run_name: str) -> list[str]:
+    """Redraw both runs' learning curves from their metrics logs into benchmarks/results/curves/."""
+    out = RESULTS / "curves"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for preset in ("lite", "unet"):
+        log = ROOT / "runs" / f"{run_name}-{preset}" / "metrics.jsonl"
+        if log.exists():
+            target = out / f"{run_name}-{preset}.png"
+            write_curve([json.loads(x) for x in log.read_text().splitlines() if x.strip()], target)
+            written.append(str(target.relative_to(ROOT)))
+    return written
 
 
 def row(name: str, s: dict) -> str:
@@ -144,6 +159,9 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 
 The paper's figures are on its own split, probably by slice (easier); see ../shared/METHOD.md §5.
 DICE after each step t: {', '.join(f'{d:.3f}' for d in test['dice_per_step'])}.
+
+Learning curves (training loss, mean reward, validation DICE per epoch; a dashed line
+where the loss options changed): {', '.join(f'`{c}`' for c in curves(spec['run']))}.
 
 Regenerate: `python benchmarks/ship_models.py` (after the two quality runs).
 """

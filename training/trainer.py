@@ -574,6 +574,14 @@ def write_curve(history: Sequence[dict], path) -> None:
     if val:
         ax3.plot(*zip(*val), marker=".", color="tab:red")
     ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
+    # A run resumed with other loss options: loss and reward change scale there.
+    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if a.get("objective") != b.get("objective")]
+    for x in changes:
+        for ax in (ax1, ax2, ax3):
+            ax.axvline(x, color="gray", ls="--", lw=0.8)
+    if changes:
+        ax1.annotate("loss options changed", (changes[0], 1), xycoords=("data", "axes fraction"),
+                     fontsize=7, color="gray", ha="left", va="top", xytext=(3, -3), textcoords="offset points")
     fig.tight_layout()
 
     def write(tmp):
