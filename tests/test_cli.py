@@ -158,6 +158,9 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
                          "--balance-power", "0.5", "--supervised-dice")
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["epochs"] == 1
+    record = json.loads((run_dir / "commands.jsonl").read_text())
+    assert record["argv"][:2] == ["pixeldrl", "train"] and "--supervised-dice" in record["argv"]
+    assert record["reason"] == "done" and record["epochs_done"] == 1
     row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert row["objective"]["balance_power"] == 0.5 and row["objective"]["supervised_dice"] is True
 

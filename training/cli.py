@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = ["pixeldrl", *(sys.argv[1:] if argv is None else argv)]  # the command as typed, for run records
     try:
         code = args.func(args)
     except PixelDRLError as err:

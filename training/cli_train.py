@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from napari_pixeldrl.errors import InputError, PixelDRLError
 
 DATASETS = ("lgg", "msd", "hecktor", "folder")
+COMMANDS = "commands.jsonl"  # in a run folder: one line per train/finetune command that ran there
 
 
 def add_postprocess_option(p) -> None:
@@ -193,8 +195,16 @@ def cmd_train(args) -> int:
                   file=sys.stderr, flush=True)
 
     trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = trainer.fit(resume=args.resume)
     if trainer.rank == 0:
+        # The run folder keeps every command that trained it: a run continued in stages,
+        # maybe with other options, says how it was made.
+        record = {"argv": getattr(args, "argv", None),
+                  "started": started, "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "reason": result.reason, "epochs_done": result.epochs_done}
+        with open(Path(args.out) / COMMANDS, "a") as f:
+            f.write(json.dumps(record) + "\n")
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
     return 0
