@@ -124,7 +124,6 @@ def main() -> None:
         "load_at_end_of_training": load,
         "machine": machine(),
         "split": "by patient, 70/10/20, seed 0; test split scored once, checkpoints chosen on validation DICE",
-        "budget_minutes": args.minutes,
         "threads_per_run": args.threads,
         "scores": scores,
     }
@@ -165,7 +164,7 @@ def main() -> None:
         "",
         *[f"- {label[p]}: " + ", ".join("-" if v is None else f"{v:.3f}" for v in s["val_dice_per_epoch"]) for p, s in scores.items()],
         "",
-        "DICE after each step t (PixelDRL-MG, test split): " + ", ".join(f"{d:.3f}" for d in scores["lite"]["dice_per_step"]),
+        "DICE after each step t (PixelDRL-MG, test split, raw masks m(t)): " + ", ".join(f"{d:.3f}" for d in scores["lite"]["dice_per_step"]),
         "",
     ]
     (OUT / f"quality_{name}.md").write_text("\n".join(lines))
