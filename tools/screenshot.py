@@ -1,6 +1,6 @@
 """Screenshot of the plugin at work: LGG sample, Segment widget run, steps layer shown.
 
-    xvfb-run -a python tools/screenshot.py [--checkpoint model.safetensors] [--out docs/screenshot.png]
+    xvfb-run -a python tools/screenshot.py [--checkpoint lgg|model.safetensors] [--out docs/screenshot.png]
 
 Without ``--checkpoint`` a random-weight 3-channel ``lite``
 model is saved to a temporary folder and used: the screenshot then shows the GUI, not a
@@ -30,7 +30,11 @@ def main() -> int:
     from napari_pixeldrl._widget_segment import SegmentWidget
 
     checkpoint, note = args.checkpoint, ""
-    if checkpoint is None or not checkpoint.exists():
+    if checkpoint is not None and not checkpoint.exists():
+        from napari_pixeldrl.model.checkpoint import resolve_checkpoint
+
+        checkpoint = Path(resolve_checkpoint(str(checkpoint)))  # a bundled name such as lgg; errors if unknown
+    if checkpoint is None:
         import torch
 
         from napari_pixeldrl.model.checkpoint import save_checkpoint
