@@ -19,6 +19,14 @@ def delta_conv(k=3):
     return conv
 
 
+def tiny_net_and_discs(tiny_config):
+    """A tiny lite network (seeded) and a batch of two disc slices: (net, images, truth)."""
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2)
+    return net, torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)).float()
+
+
 def test_returns_with_delta_filter_are_discounted_sums():
     g = 0.95
     r = [torch.full((1, 2, 2), v) for v in (1.0, -1.0, 0.5)]
@@ -44,11 +52,7 @@ def test_returns_spread_through_the_reward_filter():
 
 @pytest.mark.parametrize("value_weight", [0.0, 1.0])
 def test_loss_gradients_reach_policy_value_and_reward_filter(value_weight, tiny_config):
-    torch.manual_seed(0)
-    net = build_model(tiny_config("lite"))
-    images, masks = discs(2)
-    x = torch.from_numpy(np.stack(images))
-    y = torch.from_numpy(np.stack(masks)).float()
+    net, x, y = tiny_net_and_discs(tiny_config)
     loss, stats = pa3c_loss(net, x, y, t_max=3, gamma=0.95, value_weight=value_weight, generator=torch.Generator().manual_seed(0))
     loss.backward()
     assert net.policy.out.weight.grad.abs().sum() > 0
@@ -64,11 +68,7 @@ def test_loss_gradients_reach_policy_value_and_reward_filter(value_weight, tiny_
 
 
 def test_supervised_term_is_added_with_its_weight(tiny_config):
-    torch.manual_seed(0)
-    net = build_model(tiny_config("lite"))
-    images, masks = discs(2)
-    x = torch.from_numpy(np.stack(images))
-    y = torch.from_numpy(np.stack(masks)).float()
+    net, x, y = tiny_net_and_discs(tiny_config)
     kw = dict(t_max=2, gamma=0.95)
     l0, s0 = pa3c_loss(net, x, y, supervised_weight=0.0, generator=torch.Generator().manual_seed(1), **kw)
     l1, s1 = pa3c_loss(net, x, y, supervised_weight=2.0, generator=torch.Generator().manual_seed(1), **kw)
@@ -174,11 +174,7 @@ def test_soft_dice_loss_matches_monai():
 
 
 def test_supervised_dice_adds_to_the_supervised_term(tiny_config):
-    torch.manual_seed(0)
-    net = build_model(tiny_config("lite"))
-    images, masks = discs(2)
-    x = torch.from_numpy(np.stack(images))
-    y = torch.from_numpy(np.stack(masks)).float()
+    net, x, y = tiny_net_and_discs(tiny_config)
     kw = dict(t_max=2, gamma=0.95, supervised_weight=2.0, reward_balance=True, balance_power=0.5)
     l0, s0 = pa3c_loss(net, x, y, supervised_dice=False, generator=torch.Generator().manual_seed(1), **kw)
     l1, s1 = pa3c_loss(net, x, y, supervised_dice=True, generator=torch.Generator().manual_seed(1), **kw)
