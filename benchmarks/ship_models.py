@@ -87,6 +87,10 @@ def ship(name: str, spec: dict) -> dict:
     loaded = load_checkpoint(source)
     train_info = loaded.info
     lite_q = quality["scores"]["lite"]
+    # Checked before anything is written: the choices below were made on this checkpoint.
+    if lite_q.get("best_epoch") not in (None, train_info.get("epoch")):
+        raise SystemExit(f"{source} is epoch {train_info.get('epoch')}, but the quality benchmark scored epoch "
+                         f"{lite_q.get('best_epoch')}: rerun benchmarks/quality.py --skip-train first")
     # The post-processing the quality benchmark chose on the validation split ships with the model.
     postprocess = lite_q.get("postprocess", "none")
     config = loaded.config.replace(postprocess=postprocess)
@@ -106,9 +110,6 @@ def ship(name: str, spec: dict) -> dict:
     load = quality.get("load_at_end_of_training")
     load_note = (f"load average {load:.1f} when training ended (above 2: other runs shared the cores)" if load
                  else "other runs shared the cores (see benchmarks/results/quality_*.md)")
-    if lite_q.get("best_epoch") not in (None, train_info.get("epoch")):
-        raise SystemExit(f"{source} is epoch {train_info.get('epoch')}, but the quality benchmark scored epoch "
-                         f"{lite_q.get('best_epoch')}: rerun benchmarks/quality.py --skip-train first")
     val_pp = lambda s: ", ".join(f"{k} {v:.4f}" for k, v in s.get("val_dice_by_postprocess", {}).items()) or "not measured"
     paper_line = {
         "lgg": "| PixelDRL-MG (paper, Brain) | 0.8147 | 0.8877 | 0.7659 | 0.7152 | 0.2733 | 9.09 |\n| U-Net (paper, Brain) | 0.7220 | - | - | - | 0.1932 | 13.24 |",

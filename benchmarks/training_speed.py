@@ -43,9 +43,7 @@ def main() -> None:
     lite_cfg = preset_config("lite", in_channels=args.channels)
     lite = build_model(lite_cfg)
     unet = build_model(preset_config("unet", in_channels=args.channels))
-    pa3c = PA3CObjective(lite, t_max=lite_cfg.t_max, gamma=lite_cfg.gamma, value_weight=defaults.value_weight,
-                         entropy_beta=defaults.entropy_beta, supervised_weight=defaults.resolved_supervised_weight(),
-                         reward_balance=defaults.reward_balance, live_pixels_only=defaults.live_pixels_only)
+    pa3c = PA3CObjective(lite, t_max=lite_cfg.t_max, gamma=lite_cfg.gamma, **defaults.pa3c_options())
     sup = SupervisedObjective(unet)
     opt_lite = torch.optim.Adam(lite.parameters(), 1e-3)
     opt_unet = torch.optim.Adam(unet.parameters(), 1e-3)

@@ -52,6 +52,5 @@ def apply_postprocess(masks: np.ndarray, name: str | None) -> np.ndarray:
     masks = np.asarray(masks)
     if name == "none":
         return masks
-    if masks.ndim == 2:
-        return largest_component(masks).astype(masks.dtype)
-    return np.stack([largest_component(m) for m in masks]).astype(masks.dtype)
+    slices = masks.reshape(-1, *masks.shape[-2:])
+    return np.stack([largest_component(m) for m in slices]).reshape(masks.shape).astype(masks.dtype)

@@ -51,8 +51,7 @@ class LiveCurves(FigureCanvasQTAgg):
 
     def reset(self, epochs: int | None = None) -> None:
         self.history = {"ep_x": [], "loss": [], "reward": [], "val_x": [], "val": []}
-        self._planned = max(1, int(epochs or 1))
-        self.ax_dice.set_xlim(0, self._planned + 0.5)
+        self.ax_dice.set_xlim(0, max(1, int(epochs or 1)) + 0.5)
         for ax in (self.ax_loss, self.ax_reward):
             ax.set_ylim(0, 1)
         self._needs_full = True

@@ -98,7 +98,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
-                   help="weigh each pixel's reward by 0.5 / its class's fraction of the slice (default on)")
+                   help="weigh each pixel's reward by its class's fraction of the slice to the power -balance-power (default on)")
     p.add_argument("--balance-power", type=float, default=None,
                    help="reward weight per class = fraction^-power (1: fully balanced, 0.5: softer; default 1)")
     p.add_argument("--supervised-dice", action=argparse.BooleanOptionalAction, default=None,

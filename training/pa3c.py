@@ -207,42 +207,16 @@ def _unwrap(net):
 
 
 class PA3CObjective(nn.Module):
-    """``forward(image, truth)`` -> (loss, stats): the module DDP wraps."""
+    """``forward(image, truth)`` -> (loss, stats): the module DDP wraps.
 
-    def __init__(
-        self,
-        net: nn.Module,
-        *,
-        t_max: int,
-        gamma: float,
-        value_weight: float,
-        entropy_beta: float,
-        supervised_weight: float,
-        reward_balance: bool = False,
-        balance_power: float = 1.0,
-        live_pixels_only: bool = False,
-        supervised_dice: bool = False,
-    ):
+    ``options`` are :func:`pa3c_loss`'s keyword options (t_max, gamma, value_weight, ...),
+    passed on unchanged, so a new loss option needs no change here.
+    """
+
+    def __init__(self, net: nn.Module, **options):
         super().__init__()
         self.net = net
-        self.t_max, self.gamma = t_max, gamma
-        self.value_weight, self.entropy_beta, self.supervised_weight = value_weight, entropy_beta, supervised_weight
-        self.reward_balance, self.balance_power = reward_balance, balance_power
-        self.live_pixels_only, self.supervised_dice = live_pixels_only, supervised_dice
+        self.options = options
 
     def forward(self, image: torch.Tensor, truth: torch.Tensor, generator: torch.Generator | None = None):
-        return pa3c_loss(
-            self.net,
-            image,
-            truth,
-            t_max=self.t_max,
-            gamma=self.gamma,
-            value_weight=self.value_weight,
-            entropy_beta=self.entropy_beta,
-            supervised_weight=self.supervised_weight,
-            reward_balance=self.reward_balance,
-            balance_power=self.balance_power,
-            live_pixels_only=self.live_pixels_only,
-            supervised_dice=self.supervised_dice,
-            generator=generator,
-        )
+        return pa3c_loss(self.net, image, truth, generator=generator, **self.options)

@@ -52,6 +52,9 @@ CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
 
 
+# The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
+LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice")
+
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False}
 
@@ -119,6 +122,12 @@ class TrainConfig:
                 "--supervised-dice adds to the supervised term, whose weight is 0 here "
                 f"(preset {self.preset!r}); give --supervised-weight too"
             )
+
+    def pa3c_options(self) -> dict:
+        """The keyword options of :func:`pa3c_loss` this config sets (t_max and gamma come
+        from the model config)."""
+        return {"value_weight": self.value_weight, "entropy_beta": self.entropy_beta,
+                "supervised_weight": self.resolved_supervised_weight(), **{k: getattr(self, k) for k in LOSS_OPTIONS}}
 
     def resolved_supervised_weight(self) -> float:
         if self.supervised_weight is not None:
@@ -291,18 +300,7 @@ class Trainer:
         if mc.arch == "unet":
             self.objective = SupervisedObjective(self.net)
         else:
-            self.objective = PA3CObjective(
-                self.net,
-                t_max=self.t_max,
-                gamma=self.gamma,
-                value_weight=c.value_weight,
-                entropy_beta=c.entropy_beta,
-                supervised_weight=c.resolved_supervised_weight(),
-                reward_balance=c.reward_balance,
-                balance_power=c.balance_power,
-                live_pixels_only=c.live_pixels_only,
-                supervised_dice=c.supervised_dice,
-            )
+            self.objective = PA3CObjective(self.net, t_max=self.t_max, gamma=self.gamma, **c.pa3c_options())
         self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
         self.amp_dtype = None
@@ -514,7 +512,7 @@ class Trainer:
             row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds}
             if self.model_config.arch != "unet":
                 # A run resumed with other loss options (a staged run) shows which epochs had which.
-                row["objective"] = {k: getattr(c, k) for k in ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice")}
+                row["objective"] = {k: getattr(c, k) for k in LOSS_OPTIONS}
                 row["objective"]["supervised_weight"] = c.resolved_supervised_weight()
             self.history.append(row)
             save_checkpoint(self.out_dir / LAST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
