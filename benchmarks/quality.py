@@ -23,64 +23,35 @@ import datetime as dt
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+from _runs import METRICS, OUT, ROOT, evaluate, history, metric_cells, train_at_once
 from napari_pixeldrl.model.postprocess import POSTPROCESS
 from napari_pixeldrl.training.bench import machine
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
 PAPER = {  # ../shared/METHOD.md §5 (the paper's test split, probably by slice)
     "lgg": {"U-Net (paper)": (0.7220, None, None, None, 0.1932, 13.24), "PixelDRL-MG (paper)": (0.8147, 0.8877, 0.7659, 0.7152, 0.2733, 9.09)},
     "msd": {"U-Net (paper)": (0.7586, None, None, None, 0.2428, 7.64), "PixelDRL-MG (paper)": (0.8346, 0.8678, 0.8469, 0.7510, 0.4081, 4.05)},
 }
-METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
-
-
-def pixeldrl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "napari_pixeldrl.training.cli", *args]
 
 
 def train_both(args, runs: dict[str, Path]) -> None:
-    procs = []
-    for preset, run in runs.items():
-        cmd = pixeldrl("train", "--dataset", args.dataset, "--data", args.data, "--preset", preset, "--out", str(run),
-                       "--time-budget", str(args.minutes), "--threads", str(args.threads), "--seed", str(args.seed),
-                       "--no-progress", *(["--resume"] if (run / "training_state.safetensors").exists() else []),
-                       *(shlex.split(args.lite_args) if preset == "lite" else []))
-        log = open(run.with_suffix(".log"), "a")
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
-    for p in procs:
-        if p.wait() != 0:
-            raise SystemExit(f"training failed, see {[str(r.with_suffix('.log')) for r in runs.values()]}")
-
-
-def evaluate(args, run: Path, split: str, postprocess: str) -> dict:
-    out = subprocess.run(
-        pixeldrl("evaluate", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--dataset", args.dataset,
-                 "--data", args.data, "--split", split, "--json", "--out", str(run / f"eval_{split}_{postprocess}"),
-                 "--threads", "2", "--postprocess", postprocess),
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"scoring {run} on {split} failed (the trained runs are kept; rerun with --skip-train):\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    common = ["--dataset", args.dataset, "--data", args.data, "--time-budget", str(args.minutes),
+              "--threads", str(args.threads), "--seed", str(args.seed)]
+    train_at_once({run: [*common, "--preset", preset, *(shlex.split(args.lite_args) if preset == "lite" else [])]
+                   for preset, run in runs.items()})
 
 
 def score(args, run: Path) -> dict:
     # Post-processing is chosen per model on the validation split; the test split is scored once.
-    val = {p: evaluate(args, run, "val", p)["dice"] for p in POSTPROCESS}
+    checkpoint = run / "checkpoint_best.safetensors"
+    val = {p: evaluate(checkpoint, args.dataset, args.data, "val", run / f"eval_val_{p}", p)["dice"] for p in POSTPROCESS}
     choice = max(POSTPROCESS, key=lambda p: (val[p], p == "none"))  # a tie keeps "none"
-    result = evaluate(args, run, "test", choice)
+    result = evaluate(checkpoint, args.dataset, args.data, "test", run / f"eval_test_{choice}", choice)
     result["postprocess"] = choice
     result["val_dice_by_postprocess"] = val
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    result["epochs"] = len(history)
-    result["train_seconds"] = round(sum(h.get("seconds", 0) for h in history), 1)
-    result["val_dice_per_epoch"] = [h.get("val_dice") for h in history]
-    result["best_epoch"] = max(history, key=lambda h: h.get("val_dice") or -1).get("epoch") if history else None
+    result.update(history(run))
     return result
 
 
@@ -149,8 +120,7 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p, s in scores.items():
-        cells = [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
-        lines.append(f"| {label[p]} | " + " | ".join(cells) + f" | {s['slices']} | {s['epochs']} | {s['best_epoch']} | {s['postprocess']} |")
+        lines.append(f"| {label[p]} | " + " | ".join(metric_cells(s)) + f" | {s['slices']} | {s['epochs']} | {s['best_epoch']} | {s['postprocess']} |")
     for model, vals in PAPER[args.dataset].items():
         cells = ["-" if v is None else (f"{v:.2f}" if k == "hd95" else f"{v:.4f}") for k, v in zip(METRICS, vals)]
         lines.append(f"| {model} | " + " | ".join(cells) + " | split by slice (likely) | 200 | | |")

@@ -15,15 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from _runs import METRICS, ROOT, evaluate, metric_cells
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.training.trainer import write_curve
 
-ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "model" / "weights"
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = {
@@ -34,14 +32,6 @@ MODELS = {
 }
 PAPER = {"lgg": "Brain", "heart": "Cardiac"}
 TARGET_DICE = {"lgg": 0.80, "heart": 0.83}  # issue 5's targets on the test split by patient
-METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
-
-
-def evaluate(path: Path, spec: dict, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "napari_pixeldrl.training.cli", "evaluate", "--checkpoint", str(path),
-           "--dataset", spec["dataset"], "--data", spec["data"], "--split", "test", "--json", "--out", str(out), "--threads", "2"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def objective_stages(run: Path) -> str:
@@ -77,8 +67,7 @@ def curves(run_name: str) -> list[str]:
 
 
 def row(name: str, s: dict) -> str:
-    cells = [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
-    return f"| {name} | " + " | ".join(cells) + " |"
+    return f"| {name} | " + " | ".join(metric_cells(s)) + " |"
 
 
 def ship(name: str, spec: dict) -> dict:
@@ -100,7 +89,8 @@ def ship(name: str, spec: dict) -> dict:
         # Score the float16 file that will ship.
         candidate = Path(tmp) / f"{name}.safetensors"
         save_checkpoint(candidate, loaded.model, config, train_info, half=True)
-        test = evaluate(candidate, spec, ROOT / "runs" / f"{spec['run']}-lite" / "eval_test_shipped")
+        test = evaluate(candidate, spec["dataset"], spec["data"], "test",
+                        ROOT / "runs" / f"{spec['run']}-lite" / "eval_test_shipped", postprocess="auto")
         info = dict(train_info)
         info["test_metrics"] = {k: test[k] for k in METRICS} | {"slices": test["slices"], "split": "test, by patient, seed 0"}
         info["source_run"] = f"runs/{spec['run']}-lite (epoch {train_info.get('epoch')})"

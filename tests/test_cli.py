@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_pixeldrl.model.checkpoint import save_checkpoint
 from napari_pixeldrl.model.network import build_model
@@ -138,19 +139,24 @@ def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, 
     assert code == 2 and "lgg_image.tif" in err
 
 
-def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
-    """The issue's commands end to end on a tiny folder dataset (10 patients, one 64x64 slice each)."""
+def _disc_folder(root):
+    """A folder dataset of 10 patients, one 64x64 disc slice each."""
     from PIL import Image
 
     from napari_pixeldrl.training.synthetic import discs
 
-    root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     images, masks = discs(10, 0)
     for i, (im, m) in enumerate(zip(images, masks)):
         Image.fromarray((im[0] * 255).astype(np.uint8)).save(root / "images" / f"p{i}__0.png")
         Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"p{i}__0.png")
+    return root
+
+
+def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
+    """The issue's commands end to end on a tiny folder dataset."""
+    root = _disc_folder(tmp_path / "data")
     run_dir = tmp_path / "run"
     common = ["--dataset", "folder", "--data", str(root), "--epochs", "1", "--t-max", "2", "--crop", "0",
               "--threads", "1", "--no-progress"]
@@ -176,3 +182,28 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     assert code == 0, err
     assert "on 3 slices" in err
     assert (tmp_path / "ft" / "checkpoint_best.safetensors").exists()
+
+
+def test_ablation_switches_and_validation_interval(capsys, tmp_path):
+    """--no-sam/--no-dilation build the Table 3 variants; a resumed run cannot change its network."""
+    from napari_pixeldrl.model.checkpoint import load_checkpoint
+
+    root = _disc_folder(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "folder", "--data", str(root), "--t-max", "2", "--crop", "0", "--threads", "1",
+              "--no-progress", "--out", str(run_dir)]
+    code, _, err = run(capsys, "train", *common, "--epochs", "2", "--val-every", "2", "--no-sam", "--no-dilation")
+    assert code == 0, err
+    loaded = load_checkpoint(run_dir / "checkpoint_last.safetensors")
+    assert (loaded.config.sam, loaded.config.dilation) == (False, False)
+    assert not any(type(m).__name__ == "SelfAttention" for m in loaded.model.modules())
+    assert all(m.dilation == (1, 1) for m in loaded.model.modules() if isinstance(m, torch.nn.Conv2d))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_dice"] is None for r in rows] == [True, False]  # validated on epoch 2 only
+
+    code, _, err = run(capsys, "train", *common, "--epochs", "3", "--resume", "--sam")
+    assert code == 2 and "cannot change its network" in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "u"), "--preset", "unet", "--no-sam")
+    assert code == 2 and "unet" in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")
+    assert code == 2 and "validation interval" in err

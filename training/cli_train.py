@@ -86,6 +86,11 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors or bundled name)")
     else:
         p.add_argument("--preset", default="lite", help="paper | lite | unet")
+        # The paper's Table 3 switches; a fine-tuned model keeps its checkpoint's architecture.
+        p.add_argument("--sam", action=argparse.BooleanOptionalAction, default=None,
+                       help="self-attention module on conv4_3 (default on; --no-sam for the ablation)")
+        p.add_argument("--dilation", action=argparse.BooleanOptionalAction, default=None,
+                       help="dilated convolutions in the extractor and heads (default on; --no-dilation for the ablation)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long")
@@ -106,6 +111,8 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--live-pixels-only", action=argparse.BooleanOptionalAction, default=None,
                    help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
     p.add_argument("--val-max-slices", type=int, default=None)
+    p.add_argument("--val-every", type=int, default=None, metavar="EPOCHS",
+                   help="validate every N epochs (default 1; few-shot epochs are short, validation is not)")
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -154,9 +161,10 @@ def _config_from_args(args, finetune: bool):
                     "fold": args.fold, "folds": args.folds, "seed": args.seed, "n_shot": args.n_shot,
                     "init_checkpoint": str(args.checkpoint) if finetune else None}
         cfg.seed = args.seed
+    _set_architecture_switches(cfg, args, resumed=args.resume and cfg_path.exists())
     for name, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("t_max", "t_max"),
                        ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
-                       ("val_max_slices", "val_max_slices"), ("threads", "threads"),
+                       ("val_max_slices", "val_max_slices"), ("val_every", "val_every"), ("threads", "threads"),
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice")):
         value = getattr(args, name)
@@ -172,6 +180,24 @@ def _config_from_args(args, finetune: bool):
         cfg.amp = False
     cfg.progress = not args.no_progress and sys.stderr.isatty()
     return cfg
+
+
+def _set_architecture_switches(cfg, args, resumed: bool) -> None:
+    """--sam/--dilation become model overrides of a new run; a resumed run keeps its network."""
+    from napari_pixeldrl.model.config import preset_config
+
+    switches = {k: getattr(args, k, None) for k in ("sam", "dilation")}
+    switches = {k: v for k, v in switches.items() if v is not None}
+    if not switches:
+        return
+    if preset_config(cfg.preset).arch != "pixeldrl":
+        raise InputError(f"--sam/--dilation switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+    if resumed:
+        stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
+        if stored != switches:
+            raise InputError(f"{args.out} was trained with {stored}; a resumed run cannot change its network to {switches}")
+        return
+    cfg.model_overrides = {**cfg.model_overrides, **switches}
 
 
 def cmd_train(args) -> int:

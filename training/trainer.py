@@ -117,6 +117,8 @@ class TrainConfig:
         p = self.balance_power
         if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
             raise InputError(f"balance power must be a number from 0 to 1, got {p!r}")
+        if not (isinstance(self.val_every, int) and self.val_every >= 1):
+            raise InputError(f"validation interval must be a whole number of epochs >= 1, got {self.val_every!r}")
         if self.supervised_dice and self.resolved_supervised_weight() == 0.0:
             raise InputError(
                 "--supervised-dice adds to the supervised term, whose weight is 0 here "

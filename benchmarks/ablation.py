@@ -1,0 +1,106 @@
+"""Issue 3: the paper's Table 3 ablation (SAM and dilated convolutions) with the lite preset.
+
+    python benchmarks/ablation.py --dataset lgg --minutes 60
+
+Four PixelDRL-MG lite runs from scratch: PA3C alone (no SAM, no dilation), +SAM, +DC and
+both (the lite preset itself). They train at the same time, one CPU thread each, for the
+same wall-clock budget, on the split by patient (70/10/20, seed 0); each keeps its best
+checkpoint by validation DICE, which is scored once on the test split with no
+post-processing (so the table compares networks, not a post-processing choice).
+Runs land in runs/ablation-<dataset>/; the table in benchmarks/results/ablation_<dataset>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+
+from _runs import DATA, OUT, ROOT, evaluate, history, metric_cells, train_at_once
+from napari_pixeldrl.training.bench import machine
+
+VARIANTS = {  # name -> (pixeldrl train switches, the paper's row)
+    "PA3C alone": (["--no-sam", "--no-dilation"], "PA3C"),
+    "+SAM": (["--sam", "--no-dilation"], "PA3C + SAM"),
+    "+DC": (["--no-sam", "--dilation"], "PA3C + DC"),
+    "+SAM +DC (lite)": (["--sam", "--dilation"], "PixelDRL-MG"),
+}
+PAPER_DICE = {  # ../shared/METHOD.md §5, Table 3 (split by slice, likely; 200 epochs, paper preset)
+    "lgg": {"PA3C": 0.7662, "PA3C + SAM": 0.7853, "PA3C + DC": 0.8080, "PixelDRL-MG": 0.8147},
+    "msd": {"PA3C": 0.7806, "PA3C + SAM": 0.7979, "PA3C + DC": 0.8216, "PixelDRL-MG": 0.8346},
+}
+
+
+def folder(name: str) -> str:
+    return name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
+    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--train-args", default="--balance-power 0.5 --supervised-dice",
+                        help="training options every variant shares (default: the shipped models' loss)")
+    parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
+    args = parser.parse_args()
+    data = args.data or DATA[args.dataset]
+    base = ROOT / "runs" / f"ablation-{args.dataset}"
+    runs = {name: base / folder(name) for name in VARIANTS}
+    command = "python benchmarks/ablation.py " + shlex.join(sys.argv[1:])
+    load = None
+    if not args.skip_train:
+        shared = ["--dataset", args.dataset, "--data", data, "--preset", "lite", "--threads", "1", "--seed", "0",
+                  "--time-budget", str(args.minutes), *shlex.split(args.train_args)]
+        train_at_once({runs[n]: [*shared, *switches] for n, (switches, _) in VARIANTS.items()})
+        load = os.getloadavg()[0]
+    scores = {}
+    for name, run in runs.items():
+        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test")
+        scores[name] = {**s, **history(run)}
+    result = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
+        "train_args": args.train_args, "load_at_end_of_training": load,
+        "split": "by patient, 70/10/20, seed 0; best checkpoint by validation DICE; test scored once, no post-processing",
+        "scores": scores,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"ablation_{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [
+        f"# Ablation (Table 3) on {args.dataset}, lite preset, test split by patient",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {result['date']}  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. The {len(runs)} runs trained at the same time, "
+        f"one thread each, {args.minutes:g} min of wall clock each (about {args.minutes * m['cores'] / len(runs):.0f} "
+        f"min of one core); one seed. Shared training options: `{args.train_args}`.",
+        "",
+        "| variant | DICE | PPV | SEN | IoU | BIoU | HD95 (px) | test slices | epochs | best val DICE (epoch) | paper DICE |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in scores.items():
+        best = max((v for v in s["val_dice_per_epoch"] if v is not None), default=float("nan"))
+        paper = PAPER_DICE[args.dataset][VARIANTS[name][1]]
+        lines.append(f"| {name} | " + " | ".join(metric_cells(s)) +
+                     f" | {s['slices']} | {s['epochs']} | {best:.4f} ({s['best_epoch']}) | {paper:.4f} |")
+    lines += [
+        "",
+        "Validation DICE per epoch:",
+        "",
+        *[f"- {n}: " + ", ".join("-" if v is None else f"{v:.3f}" for v in s["val_dice_per_epoch"]) for n, s in scores.items()],
+        "",
+        "Read with care: one seed and a short budget, so differences of a few points are within the run-to-run "
+        "spread; the paper trained 200 epochs of its full-size network.",
+        "",
+    ]
+    (OUT / f"ablation_{args.dataset}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
