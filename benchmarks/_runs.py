@@ -23,15 +23,15 @@ def pixeldrl(*args: str) -> list[str]:
     return [sys.executable, "-m", "napari_pixeldrl.training.cli", *map(str, args)]
 
 
-def train_at_once(jobs: dict[Path, list[str]]) -> None:
-    """Run every `pixeldrl train` argument list at once (run folder -> arguments); each
-    resumes its folder if it holds a run. Logs go to <run>.log."""
+def train_at_once(jobs: dict[Path, list[str]], command: str = "train") -> None:
+    """Run every `pixeldrl train` (or ``finetune``) argument list at once (run folder ->
+    arguments); each resumes its folder if it holds a run. Logs go to <run>.log."""
     procs = {}
     for run, args in jobs.items():
         run.parent.mkdir(parents=True, exist_ok=True)
         resume = ["--resume"] if (run / "training_state.safetensors").exists() else []
         log = open(run.with_suffix(".log"), "a")
-        procs[run] = subprocess.Popen(pixeldrl("train", *args, "--out", run, "--no-progress", *resume),
+        procs[run] = subprocess.Popen(pixeldrl(command, *args, "--out", run, "--no-progress", *resume),
                                       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     failed = [str(run.with_suffix(".log")) for run, p in procs.items() if p.wait() != 0]
     if failed:
