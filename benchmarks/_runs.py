@@ -23,9 +23,14 @@ def pixeldrl(*args: str) -> list[str]:
     return [sys.executable, "-m", "napari_pixeldrl.training.cli", *map(str, args)]
 
 
-def train_at_once(jobs: dict[Path, list[str]], command: str = "train") -> None:
+def train_at_once(jobs: dict[Path, list[str]], command: str = "train", resume: bool = True) -> None:
     """Run every `pixeldrl train` (or ``finetune``) argument list at once (run folder ->
-    arguments); each resumes its folder if it holds a run. Logs go to <run>.log."""
+    arguments); each resumes its folder if it holds a run, or, with ``resume=False``,
+    refuses to start (a table whose header says "N minutes each" must not hold runs that
+    trained twice as long). Logs go to <run>.log."""
+    held = [str(run) for run in jobs if (run / "training_state.safetensors").exists()]
+    if held and not resume:
+        raise SystemExit(f"these run folders already hold runs: {held}; remove them, or tabulate them with --skip-train")
     procs = {}
     for run, args in jobs.items():
         run.parent.mkdir(parents=True, exist_ok=True)
@@ -48,19 +53,33 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
         capture_output=True, text=True, cwd=ROOT,
     )
     if done.returncode != 0:
-        raise SystemExit(f"scoring {checkpoint} on {split} failed (trained runs are kept; rerun with --skip-train):\n{done.stderr}")
+        raise SystemExit(f"scoring {checkpoint} on {split} failed (the trained runs are kept):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def history(run: Path) -> dict:
-    """Epochs, training seconds, validation DICE per epoch and the best epoch of a run."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    """Epochs, training seconds and validation DICE per epoch of a run (metrics.jsonl), and
+    the best validation DICE with the whole epochs behind it, from the header of the
+    checkpoint that is scored (a time-budget stop may have validated weights between
+    epochs, which the per-epoch log does not hold)."""
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    log = run / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    info = read_header(run / "checkpoint_best.safetensors")["info"]
     return {
         "epochs": len(rows),
         "train_seconds": round(sum(r.get("seconds", 0) for r in rows), 1),
         "val_dice_per_epoch": [r.get("val_dice") for r in rows],
-        "best_epoch": max(rows, key=lambda r: r.get("val_dice") or -1).get("epoch") if rows else None,
+        "best_val_dice": info.get("val_dice"),
+        "best_epoch": info.get("epoch"),
+        "best_validated_at_stop": bool(info.get("validated_at_stop")),
     }
+
+
+def best_cell(s: dict) -> str:
+    """'0.5123 (4)': best validation DICE and its epoch; '(4+)' when validated at a stop after epoch 4."""
+    return f"{s['best_val_dice']:.4f} ({s['best_epoch']}{'+' if s['best_validated_at_stop'] else ''})"
 
 
 def metric_cells(s: dict) -> list[str]:

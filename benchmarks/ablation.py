@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, metric_cells, train_at_once
 from napari_pixeldrl.training.bench import machine
 
 VARIANTS = {  # name -> (pixeldrl train switches, the paper's row)
@@ -55,7 +55,7 @@ def main() -> None:
     if not args.skip_train:
         shared = ["--dataset", args.dataset, "--data", data, "--preset", "lite", "--threads", "1", "--seed", "0",
                   "--time-budget", str(args.minutes), *shlex.split(args.train_args)]
-        train_at_once({runs[n]: [*shared, *switches] for n, (switches, _) in VARIANTS.items()})
+        train_at_once({runs[n]: [*shared, *switches] for n, (switches, _) in VARIANTS.items()}, resume=False)
         load = os.getloadavg()[0]
     scores = {}
     for name, run in runs.items():
@@ -84,10 +84,9 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, s in scores.items():
-        best = max((v for v in s["val_dice_per_epoch"] if v is not None), default=float("nan"))
         paper = PAPER_DICE[args.dataset][VARIANTS[name][1]]
         lines.append(f"| {name} | " + " | ".join(metric_cells(s)) +
-                     f" | {s['slices']} | {s['epochs']} | {best:.4f} ({s['best_epoch']}) | {paper:.4f} |")
+                     f" | {s['slices']} | {s['epochs']} | {best_cell(s)} | {paper:.4f} |")
     lines += [
         "",
         "Validation DICE per epoch:",

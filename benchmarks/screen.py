@@ -5,7 +5,6 @@ long runs do next.
 
     python benchmarks/screen.py --name heart_context --dataset msd \\
         --checkpoint runs/heart-lite/checkpoint_best.safetensors --minutes 30 \\
-        --shared "--balance-power 0.5 --supervised-dice" \\
         --variant "crop 128=--crop 128" --variant "crop 256=--crop 256"
 
 Runs land in runs/screen-<name>/<variant>; the table in benchmarks/results/screen_<name>.{json,md}.
@@ -19,7 +18,7 @@ import json
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, history, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, train_at_once
 from napari_pixeldrl.training.bench import machine
 
 
@@ -30,15 +29,14 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name.strip(), shlex.split(options)
 
 
-def screened(run) -> dict:
-    """The run's epochs and the best checkpoint's validation DICE. A run stopped inside its
-    first epoch has no metrics row, but its best checkpoint holds the weights at the stop,
-    validated then."""
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    rows = history(run) if (run / "metrics.jsonl").exists() else {"epochs": 0, "val_dice_per_epoch": []}
-    info = read_header(run / "checkpoint_best.safetensors")["info"]
-    return {**rows, "best_val_dice": info["val_dice"], "best_after_epochs": info["epoch"]}
+def at_stop(run) -> float | None:
+    """Validation DICE of the weights when the budget ran out (the last command's record;
+    the last epoch's when the stop fell just after a validation)."""
+    record = json.loads((run / "commands.jsonl").read_text().splitlines()[-1])
+    if record.get("stop_val_dice") is not None:
+        return record["stop_val_dice"]
+    vals = [json.loads(line).get("val_dice") for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return vals[-1] if vals else None
 
 
 def main() -> None:
@@ -57,14 +55,17 @@ def main() -> None:
     variants = dict(parse_variant(v) for v in args.variant)
     base = ROOT / "runs" / f"screen-{args.name}"
     runs = {n: base / n.replace(" ", "_") for n in variants}
+    if len(set(runs.values())) < len(args.variant):
+        raise SystemExit("two variants share a name (spaces count as underscores)")
     shared = ["--dataset", args.dataset, "--data", data, "--checkpoint", args.checkpoint, "--threads", "1",
               "--seed", "0", "--time-budget", str(args.minutes), *shlex.split(args.shared)]
     if not args.skip_train:
-        train_at_once({runs[n]: [*shared, *extra] for n, extra in variants.items()}, command="finetune")
+        train_at_once({runs[n]: [*shared, *extra] for n, extra in variants.items()}, command="finetune", resume=False)
     command = "python benchmarks/screen.py " + shlex.join(sys.argv[1:])
-    rows = {n: screened(runs[n]) for n in variants}
+    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n])} for n in variants}
+    start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start")["dice"]
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
-              "machine": machine(), "variants": {n: {"options": variants[n], **rows[n]} for n in variants}}
+              "machine": machine(), "start_val_dice": start, "variants": {n: {"options": variants[n], **rows[n]} for n in variants}}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"screen_{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
@@ -76,19 +77,18 @@ def main() -> None:
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} runs at once, 1 thread each, "
         f"{args.minutes:g} min each, fine-tuning `{args.checkpoint}`.",
         "",
-        "| variant | options | whole epochs | val DICE per epoch | best val DICE (after epochs) |",
-        "| --- | --- | --- | --- | --- |",
+        "| variant | options | whole epochs | val DICE per epoch | at the stop | best (epoch; + at the stop) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for n, r in rows.items():
         per_epoch = ", ".join("-" if v is None else f"{v:.3f}" for v in r["val_dice_per_epoch"]) or "none finished"
-        lines.append(f"| {n} | `{shlex.join(variants[n])}` | {r['epochs']} | {per_epoch} | "
-                     f"{r['best_val_dice']:.3f} ({r['best_after_epochs']}) |")
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    start = read_header(args.checkpoint)["info"].get("val_dice")
-    lines += ["", *([f"The starting checkpoint's own validation DICE: {start:.3f}.", ""] if start is not None else []),
+        stop = "-" if r["at_stop"] is None else f"{r['at_stop']:.4f}"
+        lines.append(f"| {n} | `{shlex.join(variants[n])}` | {r['epochs']} | {per_epoch} | {stop} | {best_cell(r)} |")
+    lines += ["", f"The starting checkpoint scores validation DICE {start:.4f} (no post-processing), measured here.", "",
               *([args.note, ""] if args.note else []),
-              "One seed and a short budget: weak evidence, used only to choose what the long runs do next.", ""]
+              "\"At the stop\" compares the variants at the same wall clock; \"best\" is the maximum over "
+              "every validation, which favours a variant that validated more often. One seed and a short "
+              "budget: weak evidence, used only to choose what the long runs do next.", ""]
     (OUT / f"screen_{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -21,7 +21,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, metric_cells, train_at_once
 from napari_pixeldrl.training.bench import machine
 
 LABEL = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
@@ -52,7 +52,7 @@ def main() -> None:
             jobs[run] = ["--dataset", args.dataset, "--data", data, "--preset", preset, "--n-shot", n,
                          "--val-every", max(1, round(200 / n)), "--threads", "1", "--seed", "0",
                          "--time-budget", args.minutes, *(shlex.split(args.lite_args) if preset == "lite" else [])]
-        train_at_once({run: list(map(str, a)) for run, a in jobs.items()})
+        train_at_once({run: list(map(str, a)) for run, a in jobs.items()}, resume=False)
         load = os.getloadavg()[0]
     scores = {}
     for key, run in runs.items():
@@ -82,10 +82,9 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (preset, n), s in scores.items():
-        best = max((v for v in s["val_dice_per_epoch"] if v is not None), default=float("nan"))
         paper = PAPER_DICE[args.dataset].get((preset, n))
         lines.append(f"| {LABEL[preset]} | {n} | " + " | ".join(metric_cells(s)) +
-                     f" | {s['slices']} | {s['epochs']} | {best:.4f} ({s['best_epoch']}) | "
+                     f" | {s['slices']} | {s['epochs']} | {best_cell(s)} | "
                      + ("-" if paper is None else f"{paper:.4f}") + " |")
     lines += [
         "",

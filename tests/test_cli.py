@@ -182,6 +182,11 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     assert code == 0, err
     assert "on 3 slices" in err
     assert (tmp_path / "ft" / "checkpoint_best.safetensors").exists()
+    ft = json.loads((tmp_path / "ft" / "config.json").read_text())["train"]
+    assert ft["balance_power"] == 0.5 and ft["supervised_dice"] is True  # the checkpoint's loss carries over
+    code, _, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                       "--out", str(tmp_path / "ft"), "--n-shot", "4", "--resume")
+    assert code == 2 and "--n-shot 4 (the run has 3)" in err
 
 
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):
@@ -192,16 +197,16 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     run_dir = tmp_path / "run"
     common = ["--dataset", "folder", "--data", str(root), "--t-max", "2", "--crop", "0", "--threads", "1",
               "--no-progress", "--out", str(run_dir)]
-    code, _, err = run(capsys, "train", *common, "--epochs", "2", "--val-every", "2", "--no-sam", "--no-dilation")
+    code, _, err = run(capsys, "train", *common, "--epochs", "3", "--val-every", "2", "--no-sam", "--no-dilation")
     assert code == 0, err
     loaded = load_checkpoint(run_dir / "checkpoint_last.safetensors")
     assert (loaded.config.sam, loaded.config.dilation) == (False, False)
     assert not any(type(m).__name__ == "SelfAttention" for m in loaded.model.modules())
     assert all(m.dilation == (1, 1) for m in loaded.model.modules() if isinstance(m, torch.nn.Conv2d))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["val_dice"] is None for r in rows] == [True, False]  # validated on epoch 2 only
+    assert [r["val_dice"] is None for r in rows] == [True, False, False]  # epoch 2, and the last one
 
-    code, _, err = run(capsys, "train", *common, "--epochs", "3", "--resume", "--sam")
+    code, _, err = run(capsys, "train", *common, "--epochs", "4", "--resume", "--sam")
     assert code == 2 and "cannot change its network" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "u"), "--preset", "unet", "--no-sam")
     assert code == 2 and "unet" in err

@@ -65,6 +65,22 @@ def test_time_budget_stops_cleanly_with_a_best_checkpoint(tmp_path):
     load_checkpoint(tmp_path / BEST)
 
 
+def test_time_budget_stop_validates_what_was_trained_since_the_last_validation(tmp_path):
+    """A run resumed with validation every 1000 epochs trains unvalidated until its budget
+    ends; the stop validates those weights and keeps them when they are better."""
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit()
+    assert read_header(tmp_path / BEST)["info"]["epoch"] == 1
+    trainer = Trainer(tiny(epochs=1000, val_every=1000, time_budget_min=0.05), discs(4), discs(2, 1), tmp_path)
+    trainer.validate = lambda: 2.0  # better than any DICE, so the stop's weights must become the best
+    result = trainer.fit(resume=True)
+    assert result.reason == "time_budget"
+    info = read_header(tmp_path / BEST)["info"]
+    assert info["val_dice"] == 2.0 and info["validated_at_stop"] is True and info["epoch"] == result.epochs_done
+    assert (result.best_dice, result.best_epoch, result.stop_val_dice) == (2.0, result.epochs_done, 2.0)
+
+
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit()
     before = {n: (tmp_path / n).read_bytes() for n in (LAST, STATE)}

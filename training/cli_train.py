@@ -85,7 +85,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     if finetune:
         p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors or bundled name)")
     else:
-        p.add_argument("--preset", default="lite", help="paper | lite | unet")
+        p.add_argument("--preset", default=None, help="paper | lite | unet (default lite)")
         # The paper's Table 3 switches; a fine-tuned model keeps its checkpoint's architecture.
         p.add_argument("--sam", action=argparse.BooleanOptionalAction, default=None,
                        help="self-attention module on conv4_3 (default on; --no-sam for the ablation)")
@@ -140,11 +140,12 @@ def add_train_commands(subparsers) -> None:
 
 
 def _config_from_args(args, finetune: bool):
-    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig
+    from napari_pixeldrl.training.trainer import CONFIG, LOSS_OPTIONS, TrainConfig
 
     cfg_path = args.out / CONFIG
     if args.resume and cfg_path.exists():
         cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text())["train"])
+        _refuse_changed_run(cfg, args, finetune)
     else:
         if args.resume:
             print(f"note: {args.out} holds no run yet; starting a new one", file=sys.stderr)
@@ -154,9 +155,16 @@ def _config_from_args(args, finetune: bool):
         if finetune:
             from napari_pixeldrl.model.checkpoint import read_header
 
-            cfg.preset = read_header(args.checkpoint)["model"]["preset"]
+            header = read_header(args.checkpoint)
+            cfg.preset = header["model"]["preset"]
+            # Fine-tuning continues with the loss the checkpoint was trained with; options
+            # given on the command line still win (set below).
+            trained = (header.get("info") or {}).get("train") or {}
+            for name in (*LOSS_OPTIONS, "supervised_weight", "value_weight", "entropy_beta"):
+                if name in trained:
+                    setattr(cfg, name, trained[name])
         else:
-            cfg.preset = args.preset
+            cfg.preset = args.preset or "lite"
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,
                     "fold": args.fold, "folds": args.folds, "seed": args.seed, "n_shot": args.n_shot,
                     "init_checkpoint": str(args.checkpoint) if finetune else None}
@@ -180,6 +188,25 @@ def _config_from_args(args, finetune: bool):
         cfg.amp = False
     cfg.progress = not args.no_progress and sys.stderr.isatty()
     return cfg
+
+
+def _refuse_changed_run(cfg, args, finetune: bool) -> None:
+    """--resume continues the run in --out as it was set up; a data, preset or starting
+    checkpoint option that says otherwise is refused rather than silently ignored."""
+    d = cfg.data
+    given = {"--dataset": (args.dataset, d.get("dataset")), "--data": (args.data, d.get("path")),
+             "--n-shot": (args.n_shot, d.get("n_shot")), "--label": (args.label, d.get("label"))}
+    if finetune:
+        given["--checkpoint"] = (args.checkpoint, d.get("init_checkpoint"))
+    else:
+        given["--preset"] = (args.preset, cfg.preset)
+    def same(new, old) -> bool:  # a path may be given relative one time, absolute the next
+        return str(new) == str(old) or (old is not None and Path(str(new)).resolve() == Path(str(old)).resolve())
+
+    changed = [f"{flag} {new} (the run has {old})" for flag, (new, old) in given.items()
+               if new is not None and not same(new, old)]
+    if changed:
+        raise InputError(f"{args.out} holds a run set up otherwise; --resume cannot change " + ", ".join(changed))
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
@@ -228,7 +255,7 @@ def cmd_train(args) -> int:
         # maybe with other options, says how it was made.
         record = {"argv": getattr(args, "argv", None),
                   "started": started, "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "reason": result.reason, "epochs_done": result.epochs_done}
+                  "reason": result.reason, "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice}
         with open(Path(args.out) / COMMANDS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,

@@ -184,6 +184,7 @@ class TrainResult:
     best_epoch: int
     out_dir: Path
     history: list = field(default_factory=list)
+    stop_val_dice: float | None = None  # validation DICE of the weights at a stop, when they were validated
 
     @property
     def best_checkpoint(self) -> Path:
@@ -237,6 +238,8 @@ class Trainer:
         self.history: list[dict] = []
         self.best_dice, self.best_epoch = -1.0, 0
         self._val_seconds = 0.0
+        self._unvalidated_episodes = 0  # trained since the last validation (for the stop below)
+        self._stop_val_dice: float | None = None
 
     # ---------------------------------------------------------------- hooks
     def emit(self, event) -> None:
@@ -446,14 +449,26 @@ class Trainer:
             if bar is not None:
                 bar.close()
         epochs_done = epoch + 1 if reason == "done" else epoch
-        if reason != "done" and self.rank == 0 and not (self.out_dir / BEST).exists():
-            # Stopped before any validation: leave a usable best checkpoint anyway.
-            dice = self.validate()
-            self.best_dice, self.best_epoch = dice, epochs_done
-            save_checkpoint(self.out_dir / BEST, self.net, self.model_config, self._checkpoint_info(epochs_done, dice))
+        if self.rank == 0:
+            self._validate_at_stop(reason, epochs_done)
         self._barrier()
         self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir))
-        return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history))
+        return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history),
+                           self._stop_val_dice)
+
+    def _validate_at_stop(self, reason: str, epochs_done: int) -> None:
+        """A run stopped before any validation still leaves a usable best checkpoint. At a
+        time-budget stop the weights trained since the last validation (a partial epoch,
+        epochs skipped by ``val_every``) are validated too: the budget reserved the time."""
+        no_best = not (self.out_dir / BEST).exists()
+        if reason == "done" or not (no_best or (reason == "time_budget" and self._unvalidated_episodes)):
+            return
+        dice = self._stop_val_dice = self.validate()
+        self._unvalidated_episodes = 0
+        if no_best or dice > self.best_dice:
+            self.best_dice, self.best_epoch = dice, epochs_done
+            info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
+            save_checkpoint(self.out_dir / BEST, self.net, self.model_config, info)
 
     def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> str:
         c = self.config
@@ -488,6 +503,7 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
+            self._unvalidated_episodes += 1
             for k, v in stats.as_dict().items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -506,6 +522,7 @@ class Trainer:
                 v0 = time.monotonic()
                 val_dice = self.validate()
                 self._val_seconds = time.monotonic() - v0
+                self._unvalidated_episodes = 0
                 if val_dice > self.best_dice:
                     is_best = True
                     self.best_dice, self.best_epoch = val_dice, number
