@@ -93,6 +93,10 @@ def main() -> None:
         "",
         *[f"- {n}: " + ", ".join("-" if v is None else f"{v:.3f}" for v in s["val_dice_per_epoch"]) for n, s in scores.items()],
         "",
+        "Every variant, \"PA3C alone\" included, trains with the lite preset's supervised term on pi(keep) "
+        "(weight 5) and the class-balanced reward, which the paper's PA3C row does not mention; the switches "
+        "remove only the self-attention module and the dilation.",
+        "",
         "Read with care: one seed and a short budget, so differences of a few points are within the run-to-run "
         "spread; the paper trained 200 epochs of its full-size network.",
         "",
