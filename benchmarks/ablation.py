@@ -17,9 +17,8 @@ import datetime as dt
 import json
 import os
 import shlex
-import sys
 
-from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, provenance, evaluate, history, metric_cells, train_at_once
 from napari_pixeldrl.training.bench import machine
 
 VARIANTS = {  # name -> (pixeldrl train switches, the paper's row)
@@ -50,7 +49,6 @@ def main() -> None:
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"ablation-{args.dataset}"
     runs = {name: base / folder(name) for name in VARIANTS}
-    command = "python benchmarks/ablation.py " + shlex.join(sys.argv[1:])
     load = None
     if not args.skip_train:
         shared = ["--dataset", args.dataset, "--data", data, "--preset", "lite", "--threads", "1", "--seed", "0",
@@ -59,12 +57,12 @@ def main() -> None:
         load = os.getloadavg()[0]
     scores = {}
     for name, run in runs.items():
-        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test")
+        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test", reuse=args.skip_train)
         scores[name] = {**s, **history(run)}
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
-        "train_args": args.train_args, "load_at_end_of_training": load,
+        **provenance(OUT / f"ablation_{args.dataset}.json", "ablation.py", args.skip_train, load), "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
+        "train_args": args.train_args,
         "split": "by patient, 70/10/20, seed 0; best checkpoint by validation DICE; test scored once, no post-processing",
         "scores": scores,
     }
@@ -74,7 +72,7 @@ def main() -> None:
     lines = [
         f"# Ablation (Table 3) on {args.dataset}, lite preset, test split by patient",
         "",
-        f"Command: `{command}`  ",
+        f"Command: `{result['command']}`" + (f" (scored by `{result['rescored_by']}`)" if "rescored_by" in result else "") + "  ",
         f"Date: {result['date']}  ",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. The {len(runs)} runs trained at the same time, "
         f"one thread each, {args.minutes:g} min of wall clock each (about {args.minutes * m['cores'] / len(runs):.0f} "

@@ -19,9 +19,8 @@ import datetime as dt
 import json
 import os
 import shlex
-import sys
 
-from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, provenance, evaluate, history, metric_cells, train_at_once
 from napari_pixeldrl.training.bench import machine
 
 LABEL = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
@@ -44,7 +43,6 @@ def main() -> None:
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"shots-{args.dataset}"
     runs = {(p, n): base / f"{p}-{n}" for n in args.shots for p in ("lite", "unet")}
-    command = "python benchmarks/shots.py " + shlex.join(sys.argv[1:])
     load = None
     if not args.skip_train:
         jobs = {}
@@ -56,12 +54,12 @@ def main() -> None:
         load = os.getloadavg()[0]
     scores = {}
     for key, run in runs.items():
-        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test")
+        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test", reuse=args.skip_train)
         scores[key] = {**s, **history(run)}
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
-        "lite_args": args.lite_args, "load_at_end_of_training": load,
+        **provenance(OUT / f"shots_{args.dataset}.json", "shots.py", args.skip_train, load), "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
+        "lite_args": args.lite_args,
         "split": "by patient, 70/10/20, seed 0; N training slices drawn from the training split (seed 0); "
                  "best checkpoint by validation DICE; test scored once, no post-processing",
         "scores": {f"{p}-{n}": s for (p, n), s in scores.items()},
@@ -72,7 +70,7 @@ def main() -> None:
     lines = [
         f"# Few-shot training (Table 4) on {args.dataset}, test split by patient",
         "",
-        f"Command: `{command}`  ",
+        f"Command: `{result['command']}`" + (f" (scored by `{result['rescored_by']}`)" if "rescored_by" in result else "") + "  ",
         f"Date: {result['date']}  ",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. The {len(runs)} runs trained from scratch at the "
         f"same time, one thread each, {args.minutes:g} min of wall clock each; one seed. "
