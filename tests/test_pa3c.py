@@ -127,6 +127,22 @@ def test_bandit_gradient_keeps_object_and_zeroes_background(t_max, reward_balanc
         assert (g[1:] > 0).all(), g  # and lowers the background's
 
 
+@pytest.mark.parametrize("supervised_dice", [False, True])
+def test_supervised_term_pulls_a_saturated_all_zero_policy_back(supervised_dice):
+    # pi(keep) = 1e-9 everywhere: every sampled action zeroes, the policy and entropy terms
+    # have no gradient left, and only the supervised term can raise the object's keep logit.
+    # (A BCE on a clamped probability gave it none: a 100-shot LGG run stayed all-zero.)
+    truth = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]).expand(8, 1, 4)
+    net = PixelBandit(1, 4, keep=1e-9)
+    loss, _ = pa3c_loss(
+        net, truth[:, None].clone(), truth, t_max=2, gamma=0.95, supervised_weight=5.0, reward_balance=True,
+        balance_power=0.5, live_pixels_only=True, supervised_dice=supervised_dice, generator=torch.Generator().manual_seed(0),
+    )
+    loss.backward()
+    g = net.logit.grad[0]
+    assert g[0] < -0.1, g  # a real pull on the object's keep logit, not a vanishing one
+
+
 def test_balanced_rewards_on_a_hand_case():
     from napari_pixeldrl.training.pa3c import balance_weights
     from napari_pixeldrl.model.episode import reward

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_pixeldrl.model.episode import reward, run_episode
+from napari_pixeldrl.model.network import KEEP, ZERO
 
 ENTROPY_BETA = 0.01
 
@@ -161,7 +162,7 @@ def pa3c_loss(
     """
     truth = truth.float()
     weights = balance_weights(truth, balance_power) if reward_balance else None
-    rewards, values, log_probs, entropies, keep_probs, lives = [], [], [], [], [], []
+    rewards, values, log_probs, entropies, keep_probs, keep_logits, lives = [], [], [], [], [], [], []
     prev = torch.ones_like(truth)
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
         mask = step.mask.float()
@@ -171,6 +172,11 @@ def pa3c_loss(
         log_probs.append(step.log_prob.float())
         entropies.append(step.entropy.float())
         keep_probs.append(step.keep_prob.float())
+        # pi(keep) = sigmoid(logit_keep - logit_zero): the BCE on this difference keeps its
+        # gradient when the policy saturates. A BCE on a clamped probability has none there,
+        # so a policy that had zeroed everything could never be pulled back (a 100-shot run
+        # collapsed so for good).
+        keep_logits.append((step.logits[:, KEEP] - step.logits[:, ZERO]).float())
         lives.append(prev.detach() if live_pixels_only else None)
         prev = mask
     returns = discounted_returns(rewards, _unwrap(net).reward_conv, gamma)
@@ -183,8 +189,7 @@ def pa3c_loss(
         entropy_sum = entropy_sum + _mean(entropies[t], live)
         value = value + _mean((values[t] - returns[t]) ** 2, live)
         if supervised_weight:
-            p = keep_probs[t].clamp(1e-6, 1 - 1e-6)
-            supervised = supervised + F.binary_cross_entropy(p, truth, weight=weights)
+            supervised = supervised + F.binary_cross_entropy_with_logits(keep_logits[t], truth, weight=weights)
             if supervised_dice:
                 supervised = supervised + soft_dice_loss(keep_probs[t], truth)
     loss = policy - entropy_beta * entropy_sum + value_weight * value
