@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--train-args", default="--balance-power 0.5 --supervised-dice",
                         help="training options every variant shares (default: the shipped models' loss)")
     parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
+    parser.add_argument("--note", default="", help="a line for the results file")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"ablation-{args.dataset}"
@@ -95,6 +96,7 @@ def main() -> None:
         "(weight 5) and the class-balanced reward, which the paper's PA3C row does not mention; the switches "
         "remove only the self-attention module and the dilation.",
         "",
+        *([args.note, ""] if args.note else []),
         "Read with care: one seed and a short budget, so differences of a few points are within the run-to-run "
         "spread; the paper trained 200 epochs of its full-size network.",
         "",

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--lite-args", default="--balance-power 0.5 --supervised-dice",
                         help="training options of the PixelDRL-MG runs (default: the shipped models' loss)")
     parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
+    parser.add_argument("--note", default="", help="a line for the results file")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"shots-{args.dataset}"
@@ -86,6 +87,10 @@ def main() -> None:
                      + ("-" if paper is None else f"{paper:.4f}") + " |")
     lines += [
         "",
+        "Validation passes (the whole validation split) count against each run's budget; a U-Net pass costs "
+        "more than a lite one, so on a short few-shot budget the U-Net spends a larger share of it validating.",
+        "",
+        *([args.note, ""] if args.note else []),
         "Read with care: one seed and a short budget on 2 CPU cores; the paper trained 200 epochs of its "
         "full-size network on a GPU.",
         "",
