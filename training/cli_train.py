@@ -93,7 +93,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                        help="dilated convolutions in the extractor and heads (default on; --no-dilation for the ablation)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
-    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long (the weights trained since the last validation are validated at the stop and kept if best)")
     p.add_argument("--n-shot", type=int, default=None, help="train on N slices of the training split")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
