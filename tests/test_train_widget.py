@@ -123,6 +123,22 @@ def test_finetune_from_segment_model_and_cancel(make_napari_viewer, qtbot, tmp_p
     assert notes and notes[-1][0] == "info" and "cancelled" in notes[-1][1]
 
 
+def test_finetune_keeps_the_starting_models_loss_options(make_napari_viewer, tmp_path, tiny_config):
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    cfg = tiny_config()
+    trained = {"balance_power": 0.5, "supervised_dice": True, "supervised_weight": 3.0, "lr": 0.5}
+    start = save_checkpoint(tmp_path / "start.safetensors", build_model(cfg), cfg, {"train": trained})
+    w = TrainWidget(viewer)
+    tiny(w, tmp_path / "run")
+    w.set_checkpoint(start)
+    job = w.prepare()["config"]
+    assert (job.balance_power, job.supervised_dice, job.supervised_weight) == (0.5, True, 3.0)
+    assert job.lr != 0.5  # only loss options carry over, not the optimiser's
+
+
 def test_nothing_painted_or_bad_input_notifies_without_worker(make_napari_viewer, qtbot, tmp_path, notes, tiny_config):
     viewer = make_napari_viewer()
     image, labels = disc_volume()

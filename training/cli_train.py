@@ -140,7 +140,7 @@ def add_train_commands(subparsers) -> None:
 
 
 def _config_from_args(args, finetune: bool):
-    from napari_pixeldrl.training.trainer import CONFIG, LOSS_OPTIONS, TrainConfig
+    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_loss_options
 
     cfg_path = args.out / CONFIG
     if args.resume and cfg_path.exists():
@@ -155,14 +155,10 @@ def _config_from_args(args, finetune: bool):
         if finetune:
             from napari_pixeldrl.model.checkpoint import read_header
 
-            header = read_header(args.checkpoint)
-            cfg.preset = header["model"]["preset"]
-            # Fine-tuning continues with the loss the checkpoint was trained with; options
-            # given on the command line still win (set below).
-            trained = (header.get("info") or {}).get("train") or {}
-            for name in (*LOSS_OPTIONS, "supervised_weight", "value_weight", "entropy_beta"):
-                if name in trained:
-                    setattr(cfg, name, trained[name])
+            cfg.preset = read_header(args.checkpoint)["model"]["preset"]
+            # The checkpoint's own loss options; those given on the command line win (below).
+            for name, value in trained_loss_options(args.checkpoint).items():
+                setattr(cfg, name, value)
         else:
             cfg.preset = args.preset or "lite"
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,

@@ -137,6 +137,16 @@ class TrainConfig:
         return SUPERVISED_DEFAULT.get(self.preset, 0.0)
 
 
+def trained_loss_options(checkpoint) -> dict:
+    """The loss options ``checkpoint`` was trained with (its header's training config):
+    a fine-tune continues with them unless told otherwise. Empty for a checkpoint that
+    does not say (e.g. one saved outside a training run)."""
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
+    return {k: trained[k] for k in (*LOSS_OPTIONS, "supervised_weight", "value_weight", "entropy_beta") if k in trained}
+
+
 # ------------------------------------------------------------------------- events
 
 
