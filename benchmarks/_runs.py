@@ -109,3 +109,23 @@ def provenance(results: Path, script: str, skip_train: bool, load: float | None)
         old = json.loads(results.read_text())
         return {"command": old["command"], "rescored_by": now, "load_at_end_of_training": old.get("load_at_end_of_training")}
     return {"command": now, "load_at_end_of_training": load}
+
+
+def score_test(runs: dict, dataset: str, data: str, reuse: bool) -> dict:
+    """Each run's best checkpoint scored once on the test split (no post-processing), with its history."""
+    return {key: {**evaluate(run / "checkpoint_best.safetensors", dataset, data, "test", run / "eval_test", reuse=reuse),
+                  **history(run)} for key, run in runs.items()}
+
+
+def header(title: str, result: dict) -> list[str]:
+    """Title, command (and the rescoring command) and date lines of a results file."""
+    rescored = f" (scored by `{result['rescored_by']}`)" if "rescored_by" in result else ""
+    return [f"# {title}", "", f"Command: `{result['command']}`{rescored}  ", f"Date: {result['date']}  "]
+
+
+def write_results(name: str, result: dict, lines: list[str]) -> None:
+    """benchmarks/results/<name>.json and .md; the table is printed too."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / f"{name}.md").write_text("\n".join(lines))
+    print("\n".join(lines))

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shlex
 
-from _runs import DATA, OUT, ROOT, best_cell, provenance, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
 from napari_pixeldrl.training.bench import machine
 
 VARIANTS = {  # name -> (pixeldrl train switches, the paper's row)
@@ -56,10 +55,7 @@ def main() -> None:
                   "--time-budget", str(args.minutes), *shlex.split(args.train_args)]
         train_at_once({runs[n]: [*shared, *switches] for n, (switches, _) in VARIANTS.items()}, resume=False)
         load = os.getloadavg()[0]
-    scores = {}
-    for name, run in runs.items():
-        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test", reuse=args.skip_train)
-        scores[name] = {**s, **history(run)}
+    scores = score_test(runs, args.dataset, data, reuse=args.skip_train)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **provenance(OUT / f"ablation_{args.dataset}.json", "ablation.py", args.skip_train, load), "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
@@ -67,14 +63,9 @@ def main() -> None:
         "split": "by patient, 70/10/20, seed 0; best checkpoint by validation DICE; test scored once, no post-processing",
         "scores": scores,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"ablation_{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
-        f"# Ablation (Table 3) on {args.dataset}, lite preset, test split by patient",
-        "",
-        f"Command: `{result['command']}`" + (f" (scored by `{result['rescored_by']}`)" if "rescored_by" in result else "") + "  ",
-        f"Date: {result['date']}  ",
+        *header(f"Ablation (Table 3) on {args.dataset}, lite preset, test split by patient", result),
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. The {len(runs)} runs trained at the same time, "
         f"one thread each, {args.minutes:g} min of wall clock each (about {args.minutes * m['cores'] / len(runs):.0f} "
         f"min of one core); one seed. Shared training options: `{args.train_args}`.",
@@ -101,8 +92,7 @@ def main() -> None:
         "spread; the paper trained 200 epochs of its full-size network.",
         "",
     ]
-    (OUT / f"ablation_{args.dataset}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(f"ablation_{args.dataset}", result, lines)
 
 
 if __name__ == "__main__":

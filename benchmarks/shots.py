@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shlex
 
-from _runs import DATA, OUT, ROOT, best_cell, provenance, evaluate, history, metric_cells, train_at_once
+from _runs import DATA, OUT, ROOT, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
 from napari_pixeldrl.training.bench import machine
 
 LABEL = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
@@ -53,10 +52,7 @@ def main() -> None:
                          "--time-budget", args.minutes, *(shlex.split(args.lite_args) if preset == "lite" else [])]
         train_at_once({run: list(map(str, a)) for run, a in jobs.items()}, resume=False)
         load = os.getloadavg()[0]
-    scores = {}
-    for key, run in runs.items():
-        s = evaluate(run / "checkpoint_best.safetensors", args.dataset, data, "test", run / "eval_test", reuse=args.skip_train)
-        scores[key] = {**s, **history(run)}
+    scores = score_test(runs, args.dataset, data, reuse=args.skip_train)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **provenance(OUT / f"shots_{args.dataset}.json", "shots.py", args.skip_train, load), "machine": machine(), "minutes_per_run": args.minutes, "runs_at_once": len(runs),
@@ -65,14 +61,9 @@ def main() -> None:
                  "best checkpoint by validation DICE; test scored once, no post-processing",
         "scores": {f"{p}-{n}": s for (p, n), s in scores.items()},
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"shots_{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
-        f"# Few-shot training (Table 4) on {args.dataset}, test split by patient",
-        "",
-        f"Command: `{result['command']}`" + (f" (scored by `{result['rescored_by']}`)" if "rescored_by" in result else "") + "  ",
-        f"Date: {result['date']}  ",
+        *header(f"Few-shot training (Table 4) on {args.dataset}, test split by patient", result),
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. The {len(runs)} runs trained from scratch at the "
         f"same time, one thread each, {args.minutes:g} min of wall clock each; one seed. "
         f"PixelDRL-MG options: `{args.lite_args}`.",
@@ -95,8 +86,7 @@ def main() -> None:
         "full-size network on a GPU.",
         "",
     ]
-    (OUT / f"shots_{args.dataset}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(f"shots_{args.dataset}", result, lines)
 
 
 if __name__ == "__main__":
