@@ -11,8 +11,8 @@ land in ``runs/<name>-<preset>``; the table goes to ``benchmarks/results/quality
 
 Runs continue where they stopped (``--resume``), so the budget can be spent in stages;
 each stage's command is kept in the results file and the time reported is the total in
-the runs' metrics logs. ``--lite-args`` passes training options to the PixelDRL-MG run
-only (a loss option changed between stages is also recorded per epoch in its
+the runs' metrics logs. ``--train-args`` passes training options to both runs (a crop
+size), ``--lite-args`` to the PixelDRL-MG run only (a loss option changed between stages is also recorded per epoch in its
 metrics.jsonl).
 """
 
@@ -38,7 +38,7 @@ PAPER = {  # ../shared/METHOD.md §5 (the paper's test split, probably by slice)
 
 def train_both(args, runs: dict[str, Path]) -> None:
     common = ["--dataset", args.dataset, "--data", args.data, "--time-budget", str(args.minutes),
-              "--threads", str(args.threads), "--seed", str(args.seed)]
+              "--threads", str(args.threads), "--seed", str(args.seed), *shlex.split(args.train_args)]
     train_at_once({run: [*common, "--preset", preset, *(shlex.split(args.lite_args) if preset == "lite" else [])]
                    for preset, run in runs.items()})
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", help="run name (default: lgg or heart)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--train-args", default="", help="extra `pixeldrl train` options for both runs (e.g. --crop 256)")
     parser.add_argument("--lite-args", default="", help="extra `pixeldrl train` options for the PixelDRL-MG run")
     args = parser.parse_args()
     name = args.name or ("heart" if args.dataset == "msd" else "lgg")
