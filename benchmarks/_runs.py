@@ -8,6 +8,7 @@ cores under the same conditions (a run alone would get a whole core and read fas
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import subprocess
@@ -18,6 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
 DATA = {"lgg": "../shared/data/lgg/kaggle_3m", "msd": "../shared/data/heart/Task02_Heart"}
+
+
+def benchmark_parser(minutes: float) -> argparse.ArgumentParser:
+    """The options every run-training benchmark takes; a script adds its own."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
+    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
+    parser.add_argument("--minutes", type=float, default=minutes, help="wall-clock budget of each run")
+    parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
+    parser.add_argument("--note", default="", help="a line for the results file")
+    return parser
 
 
 def pixeldrl(*args: str) -> list[str]:

@@ -12,12 +12,11 @@ Runs land in runs/ablation-<dataset>/; the table in benchmarks/results/ablation_
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import shlex
 
-from _runs import DATA, OUT, ROOT, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
+from _runs import DATA, OUT, ROOT, benchmark_parser, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
 from napari_pixeldrl.training.bench import machine
 
 VARIANTS = {  # name -> (pixeldrl train switches, the paper's row)
@@ -37,14 +36,9 @@ def folder(name: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
-    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
-    parser.add_argument("--minutes", type=float, default=60)
+    parser = benchmark_parser(minutes=60)
     parser.add_argument("--train-args", default="--balance-power 0.5 --supervised-dice",
                         help="training options every variant shares (default: the shipped models' loss)")
-    parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
-    parser.add_argument("--note", default="", help="a line for the results file")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"ablation-{args.dataset}"

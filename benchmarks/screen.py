@@ -12,13 +12,11 @@ Runs land in runs/screen-<name>/<variant>; the table in benchmarks/results/scree
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import shlex
-import sys
 
-from _runs import DATA, OUT, ROOT, best_cell, evaluate, history, train_at_once
+from _runs import DATA, OUT, ROOT, benchmark_parser, best_cell, evaluate, header, history, provenance, train_at_once, write_results
 from napari_pixeldrl.training.bench import machine
 
 
@@ -40,16 +38,11 @@ def at_stop(run) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = benchmark_parser(minutes=30)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
-    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
     parser.add_argument("--checkpoint", required=True, help="every variant fine-tunes this checkpoint")
-    parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--shared", default="", help="options every variant gets")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
-    parser.add_argument("--note", default="", help="a line for the results file")
-    parser.add_argument("--skip-train", action="store_true", help="tabulate the runs that are there")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     variants = dict(parse_variant(v) for v in args.variant)
@@ -61,19 +54,14 @@ def main() -> None:
               "--seed", "0", "--time-budget", str(args.minutes), *shlex.split(args.shared)]
     if not args.skip_train:
         train_at_once({runs[n]: [*shared, *extra] for n, extra in variants.items()}, command="finetune", resume=False)
-    command = "python benchmarks/screen.py " + shlex.join(sys.argv[1:])
     rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n])} for n in variants}
-    start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start")["dice"]
-    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+    start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=args.skip_train)["dice"]
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              **provenance(OUT / f"screen_{args.name}.json", "screen.py", args.skip_train, None),
               "machine": machine(), "start_val_dice": start, "variants": {n: {"options": variants[n], **rows[n]} for n in variants}}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"screen_{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
-        f"# Validation screen: {args.name}",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {result['date']}  ",
+        *header(f"Validation screen: {args.name}", result),
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} runs at once, 1 thread each, "
         f"{args.minutes:g} min each, fine-tuning `{args.checkpoint}`.",
         "",
@@ -89,8 +77,7 @@ def main() -> None:
               "\"At the stop\" compares the variants at the same wall clock; \"best\" is the maximum over "
               "every validation, which favours a variant that validated more often. One seed and a short "
               "budget: weak evidence, used only to choose what the long runs do next.", ""]
-    (OUT / f"screen_{args.name}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(f"screen_{args.name}", result, lines)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ benchmarks/results/shots_<dataset>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import shlex
 
-from _runs import DATA, OUT, ROOT, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
+from _runs import DATA, OUT, ROOT, benchmark_parser, best_cell, header, metric_cells, provenance, score_test, train_at_once, write_results
 from napari_pixeldrl.training.bench import machine
 
 LABEL = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
@@ -30,15 +29,10 @@ PAPER_DICE = {  # ../shared/METHOD.md §5, Table 4 (split by slice, likely; pape
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
-    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
+    parser = benchmark_parser(minutes=30)
     parser.add_argument("--shots", type=int, nargs="+", default=[50, 100])
-    parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--lite-args", default="--balance-power 0.5 --supervised-dice",
                         help="training options of the PixelDRL-MG runs (default: the shipped models' loss)")
-    parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
-    parser.add_argument("--note", default="", help="a line for the results file")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"shots-{args.dataset}"
