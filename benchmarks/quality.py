@@ -12,8 +12,8 @@ land in ``runs/<name>-<preset>``; the table goes to ``benchmarks/results/quality
 Runs continue where they stopped (``--resume``), so the budget can be spent in stages;
 each stage's command is kept in the results file and the time reported is the total in
 the runs' metrics logs. ``--train-args`` passes training options to both runs (a crop
-size), ``--lite-args`` to the PixelDRL-MG run only (a loss option changed between stages is also recorded per epoch in its
-metrics.jsonl).
+size), ``--lite-args`` to the PixelDRL-MG run only (a loss option changed between stages
+is also recorded per epoch in its metrics.jsonl).
 """
 
 from __future__ import annotations

@@ -196,11 +196,14 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
         given["--checkpoint"] = (args.checkpoint, d.get("init_checkpoint"))
     else:
         given["--preset"] = (args.preset, cfg.preset)
-    def same(new, old) -> bool:  # a path may be given relative one time, absolute the next
-        return str(new) == str(old) or (old is not None and Path(str(new)).resolve() == Path(str(old)).resolve())
+
+    def same(flag, new, old) -> bool:  # a path may be given relative one time, absolute the next
+        if str(new) == str(old):
+            return True
+        return flag in ("--data", "--checkpoint") and old is not None and Path(new).resolve() == Path(old).resolve()
 
     changed = [f"{flag} {new} (the run has {old})" for flag, (new, old) in given.items()
-               if new is not None and not same(new, old)]
+               if new is not None and not same(flag, new, old)]
     if changed:
         raise InputError(f"{args.out} holds a run set up otherwise; --resume cannot change " + ", ".join(changed))
 

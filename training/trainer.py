@@ -54,6 +54,9 @@ SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
 LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice")
+# Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
+# fine-tune takes over from its starting checkpoint.
+PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False}
@@ -128,8 +131,7 @@ class TrainConfig:
     def pa3c_options(self) -> dict:
         """The keyword options of :func:`pa3c_loss` this config sets (t_max and gamma come
         from the model config)."""
-        return {"value_weight": self.value_weight, "entropy_beta": self.entropy_beta,
-                "supervised_weight": self.resolved_supervised_weight(), **{k: getattr(self, k) for k in LOSS_OPTIONS}}
+        return {**{k: getattr(self, k) for k in PA3C_FIELDS}, "supervised_weight": self.resolved_supervised_weight()}
 
     def resolved_supervised_weight(self) -> float:
         if self.supervised_weight is not None:
@@ -144,7 +146,7 @@ def trained_loss_options(checkpoint) -> dict:
     from napari_pixeldrl.model.checkpoint import read_header
 
     trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
-    return {k: trained[k] for k in (*LOSS_OPTIONS, "supervised_weight", "value_weight", "entropy_beta") if k in trained}
+    return {k: trained[k] for k in PA3C_FIELDS if k in trained}
 
 
 # ------------------------------------------------------------------------- events
@@ -471,7 +473,8 @@ class Trainer:
         time-budget stop the weights trained since the last validation (a partial epoch,
         epochs skipped by ``val_every``) are validated too: the budget reserved the time."""
         no_best = not (self.out_dir / BEST).exists()
-        if reason == "done" or not (no_best or (reason == "time_budget" and self._unvalidated_episodes)):
+        unvalidated = reason == "time_budget" and self._unvalidated_episodes > 0
+        if reason == "done" or not (no_best or unvalidated):
             return
         dice = self._stop_val_dice = self.validate()
         self._unvalidated_episodes = 0
