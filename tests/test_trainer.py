@@ -109,6 +109,34 @@ def test_unet_trains_through_the_same_trainer(tmp_path):
     assert load_checkpoint(tmp_path / BEST).config.arch == "unet"
 
 
+@pytest.mark.parametrize("preset", ["lite", "unet"])
+def test_an_epoch_under_autocast_trains_fp32_weights(tmp_path, monkeypatch, preset):
+    # CUDA runs train under autocast (bf16, or fp16 with a scaler). No GPU here, so the same
+    # code path runs under CPU bf16 autocast: an op that mixes dtypes in the episode, the
+    # reward map or the losses fails here as it would on CUDA.
+    import torch
+
+    monkeypatch.setattr(Trainer, "_mixed_precision", lambda self: (torch.bfloat16, None))
+    overrides = {"unet_base": 4} if preset == "unet" else dict(TINY)
+    trainer = Trainer(tiny(preset=preset, model_overrides=overrides, epochs=1), discs(4), discs(2, 1), tmp_path)
+    conv_outputs = set()
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d) and torch.is_grad_enabled():
+            conv_outputs.add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = trainer.fit()
+    finally:
+        hook.remove()
+    assert trainer.amp_dtype is torch.bfloat16 and torch.bfloat16 in conv_outputs  # autocast was on
+    assert result.reason == "done"
+    row = result.history[0]
+    assert np.isfinite(row["train_loss"]) and 0 <= row["val_dice"] <= 1
+    assert all(w.dtype == torch.float32 for w in trainer.net.parameters())
+
+
 SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8)
 
 

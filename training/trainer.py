@@ -320,20 +320,22 @@ class Trainer:
             self.objective = PA3CObjective(self.net, t_max=self.t_max, gamma=self.gamma, **c.pa3c_options())
         self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
-        self.amp_dtype = None
-        self.scaler = None
-        if self.device.type == "cuda" and c.amp:
-            if torch.cuda.is_bf16_supported():
-                self.amp_dtype = torch.bfloat16
-            else:
-                self.amp_dtype = torch.float16
-                self.scaler = torch.amp.GradScaler("cuda")
+        self.amp_dtype, self.scaler = self._mixed_precision()
         self.step_module = self.objective
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DDP(self.objective, device_ids=ids)
+
+    def _mixed_precision(self):
+        """(autocast dtype or None, grad scaler or None): bf16 on CUDA where supported, else
+        fp16 with a scaler (fp16 gradients underflow without one); full precision on CPU."""
+        if self.device.type != "cuda" or not self.config.amp:
+            return None, None
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, None
+        return torch.float16, torch.amp.GradScaler("cuda")
 
     # ---------------------------------------------------------------- files
     def _checkpoint_info(self, epoch: int, val_dice) -> dict:
