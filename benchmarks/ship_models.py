@@ -3,7 +3,7 @@ the shipped files once on the test split, and write their model cards.
 
     python benchmarks/quality.py --dataset lgg --data ../shared/data/lgg/kaggle_3m --minutes 80
     python benchmarks/quality.py --dataset msd --data ../shared/data/heart/Task02_Heart --minutes 80
-    python benchmarks/ship_models.py
+    python benchmarks/ship_models.py                 # or --model heart: one model, the other kept
 
 The shipped weights are float16 (half the size); the figures in each card are measured
 on the shipped file itself, not on the float32 checkpoint it came from. The checkpoint
@@ -12,6 +12,7 @@ was chosen on validation DICE during training; the test split is scored once her
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import shutil
@@ -106,7 +107,7 @@ def ship(name: str, spec: dict) -> dict:
         "heart": "| PixelDRL-MG (paper, Cardiac) | 0.8346 | 0.8678 | 0.8469 | 0.7510 | 0.4081 | 4.05 |\n| U-Net (paper, Cardiac) | 0.7586 | - | - | - | 0.2428 | 7.64 |",
     }[name]
     train_cmd = (f"pixeldrl train --dataset {spec['dataset']} --data {spec['data']} --preset lite --out runs/{spec['run']}-lite "
-                 f"--time-budget MINUTES --threads {quality['threads_per_run']} --seed 0 --no-progress [--resume] [LITE-ARGS]")
+                 f"--time-budget MINUTES --threads {quality['threads_per_run']} --seed 0 --no-progress [--resume] [TRAIN-ARGS] [LITE-ARGS]")
     stages = quality.get("stages") or [quality["command"]]
     status = (
         f"test DICE {test['dice']:.4f} against the target {TARGET_DICE[name]:.2f}: "
@@ -129,7 +130,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 - **Preset**: `lite` ({loaded.config.head_scale}x lower-resolution heads, extractor run once per image), t_max {loaded.config.t_max},
   {loaded.config.in_channels} input channel(s); supervised term weight {train_info['train'].get('supervised_weight')} (None = preset default 5).
 - **Training**: `{train_cmd}`, run in stages by the quality benchmark, each stage continuing
-  the run where the previous one stopped (MINUTES and LITE-ARGS as in each stage's command):
+  the run where the previous one stopped (MINUTES, TRAIN-ARGS and LITE-ARGS as in each stage's command):
 {chr(10).join(f"  {i}. `{c}`" for i, c in enumerate(stages, 1))}
 - **Loss options by epoch**: {objective_stages(ROOT / "runs" / f"{spec['run']}-lite")}.
 - **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
@@ -161,11 +162,21 @@ Regenerate: `python benchmarks/ship_models.py` (after the two quality runs).
 
 
 def main() -> None:
-    summary = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "models": []}
-    for name, spec in MODELS.items():
-        summary["models"].append(ship(name, spec))
-        print(f"shipped {name}: {summary['models'][-1]}")
-    (RESULTS / "shipped_models.json").write_text(json.dumps(summary, indent=2) + "\n")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", choices=sorted(MODELS),
+                        help="ship only this model (repeatable; default: all); the others keep their files and entries")
+    names = parser.parse_args().model or list(MODELS)
+    path = RESULTS / "shipped_models.json"
+    kept = [m for m in json.loads(path.read_text())["models"] if m["model"] not in names] if path.exists() else []
+    shipped = []
+    for name in names:
+        shipped.append(ship(name, MODELS[name]))
+        print(f"shipped {name}: {shipped[-1]}")
+    for entry in shipped:  # each entry carries the date its model was shipped
+        entry["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    models = sorted(kept + shipped, key=lambda m: list(MODELS).index(m["model"]))
+    summary = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "models": models}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
