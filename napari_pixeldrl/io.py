@@ -160,11 +160,15 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, ...] | None = None, lab
     ``shape`` (the image's shape, spatial axes only) is checked; ``label`` picks one
     object label from a multi-label mask, which is otherwise refused.
     """
-    image = read_image(path)
+    return mask_of(read_image(path), shape, label)
+
+
+def mask_of(image: ImageFile, shape: tuple[int, ...] | None = None, label: int | None = None) -> np.ndarray:
+    """The uint8 {0, 1} mask held by an already-read file (see :func:`read_mask`)."""
     array = image.array
     if shape is None and image.format in ("tif", "png") and array.ndim == 3 and array.shape[-1] in (3, 4):
         shape = array.shape[:2]  # a grey mask saved as RGB(A): binarize_mask checks the channels agree
-    return binarize_mask(array, shape, source=str(path), label=label)
+    return binarize_mask(array, shape, source=image.path, label=label)
 
 
 def _mask_to_uint8(mask: np.ndarray, path: Path) -> np.ndarray:

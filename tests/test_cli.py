@@ -110,6 +110,26 @@ def test_metrics_on_mask_files(capsys, tmp_path):
     assert code == 2 and "small.tif" in err
 
 
+def test_metrics_refuses_what_it_cannot_score_as_one_object(capsys, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    gt = np.zeros((64, 64), np.uint8)
+    gt[10:30, 10:30] = 1
+    gt[40:50, 40:50] = 2  # a second object label
+    pred = np.zeros((64, 64), np.uint8)
+    pred[10:30, 10:30] = 1
+    tifffile.imwrite(tmp_path / "gt.tif", gt)
+    tifffile.imwrite(tmp_path / "pred.tif", pred)
+    code, _, err = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"))
+    assert code == 2 and "several object labels" in err and "gt.tif" in err
+    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--label", "1", "--json")
+    assert code == 0 and json.loads(out)["dice"] == pytest.approx(1.0)
+    nan_pred = pred.astype(np.float32)
+    nan_pred[0, 0] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", nan_pred)
+    code, _, err = run(capsys, "metrics", str(tmp_path / "nan.tif"), str(tmp_path / "gt.tif"), "--label", "1")
+    assert code == 2 and "nan.tif" in err and "NaN" in err
+
+
 def test_data_summary_counts_empty_slices(capsys, tmp_path, blob_image):
     from PIL import Image
 

@@ -77,11 +77,13 @@ def cmd_data_summary(args) -> None:
 def cmd_metrics(args) -> None:
     import numpy as np
 
-    from napari_pixeldrl.io import read_image
+    from napari_pixeldrl.io import mask_of, read_image
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
-    pred, gt = read_image(args.pred), read_image(args.gt)
-    p, g = np.asarray(pred.array), np.asarray(gt.array)
+    # Both files go through the mask checks (NaN, several labels, colour) that training uses:
+    # a multi-label ground truth scored as "anything nonzero" would be a silent wrong answer.
+    gt = read_image(args.gt)
+    p, g = mask_of(read_image(args.pred)), mask_of(gt, label=args.label)
     if p.shape != g.shape:
         raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
     if args.spacing:
@@ -91,9 +93,9 @@ def cmd_metrics(args) -> None:
     else:
         spacing = None
     if p.ndim == 2:
-        result = slice_metrics(p != 0, g != 0, spacing=spacing)
+        result = slice_metrics(p.astype(bool), g.astype(bool), spacing=spacing)
     elif p.ndim == 3:
-        result = volume_metrics(p != 0, g != 0, spacing=spacing)
+        result = volume_metrics(p.astype(bool), g.astype(bool), spacing=spacing)
     else:
         raise PixelDRLError(f"{args.pred}: masks must be 2D or 3D, got shape {p.shape}")
     out = {k: float(result[k]) for k in METRIC_NAMES}
@@ -209,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred")
     p.add_argument("gt")
     p.add_argument("--spacing", type=float, nargs="+", metavar="S", help="pixel spacing, e.g. --spacing SY SX")
+    p.add_argument("--label", type=int, help="the object label in a multi-label ground truth (otherwise refused)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_metrics)
 
