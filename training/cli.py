@@ -75,8 +75,6 @@ def cmd_data_summary(args) -> None:
 
 # -- metrics ----------------------------------------------------------------------------
 def cmd_metrics(args) -> None:
-    import numpy as np
-
     from napari_pixeldrl.io import mask_of, read_image
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
