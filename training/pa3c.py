@@ -30,16 +30,16 @@ on by default in TrainConfig and switchable (``--[no-]reward-balance``,
   3-9 % of the pixels, supervised weight 0, 30 epochs, seeds 0 and 1): without it every
   run fell to all-zero (val DICE 0) by epoch ~6, with or without live-pixels-only or a
   value baseline; 5 of 6 stayed there, one (plain, seed 1) escaped at epoch ~21. With it
-  no run fell to all-zero and val DICE rose to 0.71-0.88 (benchmarks/results/
+  no run fell to all-zero and the best val DICE reached 0.73-0.88 (benchmarks/results/
   pa3c_collapse.md). The price: object pixels weigh ~10x, so a little background is kept
-  (0.02-0.06 of it).
+  (0.02-0.07 of it).
 * ``live_pixels_only``: the terms of step t count only pixels alive before it
   (m(t-1) = 1), averaged over their number. A zeroed pixel is absorbed: its action has
   no effect and its return is 0, so its policy term is pure noise and its entropy term
   pulls shared weights for nothing. Alone it does not stop the collapse. With the
-  balanced reward it gave a faster rise and a higher best val DICE (0.880/0.865 against
-  0.711/0.845 for seeds 0/1) but mixed final ones (0.855/0.768 against 0.711/0.828):
-  weak evidence, two seeds; on by default because the terms it drops carry no signal.
+  balanced reward and no supervised term its effect was mixed (best val DICE 0.729/0.805
+  against 0.767/0.797 without it, seeds 0/1; same table): weak evidence, two seeds; on
+  by default because the terms it drops carry no signal.
 
 A 1-pixel bandit check (tests/test_pa3c.py) confirms the signs: with or without the
 options, descending the loss raises pi(keep) on object pixels and lowers it on
