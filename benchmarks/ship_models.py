@@ -149,7 +149,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 {row(f"U-Net 31 M, same budget ({unet['epochs']} epochs)", unet)}
 {paper_line}
 
-The paper's figures are on its own split, probably by slice (easier); see ../shared/METHOD.md §5.
+The paper's figures (Liu et al., Sci. Rep. 2025, Table 2) are on its own test split, probably by slice, which lets neighbouring slices of one patient fall on both sides (easier than this split by patient).
 DICE after each step t: {', '.join(f'{d:.3f}' for d in test['dice_per_step'])}.
 
 Learning curves (training loss, mean reward, validation DICE per epoch; a dashed line
