@@ -246,14 +246,14 @@ class TrainWidget(QWidget):
         model_channels = T.start_channels(start)  # foreign checkpoint -> CheckpointError
         cfg = self.train_config()
         if start is not None:
-            from napari_pixeldrl.training.trainer import trained_loss_options
+            from napari_pixeldrl.training.trainer import trained_options
 
             cfg.model_overrides = {}
             cfg.preset = self._preset_of(start) or cfg.preset
-            # Fine-tune with the loss the starting model was trained with, as `pixeldrl finetune` does.
+            # Fine-tune with the loss and crop the starting model was trained with, as `pixeldrl finetune` does.
             path = getattr(start, "path", start)
             if path is not None:
-                for name, value in trained_loss_options(path).items():
+                for name, value in trained_options(path).items():
                     setattr(cfg, name, value)
         n_shot = self.nshot_spin.value() or None
         out = T.check_out_dir(self.out_edit.text().strip() or T.default_run_dir())

@@ -207,6 +207,12 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     code, _, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                        "--out", str(tmp_path / "ft"), "--n-shot", "4", "--resume")
     assert code == 2 and "--n-shot 4 (the run has 3)" in err
+    # Without --crop, a fine-tune trains on the crop its checkpoint was trained on (here whole slices).
+    no_crop = [a for a in common if a not in ("--crop", "0")]
+    code, _, err = run(capsys, "finetune", *no_crop, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                       "--out", str(tmp_path / "ft2"), "--n-shot", "3", "--epochs", "0")
+    assert code == 0, err
+    assert json.loads((tmp_path / "ft2" / "config.json").read_text())["train"]["crop"] is None
 
 
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):

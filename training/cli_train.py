@@ -140,7 +140,7 @@ def add_train_commands(subparsers) -> None:
 
 
 def _config_from_args(args, finetune: bool):
-    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_loss_options
+    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_options
 
     cfg_path = args.out / CONFIG
     if args.resume and cfg_path.exists():
@@ -156,8 +156,8 @@ def _config_from_args(args, finetune: bool):
             from napari_pixeldrl.model.checkpoint import read_header
 
             cfg.preset = read_header(args.checkpoint)["model"]["preset"]
-            # The checkpoint's own loss options; those given on the command line win (below).
-            for name, value in trained_loss_options(args.checkpoint).items():
+            # The checkpoint's own loss options and crop; those given on the command line win (below).
+            for name, value in trained_options(args.checkpoint).items():
                 setattr(cfg, name, value)
         else:
             cfg.preset = args.preset or "lite"

@@ -139,14 +139,15 @@ class TrainConfig:
         return SUPERVISED_DEFAULT.get(self.preset, 0.0)
 
 
-def trained_loss_options(checkpoint) -> dict:
-    """The loss options ``checkpoint`` was trained with (its header's training config):
-    a fine-tune continues with them unless told otherwise. Empty for a checkpoint that
-    does not say (e.g. one saved outside a training run)."""
+def trained_options(checkpoint) -> dict:
+    """The loss options and the training crop ``checkpoint`` was trained with (its header's
+    training config): a fine-tune continues with them unless told otherwise (the crop sets
+    how much context the heads learned to use). Empty for a checkpoint that does not say
+    (e.g. one saved outside a training run)."""
     from napari_pixeldrl.model.checkpoint import read_header
 
     trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
-    return {k: trained[k] for k in PA3C_FIELDS if k in trained}
+    return {k: trained[k] for k in (*PA3C_FIELDS, "crop") if k in trained}
 
 
 # ------------------------------------------------------------------------- events
