@@ -62,6 +62,33 @@ def normalize_slice(image: np.ndarray, source: str | None = None, *, allow_const
     return out.astype(np.float32, copy=False)
 
 
+def grey_of_rgb_mask(mask: np.ndarray, source: str | None = None) -> np.ndarray:
+    """A grey mask saved as RGB(A), (H, W, 3|4), as (H, W): all colour channels must agree."""
+    if not (mask[..., :3] == mask[..., :1]).all():
+        raise InputError(f"mask is a colour image, not a label image{_where(source)}")
+    return mask[..., 0]
+
+
+def scored_pair(pred, truth, label: int | None = None, pred_source: str | None = None,
+                truth_source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A prediction and its ground truth as uint8 {0, 1} masks for the metrics, with the
+    checks training uses (numeric, no NaN, no ambiguous labels).
+
+    Without ``label`` each must hold a single object value (any one: 1, 255, ...); several
+    are refused, because scoring their union would be a silent wrong answer. With ``label``
+    the ground truth's pixels of that label are the object (none: an empty mask, as for a
+    dataset slice without the object), and so are the prediction's when it holds several
+    object values; a prediction with one object value (a binary mask) is taken as it is.
+    """
+    def one(mask, source, is_truth: bool) -> np.ndarray:
+        mask = check_finite_numeric(mask, source)
+        if label is None or (not is_truth and np.unique(mask[mask != 0]).size <= 1):
+            return binarize_mask(mask, source=source)
+        return (mask == label).astype(np.uint8)
+
+    return one(pred, pred_source, False), one(truth, truth_source, True)
+
+
 def binarize_mask(
     mask: np.ndarray,
     shape: tuple[int, ...] | None = None,
@@ -76,10 +103,7 @@ def binarize_mask(
     """
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] in (3, 4) and shape is not None and mask.shape[:2] == tuple(shape[-2:]):
-        # A gray mask saved as RGB(A): all colour channels must agree.
-        if not (mask[..., :3] == mask[..., :1]).all():
-            raise InputError(f"mask is a colour image, not a label image{_where(source)}")
-        mask = mask[..., 0]
+        mask = grey_of_rgb_mask(mask, source)
     check_finite_numeric(mask, source)
     if shape is not None and tuple(mask.shape) != tuple(shape):
         raise InputError(f"mask shape {tuple(mask.shape)} does not match image shape {tuple(shape)}{_where(source)}")
@@ -93,6 +117,6 @@ def binarize_mask(
     if objects.size > 1:
         raise InputError(
             f"mask holds several object labels {objects.tolist()[:10]}{_where(source)}; "
-            "choose one (label=N, or --label N on the command line)"
+            "choose one (label=N in Python, --label N on the command line, Object label in the Evaluate widget)"
         )
     return (mask != 0).astype(np.uint8)

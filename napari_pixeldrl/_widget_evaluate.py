@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFormLayout,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -37,6 +38,10 @@ class EvaluateWidget(QWidget):
         self.last_result = None
         self.pred_combo = QComboBox()
         self.gt_combo = QComboBox()
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(0, 65535)
+        self.label_spin.setSpecialValueText("the one label")
+        self.label_spin.setToolTip("The object's label in multi-label layers; with 'the one label', a layer holding several labels is refused")
         self.run_button = Q.button("Evaluate", self.run)
         self.copy_button = Q.button("Copy", self.copy, tooltip="Copy the table to the clipboard, tab-separated")
         self.table = QTableWidget(0, len(METRIC_NAMES))
@@ -45,6 +50,7 @@ class EvaluateWidget(QWidget):
         form = QFormLayout()
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Ground truth", self.gt_combo)
+        form.addRow("Object label", self.label_spin)
         Q.stack(self, form, Q.row(self.run_button, self.copy_button), self.status, self.table, stretch=False)
         self._refresh_layers()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -77,7 +83,7 @@ class EvaluateWidget(QWidget):
 
         spacing = tuple(float(s) for s in gt.scale)
         worker = thread_worker(W.evaluate_job, start_thread=False)(
-            pred.data, gt.data, spacing=spacing, pred_name=pred_name, gt_name=gt_name
+            pred.data, gt.data, spacing=spacing, pred_name=pred_name, gt_name=gt_name, label=self.label_spin.value() or None
         )
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)

@@ -262,8 +262,12 @@ def segment_job(
                 torch.cuda.empty_cache()
 
 
-def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_name: str = "ground truth"):
-    """Six metrics per slice (3D) or for the image (2D), then the overall rows."""
+def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_name: str = "ground truth",
+                 label: int | None = None):
+    """Six metrics per slice (3D) or for the image (2D), then the overall rows. ``label``
+    picks the object in multi-label layers (see :func:`scored_pair`); without it a layer
+    with several labels is refused rather than scored as their union."""
+    from napari_pixeldrl.model.preprocess import scored_pair
     from napari_pixeldrl.training.metrics import aggregate, slice_metrics, volume_metrics
 
     yield Stage("evaluating")
@@ -276,7 +280,8 @@ def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_na
             )
         if pred.ndim not in (2, 3):
             raise InputError(f"labels layers must be 2D or 3D, {pred_name!r} has shape {pred.shape}")
-        pred, gt = pred > 0, gt > 0
+        pred, gt = scored_pair(pred, gt, label, f"layer {pred_name!r}", f"layer {gt_name!r}")
+        pred, gt = pred.astype(bool), gt.astype(bool)
         rows: list[tuple[str, dict]] = []
         if pred.ndim == 2:
             rows.append(("image", slice_metrics(pred, gt, spacing=spacing)))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.model.preprocess import binarize_mask
+from napari_pixeldrl.model.preprocess import binarize_mask, grey_of_rgb_mask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 TIF_SUFFIXES = (".tif", ".tiff")
@@ -169,6 +169,14 @@ def mask_of(image: ImageFile, shape: tuple[int, ...] | None = None, label: int |
     if shape is None and image.format in ("tif", "png") and array.ndim == 3 and array.shape[-1] in (3, 4):
         shape = array.shape[:2]  # a grey mask saved as RGB(A): binarize_mask checks the channels agree
     return binarize_mask(array, shape, source=image.path, label=label)
+
+
+def label_values(image: ImageFile) -> np.ndarray:
+    """A mask file's label values as stored, (H, W) for a grey mask saved as RGB(A) PNG/TIF."""
+    array = image.array
+    if image.format in ("tif", "png") and array.ndim == 3 and array.shape[-1] in (3, 4):
+        return grey_of_rgb_mask(array, image.path)
+    return array
 
 
 def _mask_to_uint8(mask: np.ndarray, path: Path) -> np.ndarray:

@@ -123,6 +123,13 @@ def test_metrics_refuses_what_it_cannot_score_as_one_object(capsys, tmp_path):
     assert code == 2 and "several object labels" in err and "gt.tif" in err
     code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt.tif"), "--label", "1", "--json")
     assert code == 0 and json.loads(out)["dice"] == pytest.approx(1.0)
+    # --label also picks the object from a multi-label prediction; a file without it is empty.
+    tifffile.imwrite(tmp_path / "pred_labels.tif", gt)
+    tifffile.imwrite(tmp_path / "gt_other.tif", np.where(gt == 1, 0, gt).astype(np.uint8))
+    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred_labels.tif"), str(tmp_path / "gt.tif"), "--label", "2", "--json")
+    assert code == 0 and json.loads(out)["dice"] == pytest.approx(1.0)
+    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt_other.tif"), "--label", "1", "--json")
+    assert code == 0 and json.loads(out)["dice"] < 0.01  # label 1 is absent from that truth: scored as empty
     nan_pred = pred.astype(np.float32)
     nan_pred[0, 0] = np.nan
     tifffile.imwrite(tmp_path / "nan.tif", nan_pred)
@@ -208,11 +215,13 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
                        "--out", str(tmp_path / "ft"), "--n-shot", "4", "--resume")
     assert code == 2 and "--n-shot 4 (the run has 3)" in err
     # Without --crop, a fine-tune trains on the crop its checkpoint was trained on (here whole slices).
-    no_crop = [a for a in common if a not in ("--crop", "0")]
+    at = common.index("--crop")
+    no_crop = common[:at] + common[at + 2:]
     code, _, err = run(capsys, "finetune", *no_crop, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                        "--out", str(tmp_path / "ft2"), "--n-shot", "3", "--epochs", "0")
     assert code == 0, err
     assert json.loads((tmp_path / "ft2" / "config.json").read_text())["train"]["crop"] is None
+    assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text())["epochs_done"] == 0  # --epochs 0 ran none
 
 
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):

@@ -234,6 +234,23 @@ def test_evaluate_widget_table_and_copy(make_napari_viewer, qtbot, errors):
     assert lines[1].split("\t")[0] == "slice 0" and len(lines) == 5
 
 
+def test_evaluate_widget_object_label_for_multi_label_layers(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    gt = np.zeros((24, 24), np.uint8)
+    gt[2:10, 2:10] = 1
+    gt[14:20, 14:20] = 2
+    viewer.add_labels((gt == 2).astype(np.uint8), name="pred")
+    viewer.add_labels(gt, name="gt")
+    w = EvaluateWidget(viewer)
+    with qtbot.waitSignal(w.finished, timeout=30000) as blocker:
+        w.run()
+    assert isinstance(blocker.args[0], W.Failed) and "several object labels" in errors[-1][1]
+    w.label_spin.setValue(2)
+    with qtbot.waitSignal(w.finished, timeout=30000):
+        w.run()
+    assert w.table.item(0, 0).text() == "1.0000"
+
+
 def test_evaluate_shape_mismatch_notifies(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((2, 24, 24), np.uint8), name="pred")

@@ -95,3 +95,16 @@ def test_evaluate_job():
     assert done.rows[-1][1]["dice"] == pytest.approx(1.0)
     _, failed = drain(W.evaluate_job(gt, gt[0]))
     assert isinstance(failed, W.Failed) and "same image" in failed.message
+
+
+def test_evaluate_job_refuses_several_labels_unless_one_is_chosen():
+    gt = np.zeros((16, 16), np.uint8)
+    gt[2:8, 2:8] = 1
+    gt[10:14, 10:14] = 2
+    pred = (gt == 2).astype(np.uint8)  # a binary prediction of object 2
+    _, failed = drain(W.evaluate_job(pred, gt, gt_name="truth"))
+    assert isinstance(failed, W.Failed) and "several object labels" in failed.message and "'truth'" in failed.message
+    _, done = drain(W.evaluate_job(pred, gt, label=2))
+    assert done.rows[0][1]["dice"] == pytest.approx(1.0)
+    _, done = drain(W.evaluate_job(pred, gt, label=1))
+    assert done.rows[0][1]["dice"] < 0.01

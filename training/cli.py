@@ -75,13 +75,12 @@ def cmd_data_summary(args) -> None:
 
 # -- metrics ----------------------------------------------------------------------------
 def cmd_metrics(args) -> None:
-    from napari_pixeldrl.io import mask_of, read_image
+    from napari_pixeldrl.io import label_values, read_image
+    from napari_pixeldrl.model.preprocess import scored_pair
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
-    # Both files go through the mask checks (NaN, several labels, colour) that training uses:
-    # a multi-label ground truth scored as "anything nonzero" would be a silent wrong answer.
     gt = read_image(args.gt)
-    p, g = mask_of(read_image(args.pred)), mask_of(gt, label=args.label)
+    p, g = scored_pair(label_values(read_image(args.pred)), label_values(gt), args.label, args.pred, args.gt)
     if p.shape != g.shape:
         raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
     if args.spacing:
@@ -209,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred")
     p.add_argument("gt")
     p.add_argument("--spacing", type=float, nargs="+", metavar="S", help="pixel spacing, e.g. --spacing SY SX")
-    p.add_argument("--label", type=int, help="the object label in a multi-label ground truth (otherwise refused)")
+    p.add_argument("--label", type=int, help="the object's label in a multi-label ground truth (and prediction); "
+                   "without it, a file with several labels is refused")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_metrics)
 
