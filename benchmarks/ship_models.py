@@ -165,9 +165,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", choices=sorted(MODELS),
                         help="ship only this model (repeatable; default: all); the others keep their files and entries")
-    names = parser.parse_args().model or list(MODELS)
+    names = list(dict.fromkeys(parser.parse_args().model or MODELS))
     path = RESULTS / "shipped_models.json"
-    kept = [m for m in json.loads(path.read_text())["models"] if m["model"] not in names] if path.exists() else []
+    old = json.loads(path.read_text()) if path.exists() else {"models": []}
+    kept = [m for m in old["models"] if m["model"] not in names]
+    for entry in kept:  # entries from before per-model dates were shipped on the file's date
+        entry.setdefault("date", old.get("date"))
     shipped = []
     for name in names:
         shipped.append(ship(name, MODELS[name]))

@@ -110,10 +110,11 @@ def test_unet_trains_through_the_same_trainer(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["lite", "unet"])
-def test_an_epoch_under_autocast_trains_fp32_weights(tmp_path, monkeypatch, preset):
+def test_an_epoch_trains_under_autocast(tmp_path, monkeypatch, preset):
     # CUDA runs train under autocast (bf16, or fp16 with a scaler). No GPU here, so the same
-    # code path runs under CPU bf16 autocast: an op that mixes dtypes in the episode, the
-    # reward map or the losses fails here as it would on CUDA.
+    # code path runs under CPU bf16 autocast: it catches an op in the episode, the reward map
+    # or the losses that breaks on low-precision inputs, though CPU and CUDA autocast keep
+    # different op lists in fp32, and the fp16 + grad scaler path is not run.
     import torch
 
     monkeypatch.setattr(Trainer, "_mixed_precision", lambda self: (torch.bfloat16, None))
@@ -134,7 +135,6 @@ def test_an_epoch_under_autocast_trains_fp32_weights(tmp_path, monkeypatch, pres
     assert result.reason == "done"
     row = result.history[0]
     assert np.isfinite(row["train_loss"]) and 0 <= row["val_dice"] <= 1
-    assert all(w.dtype == torch.float32 for w in trainer.net.parameters())
 
 
 SMALL = dict(widths=(8, 16, 16, 32), head_widths=(16, 16), head_dilations=(1, 2), context_channels=16, fine_channels=8)

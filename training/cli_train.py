@@ -97,13 +97,13 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--n-shot", type=int, default=None, help="train on N slices of the training split")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--crop", type=int, default=None, help="training crop side (0: whole slices; default 128)")
+    p.add_argument("--crop", type=int, default=None, help="training crop side (0: whole slices; default 128, or for finetune the checkpoint's)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--t-max", type=int, default=None)
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
-                   help="weigh each pixel's reward by its class's fraction of the slice to the power -balance-power (default on)")
+                   help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (default on)")
     p.add_argument("--balance-power", type=float, default=None,
                    help="reward weight per class = fraction^-power (1: fully balanced, 0.5: softer; default 1)")
     p.add_argument("--supervised-dice", action=argparse.BooleanOptionalAction, default=None,

@@ -454,16 +454,16 @@ class Trainer:
             bar = tqdm(total=c.epochs * n_batches, initial=start_epoch * n_batches, unit="ep", dynamic_ncols=True, file=sys.stderr)
             bar.set_description("episodes")
         reason = "done"
-        epoch = start_epoch
+        epochs_done = start_epoch  # stays there when no epoch is left to run
         try:
             for epoch in range(start_epoch, c.epochs):
                 reason = self._train_epoch(epoch, n_batches, settings, started, bar)
                 if reason != "done":
                     break
+                epochs_done = epoch + 1
         finally:
             if bar is not None:
                 bar.close()
-        epochs_done = epoch + 1 if reason == "done" else epoch
         if self.rank == 0:
             self._validate_at_stop(reason, epochs_done)
         self._barrier()
