@@ -132,6 +132,8 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 - **Training**: `{train_cmd}`, run in stages by the quality benchmark, each stage continuing
   the run where the previous one stopped (MINUTES, TRAIN-ARGS and LITE-ARGS as in each stage's command):
 {chr(10).join(f"  {i}. `{c}`" for i, c in enumerate(stages, 1))}
+- **Training crop**: {train_info['train'].get('crop') or 'whole slices'} pixels in the last stage (earlier stages as in their
+  commands: 128 unless `--crop` is named); a fine-tune keeps it unless given `--crop`.
 - **Loss options by epoch**: {objective_stages(ROOT / "runs" / f"{spec['run']}-lite")}.
 - **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
   {quality['machine']['cores']} cores, 1 thread per run; {load_note}; torch {quality['machine']['torch']}.
