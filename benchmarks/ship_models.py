@@ -177,10 +177,11 @@ def main() -> None:
     for name in names:
         shipped.append(ship(name, MODELS[name]))
         print(f"shipped {name}: {shipped[-1]}")
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for entry in shipped:  # each entry carries the date its model was shipped
-        entry["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        entry["date"] = now
     models = sorted(kept + shipped, key=lambda m: list(MODELS).index(m["model"]))
-    summary = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "models": models}
+    summary = {"date": now, "models": models}
     path.write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -71,8 +71,8 @@ def grey_of_rgb_mask(mask: np.ndarray, source: str | None = None) -> np.ndarray:
 
 def scored_pair(pred, truth, label: int | None = None, pred_source: str | None = None,
                 truth_source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A prediction and its ground truth as uint8 {0, 1} masks for the metrics, with the
-    checks training uses (numeric, no NaN, no ambiguous labels).
+    """A prediction and its ground truth as boolean masks for the metrics, with the checks
+    training uses (numeric, no NaN, no ambiguous labels).
 
     Without ``label`` each must hold a single object value (any one: 1, 255, ...); several
     are refused, because scoring their union would be a silent wrong answer. With ``label``
@@ -81,10 +81,10 @@ def scored_pair(pred, truth, label: int | None = None, pred_source: str | None =
     object values; a prediction with one object value (a binary mask) is taken as it is.
     """
     def one(mask, source, is_truth: bool) -> np.ndarray:
-        mask = check_finite_numeric(mask, source)
+        mask = np.asarray(mask)
         if label is None or (not is_truth and np.unique(mask[mask != 0]).size <= 1):
-            return binarize_mask(mask, source=source)
-        return (mask == label).astype(np.uint8)
+            return binarize_mask(mask, source=source).astype(bool)
+        return check_finite_numeric(mask, source) == label
 
     return one(pred, pred_source, False), one(truth, truth_source, True)
 

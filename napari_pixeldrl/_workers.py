@@ -281,7 +281,6 @@ def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_na
         if pred.ndim not in (2, 3):
             raise InputError(f"labels layers must be 2D or 3D, {pred_name!r} has shape {pred.shape}")
         pred, gt = scored_pair(pred, gt, label, f"layer {pred_name!r}", f"layer {gt_name!r}")
-        pred, gt = pred.astype(bool), gt.astype(bool)
         rows: list[tuple[str, dict]] = []
         if pred.ndim == 2:
             rows.append(("image", slice_metrics(pred, gt, spacing=spacing)))

@@ -160,18 +160,13 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, ...] | None = None, lab
     ``shape`` (the image's shape, spatial axes only) is checked; ``label`` picks one
     object label from a multi-label mask, which is otherwise refused.
     """
-    return mask_of(read_image(path), shape, label)
+    image = read_image(path)
+    if shape is None:
+        return binarize_mask(label_array(image), source=image.path, label=label)
+    return binarize_mask(image.array, shape, source=image.path, label=label)  # checks an RGB(A) grey mask itself
 
 
-def mask_of(image: ImageFile, shape: tuple[int, ...] | None = None, label: int | None = None) -> np.ndarray:
-    """The uint8 {0, 1} mask held by an already-read file (see :func:`read_mask`)."""
-    array = image.array
-    if shape is None and image.format in ("tif", "png") and array.ndim == 3 and array.shape[-1] in (3, 4):
-        shape = array.shape[:2]  # a grey mask saved as RGB(A): binarize_mask checks the channels agree
-    return binarize_mask(array, shape, source=image.path, label=label)
-
-
-def label_values(image: ImageFile) -> np.ndarray:
+def label_array(image: ImageFile) -> np.ndarray:
     """A mask file's label values as stored, (H, W) for a grey mask saved as RGB(A) PNG/TIF."""
     array = image.array
     if image.format in ("tif", "png") and array.ndim == 3 and array.shape[-1] in (3, 4):

@@ -75,12 +75,12 @@ def cmd_data_summary(args) -> None:
 
 # -- metrics ----------------------------------------------------------------------------
 def cmd_metrics(args) -> None:
-    from napari_pixeldrl.io import label_values, read_image
+    from napari_pixeldrl.io import label_array, read_image
     from napari_pixeldrl.model.preprocess import scored_pair
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
     gt = read_image(args.gt)
-    p, g = scored_pair(label_values(read_image(args.pred)), label_values(gt), args.label, args.pred, args.gt)
+    p, g = scored_pair(label_array(read_image(args.pred)), label_array(gt), args.label, args.pred, args.gt)
     if p.shape != g.shape:
         raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
     if args.spacing:
@@ -90,9 +90,9 @@ def cmd_metrics(args) -> None:
     else:
         spacing = None
     if p.ndim == 2:
-        result = slice_metrics(p.astype(bool), g.astype(bool), spacing=spacing)
+        result = slice_metrics(p, g, spacing=spacing)
     elif p.ndim == 3:
-        result = volume_metrics(p.astype(bool), g.astype(bool), spacing=spacing)
+        result = volume_metrics(p, g, spacing=spacing)
     else:
         raise PixelDRLError(f"{args.pred}: masks must be 2D or 3D, got shape {p.shape}")
     out = {k: float(result[k]) for k in METRIC_NAMES}
