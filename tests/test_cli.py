@@ -247,3 +247,5 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     assert code == 2 and "unet" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")
     assert code == 2 and "validation interval" in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "w"), "--ema-decay", "1")
+    assert code == 2 and "EMA decay" in err

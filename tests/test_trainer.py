@@ -1,3 +1,4 @@
+import json
 import errno
 import os
 import signal
@@ -226,3 +227,59 @@ def test_finetune_starts_without_the_base_models_postprocess(tmp_path):
     base = save_checkpoint(tmp_path / "base.safetensors", build_model(cfg), cfg)
     result = Trainer(tiny(epochs=1), discs(2, 0), discs(1, 1), tmp_path / "ft", init_checkpoint=base).fit()
     assert load_checkpoint(result.best_checkpoint).config.postprocess == "none"
+
+
+@pytest.mark.parametrize("preset", ["lite", "unet"])
+def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset):
+    """With --ema-decay the saved weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over
+    the raw weights w_k after each episode (computed here by hand), the raw weights are
+    validated too, and a resumed run continues the same average."""
+    import torch
+    from safetensors.torch import load_file
+
+    decay = 0.7
+    raw_steps: list[dict] = []
+
+    def record(event):
+        if isinstance(event, EpisodeEvent):
+            raw_steps.append({k: v.detach().clone() for k, v in trainer.net.state_dict().items()})
+
+    kw = dict(ema_decay=decay, batch_size=1)
+    if preset == "unet":
+        kw.update(preset="unet", model_overrides={"unet_base": 4})
+    trainer = Trainer(tiny(epochs=1, **kw), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
+    trainer.fit()
+    trainer = Trainer(tiny(epochs=2, **kw), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
+    trainer.fit(resume=True)
+    assert len(raw_steps) == 6
+    float_keys = [k for k, v in raw_steps[0].items() if v.is_floating_point()]
+    average = {k: raw_steps[0][k].double() for k in float_keys}
+    by_epoch = []  # the hand-computed average after each epoch's 3 episodes
+    for i, step in enumerate(raw_steps):
+        if i:
+            average = {k: decay * average[k] + (1 - decay) * step[k].double() for k in float_keys}
+        if i % 3 == 2:
+            by_epoch.append(average)
+
+    def check(path, expected):
+        saved = load_file(str(path))
+        for k in float_keys:
+            torch.testing.assert_close(saved[k].double(), expected[k], rtol=1e-4, atol=1e-5, msg=k)
+
+    check(tmp_path / LAST, by_epoch[1])
+    best_epoch = load_checkpoint(tmp_path / BEST).info["epoch"]
+    check(tmp_path / BEST, by_epoch[best_epoch - 1])
+    saved = load_file(str(tmp_path / LAST))
+    assert any(not torch.equal(saved[k], raw_steps[-1][k]) for k in float_keys)  # not the raw weights
+    _, body = load_training_state(tmp_path / STATE)
+    assert int(body["averaged"]["n_averaged"]) == 6
+    rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert all(r["ema_decay"] == decay and 0.0 <= r["val_dice_raw"] <= 1.0 for r in rows)
+
+
+def test_moving_average_decay_is_checked():
+    from napari_pixeldrl.errors import InputError
+
+    for bad in (0.0, 1.0, 1.5, float("nan")):
+        with pytest.raises(InputError, match="EMA decay"):
+            Trainer(tiny(ema_decay=bad), discs(2, 0), discs(1, 1), "unused")

@@ -110,6 +110,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="add soft Dice on pi(keep) to the supervised BCE (default off)")
     p.add_argument("--live-pixels-only", action=argparse.BooleanOptionalAction, default=None,
                    help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
+    p.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
+                   help="validate and save a moving average of the weights, updated every episode with this decay "
+                        "(e.g. 0.998; default off); the raw weights' validation DICE is logged too")
     p.add_argument("--val-max-slices", type=int, default=None)
     p.add_argument("--val-every", type=int, default=None, metavar="EPOCHS",
                    help="validate every N epochs (default 1; few-shot epochs are short, validation is not)")
@@ -170,7 +173,8 @@ def _config_from_args(args, finetune: bool):
                        ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
                        ("val_max_slices", "val_max_slices"), ("val_every", "val_every"), ("threads", "threads"),
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
-                       ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice")):
+                       ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
+                       ("ema_decay", "ema_decay")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

@@ -52,11 +52,16 @@ def unflatten(obj, tensors: dict):
     return obj
 
 
-def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, scaler=None, meta: dict) -> Path:
-    """Write the whole resumable state atomically. ``meta`` must be JSON-serialisable."""
+def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, scaler=None, meta: dict,
+                        averaged: torch.nn.Module | None = None) -> Path:
+    """Write the whole resumable state atomically. ``meta`` must be JSON-serialisable;
+    ``averaged`` (an ``AveragedModel``: the moving average of the weights) is optional."""
     tensors: dict[str, torch.Tensor] = {}
     for name, t in model.state_dict().items():
         tensors[f"model.{name}"] = t.detach().to("cpu").contiguous()
+    if averaged is not None:
+        for name, t in averaged.state_dict().items():
+            tensors[f"averaged.{name}"] = t.detach().to("cpu").contiguous()
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -73,7 +78,8 @@ def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, s
 
 
 def load_training_state(path) -> tuple[dict, dict]:
-    """(model state dict, the rest: meta/optimizer/scheduler/scaler/rng with tensors restored)."""
+    """(model state dict, the rest: meta/optimizer/scheduler/scaler/rng with tensors restored,
+    and ``averaged``: the moving average's state dict, empty when none was saved)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -88,6 +94,7 @@ def load_training_state(path) -> tuple[dict, dict]:
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has a damaged header ({err})") from None
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    body["averaged"] = {k[len("averaged.") :]: v for k, v in tensors.items() if k.startswith("averaged.")}
     return model_state, body
 
 

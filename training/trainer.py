@@ -59,7 +59,8 @@ LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervis
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
 # Options added after runs were first saved: the value a saved config without them ran with.
-_ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False}
+_ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
+          "ema_decay": None}
 
 
 @dataclass
@@ -93,6 +94,10 @@ class TrainConfig:
     balance_power: float = 1.0  # 1: balanced accuracy (over-segments small objects), 0.5: softer
     supervised_dice: bool = False  # add soft Dice on pi(keep) to the supervised BCE
     live_pixels_only: bool = True  # policy/entropy/value terms over pixels not yet zeroed
+    # Exponential moving average of the weights (decay per episode; None: off). When on, the
+    # average is what is validated and saved (checkpoint_best, checkpoint_last); the raw
+    # weights are validated too and logged as val_dice_raw, so a run shows what it gave.
+    ema_decay: float | None = None
     crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
     augment: bool = True
     rotate: float = 15.0  # degrees
@@ -120,6 +125,9 @@ class TrainConfig:
         p = self.balance_power
         if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
             raise InputError(f"balance power must be a number from 0 to 1, got {p!r}")
+        d = self.ema_decay
+        if d is not None and not (isinstance(d, (int, float)) and 0.0 < d < 1.0):
+            raise InputError(f"EMA decay must be a number between 0 and 1 (exclusive), got {d!r}")
         if not (isinstance(self.val_every, int) and self.val_every >= 1):
             raise InputError(f"validation interval must be a whole number of epochs >= 1, got {self.val_every!r}")
         if self.supervised_dice and self.resolved_supervised_weight() == 0.0:
@@ -312,6 +320,12 @@ class Trainer:
             if c.keep_init is not None and self.model_config.arch == "pixeldrl":
                 init_keep_bias(self.net, c.keep_init)
         self.net.to(self.device).train()
+        self.ema = None
+        if c.ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            # use_buffers: the U-Net's batch-norm statistics are averaged with the weights.
+            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         mc = self.model_config
         self.t_max = int(c.t_max or mc.t_max)
         self.gamma = float(mc.gamma if c.gamma is None else c.gamma)
@@ -367,7 +381,8 @@ class Trainer:
             "model": self.model_config.to_dict(),
         }
         save_training_state(
-            self.out_dir / STATE, model=self.net, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, meta=meta
+            self.out_dir / STATE, model=self.net, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+            meta=meta, averaged=self.ema,
         )
 
     def _resume(self) -> int:
@@ -385,6 +400,10 @@ class Trainer:
         if self.scaler is not None and body.get("scaler"):
             self.scaler.load_state_dict(body["scaler"])
         restore_rng(body["rng"])
+        # A run resumed with the average newly on starts it from the current weights (the
+        # first update copies them); one resumed with it off leaves the saved average alone.
+        if self.ema is not None and body.get("averaged"):
+            self.ema.load_state_dict(body["averaged"])
         self.history = list(meta["history"])
         self.best_dice, self.best_epoch = float(meta["best_dice"]), int(meta["best_epoch"])
         # checkpoint_best may be newer than the state if the run died between the two writes.
@@ -399,11 +418,18 @@ class Trainer:
         return int(meta["epoch"])
 
     # ---------------------------------------------------------------- validation
-    def validate(self) -> float:
-        """Mean DICE over the validation slices (whole slices, argmax episodes)."""
+    @property
+    def validated_net(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the moving average when it is on."""
+        return self.net if self.ema is None else self.ema.module
+
+    def validate(self, net: torch.nn.Module | None = None) -> float:
+        """Mean DICE over the validation slices (whole slices, argmax episodes) of ``net``
+        (default :attr:`validated_net`)."""
         data = self.val_data if len(self.val_data) else self.train_data
         n = len(data) if self.config.val_max_slices is None else min(len(data), self.config.val_max_slices)
-        preds = predict_slices(self.net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device)
+        net = self.validated_net if net is None else net
+        preds = predict_slices(net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device)
         dice = [overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, data.masks[:n])]
         return float(np.mean(dice))
 
@@ -484,7 +510,7 @@ class Trainer:
         if no_best or dice > self.best_dice:
             self.best_dice, self.best_epoch = dice, epochs_done
             info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
-            save_checkpoint(self.out_dir / BEST, self.net, self.model_config, info)
+            save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, info)
 
     def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> str:
         c = self.config
@@ -519,6 +545,8 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.net)
             self._unvalidated_episodes += 1
             for k, v in stats.as_dict().items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -531,26 +559,31 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         train = {k: v / max(count, 1) for k, v in sums.items()}
-        val_dice, is_best = None, False
+        val_dice, val_raw, is_best = None, None, False
         number = epoch + 1
         if self.rank == 0:
             if number % max(1, c.val_every) == 0 or number == c.epochs:
                 v0 = time.monotonic()
                 val_dice = self.validate()
+                if self.ema is not None:
+                    val_raw = self.validate(self.net)
                 self._val_seconds = time.monotonic() - v0
                 self._unvalidated_episodes = 0
                 if val_dice > self.best_dice:
                     is_best = True
                     self.best_dice, self.best_epoch = val_dice, number
-                    save_checkpoint(self.out_dir / BEST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
+                    save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
             seconds = time.monotonic() - t0
             row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds}
+            if self.ema is not None:
+                row["val_dice_raw"] = val_raw
+                row["ema_decay"] = c.ema_decay
             if self.model_config.arch != "unet":
                 # A run resumed with other loss options (a staged run) shows which epochs had which.
                 row["objective"] = {k: getattr(c, k) for k in LOSS_OPTIONS}
                 row["objective"]["supervised_weight"] = c.resolved_supervised_weight()
             self.history.append(row)
-            save_checkpoint(self.out_dir / LAST, self.net, self.model_config, self._checkpoint_info(number, val_dice))
+            save_checkpoint(self.out_dir / LAST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
             self._save_state(number)
             self._write_metrics()
             self._write_curve()
