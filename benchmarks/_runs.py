@@ -97,6 +97,8 @@ def history(run: Path) -> dict:
         "epochs": len(rows),
         "train_seconds": round(sum(r.get("seconds", 0) for r in rows), 1),
         "val_dice_per_epoch": [r.get("val_dice") for r in rows],
+        # With --ema-decay, val_dice is the moving average's and this the raw weights' (else None).
+        "val_dice_raw_per_epoch": [r.get("val_dice_raw") for r in rows],
         "best_val_dice": info.get("val_dice"),
         "best_epoch": info.get("epoch"),
         "best_validated_at_stop": bool(info.get("validated_at_stop")),

@@ -46,9 +46,11 @@ def train_both(args, runs: dict[str, Path]) -> None:
 def score(args, run: Path) -> dict:
     # Post-processing is chosen per model on the validation split; the test split is scored once.
     checkpoint = run / "checkpoint_best.safetensors"
-    val = {p: evaluate(checkpoint, args.dataset, args.data, "val", run / f"eval_val_{p}", p)["dice"] for p in POSTPROCESS}
+    reuse = args.skip_train  # re-drawing the table must not cost another pass over the splits
+    val = {p: evaluate(checkpoint, args.dataset, args.data, "val", run / f"eval_val_{p}", p, reuse=reuse)["dice"]
+           for p in POSTPROCESS}
     choice = max(POSTPROCESS, key=lambda p: (val[p], p == "none"))  # a tie keeps "none"
-    result = evaluate(checkpoint, args.dataset, args.data, "test", run / f"eval_test_{choice}", choice)
+    result = evaluate(checkpoint, args.dataset, args.data, "test", run / f"eval_test_{choice}", choice, reuse=reuse)
     result["postprocess"] = choice
     result["val_dice_by_postprocess"] = val
     result.update(history(run))
@@ -58,6 +60,11 @@ def score(args, run: Path) -> dict:
 def _write_stages(path: Path, old: dict, stages: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**old, "stages": stages}, indent=2) + "\n")
+
+
+def _epoch_cell(val, raw) -> str:
+    cell = "-" if val is None else f"{val:.3f}"
+    return cell if raw is None else f"{cell} [{raw:.3f}]"
 
 
 def main() -> None:
@@ -102,6 +109,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"quality_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     label = {"lite": "PixelDRL-MG lite", "unet": "U-Net (31 M)"}
+    averaged = any(v is not None for s in scores.values() for v in s["val_dice_raw_per_epoch"])
     lines = [
         f"# Quality on {name} (test split by patient)",
         "",
@@ -131,9 +139,11 @@ def main() -> None:
         + "; ".join(f"{label[p]}: " + ", ".join(f"{k} {v:.4f}" for k, v in s["val_dice_by_postprocess"].items())
                     for p, s in scores.items()) + ".",
         "",
-        "Validation DICE per epoch:",
+        "Validation DICE per epoch" + (" (epochs trained with `--ema-decay`: the moving average's, then the raw "
+                                       "weights' in brackets; the average is what is kept):" if averaged else ":"),
         "",
-        *[f"- {label[p]}: " + ", ".join("-" if v is None else f"{v:.3f}" for v in s["val_dice_per_epoch"]) for p, s in scores.items()],
+        *[f"- {label[p]}: " + ", ".join(_epoch_cell(v, raw) for v, raw in zip(s["val_dice_per_epoch"], s["val_dice_raw_per_epoch"]))
+          for p, s in scores.items()],
         "",
         "DICE after each step t (PixelDRL-MG, test split, raw masks m(t)): " + ", ".join(f"{d:.3f}" for d in scores["lite"]["dice_per_step"]),
         "",

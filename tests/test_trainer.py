@@ -13,7 +13,7 @@ import pytest
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.training import state as state_mod
 from napari_pixeldrl.training.state import load_training_state
-from napari_pixeldrl.training.trainer import BEST, LAST, METRICS, STATE, CURVE, EpisodeEvent, TrainConfig, Trainer
+from napari_pixeldrl.training.trainer import BEST, LAST, METRICS, STATE, CURVE, EpisodeEvent, TrainConfig, Trainer, write_curve
 
 from _synthetic import TINY, discs
 
@@ -275,6 +275,8 @@ def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset)
     assert int(body["averaged"]["n_averaged"]) == 6
     rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
     assert all(r["ema_decay"] == decay and 0.0 <= r["val_dice_raw"] <= 1.0 for r in rows)
+    write_curve(rows, tmp_path / "again.png")  # the run's own drawing swallows errors; this one raises
+    assert (tmp_path / "again.png").stat().st_size > 0
 
 
 def test_moving_average_decay_is_checked():

@@ -637,16 +637,21 @@ def write_curve(history: Sequence[dict], path) -> None:
     ax2.plot(epochs, [r.get("train_mean_reward", math.nan) for r in history], marker=".", color="tab:green")
     ax2.set(title="mean reward per pixel (episode)", xlabel="epoch")
     val = [(r["epoch"], r["val_dice"]) for r in history if r.get("val_dice") is not None]
+    raw = [(r["epoch"], r["val_dice_raw"]) for r in history if r.get("val_dice_raw") is not None]
     if val:
-        ax3.plot(*zip(*val), marker=".", color="tab:red")
+        ax3.plot(*zip(*val), marker=".", color="tab:red", label="moving average" if raw else None)
+    if raw:  # --ema-decay: the raw weights' score beside the average's
+        ax3.plot(*zip(*raw), marker=".", color="tab:red", alpha=0.35, ls=":", label="raw weights")
+        ax3.legend(fontsize=7, loc="lower right")
     ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
-    # A run resumed with other loss options: loss and reward change scale there.
-    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if a.get("objective") != b.get("objective")]
+    # A run resumed with other options: loss and reward change scale there, or the average starts.
+    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:])
+               if (a.get("objective"), a.get("ema_decay")) != (b.get("objective"), b.get("ema_decay"))]
     for x in changes:
         for ax in (ax1, ax2, ax3):
             ax.axvline(x, color="gray", ls="--", lw=0.8)
     if changes:
-        ax1.annotate("loss options changed", (changes[0], 1), xycoords=("data", "axes fraction"),
+        ax1.annotate("training options changed", (changes[0], 1), xycoords=("data", "axes fraction"),
                      fontsize=7, color="gray", ha="left", va="top", xytext=(3, -3), textcoords="offset points")
     fig.tight_layout()
 
