@@ -7,7 +7,8 @@ Both models train at the same time, one CPU thread each, for the same wall-clock
 on the same split by patient (70/10/20, seed 0), crops and augmentation; each keeps its
 best checkpoint by validation DICE. Both are then scored once on the test split. Runs
 land in ``runs/<name>-<preset>``; the table goes to ``benchmarks/results/quality_<name>.{json,md}``.
-``--skip-train`` re-scores existing runs.
+``--skip-train`` redraws the table from the existing runs (reusing the reports already made
+from the same checkpoint files).
 
 Runs continue where they stopped (``--resume``), so the budget can be spent in stages;
 each stage's command is kept in the results file and the time reported is the total in
