@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.predict import predict_slices
 from napari_pixeldrl.training.synthetic import discs
 from napari_pixeldrl.training.trainer import TrainConfig, Trainer
@@ -104,11 +105,13 @@ def main() -> None:
                   f"({row['seconds']:.0f} s) | {curve}", flush=True)
     if args.only:
         return
+    m = machine()
     lines = [
         "# Pure PA3C collapse on imbalanced synthetic discs",
         "",
         f"Written by `python benchmarks/pa3c_collapse.py --epochs {args.epochs} --t-max {args.t_max} "
-        f"--seeds {' '.join(map(str, args.seeds))}` on {dt.date.today()} (1 CPU thread).",
+        f"--seeds {' '.join(map(str, args.seeds))}` on {dt.date.today()}; machine: {m['cpu']}, {m['cores']} cores, "
+        f"torch {m['torch']}, 1 CPU thread.",
         "",
         "Tiny `lite` network (widths 4-8-8-8, heads 8-8), 16 training and 6 validation 64x64 slices,",
         "one disc of radius 6-11 each (2.8-9.3 % of the pixels), whole slices, batch 2, Adam 1e-3,",
