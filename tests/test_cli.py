@@ -249,3 +249,11 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     assert code == 2 and "validation interval" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "w"), "--ema-decay", "1")
     assert code == 2 and "EMA decay" in err
+    averaged = [*common[:-1], str(tmp_path / "x"), "--epochs", "1", "--ema-decay", "0.9"]
+    code, _, err = run(capsys, "train", *averaged)
+    assert code == 0, err
+    code, _, err = run(capsys, "train", *averaged[:-4], "--epochs", "2", "--resume", "--ema-decay", "0")  # 0: off
+    assert code == 0, err
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["train"]["ema_decay"] is None
+    rows = [json.loads(line) for line in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("ema_decay") for r in rows] == [0.9, None]

@@ -267,8 +267,8 @@ def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset)
             torch.testing.assert_close(saved[k].double(), expected[k], rtol=1e-4, atol=1e-5, msg=k)
 
     check(tmp_path / LAST, by_epoch[1])
-    best_epoch = load_checkpoint(tmp_path / BEST).info["epoch"]
-    check(tmp_path / BEST, by_epoch[best_epoch - 1])
+    best = load_checkpoint(tmp_path / BEST)
+    check(tmp_path / BEST, by_epoch[best.info["epoch"] - 1])
     saved = load_file(str(tmp_path / LAST))
     assert any(not torch.equal(saved[k], raw_steps[-1][k]) for k in float_keys)  # not the raw weights
     _, body = load_training_state(tmp_path / STATE)
@@ -285,3 +285,60 @@ def test_moving_average_decay_is_checked():
     for bad in (0.0, 1.0, 1.5, float("nan")):
         with pytest.raises(InputError, match="EMA decay"):
             Trainer(tiny(ema_decay=bad), discs(2, 0), discs(1, 1), "unused")
+
+
+def _hand_average(steps: list[dict], decay: float) -> dict:
+    keys = [k for k, v in steps[0].items() if v.is_floating_point()]
+    average = {k: steps[0][k].double() for k in keys}
+    for step in steps[1:]:
+        average = {k: decay * average[k] + (1 - decay) * step[k].double() for k in keys}
+    return average
+
+
+def test_moving_average_started_on_resume_and_saved_at_a_cancel(tmp_path):
+    """Turned on when a run resumes, the average starts from the first episode after it; a
+    run cancelled before any validation validates and saves the average as its best."""
+    import torch
+    from safetensors.torch import load_file
+
+    steps: list[dict] = []
+
+    def record(event):
+        if isinstance(event, EpisodeEvent):
+            steps.append({k: v.detach().clone() for k, v in trainer.net.state_dict().items()})
+
+    trainer = Trainer(tiny(epochs=1, batch_size=1), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
+    trainer.fit()
+    trainer = Trainer(tiny(epochs=2, batch_size=1, ema_decay=0.6), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
+    trainer.fit(resume=True)
+    saved = load_file(str(tmp_path / LAST))
+    for k, v in _hand_average(steps[3:], 0.6).items():
+        torch.testing.assert_close(saved[k].double(), v, rtol=1e-4, atol=1e-5, msg=k)
+
+    steps.clear()
+
+    def cancel_after_four(event):
+        record(event)
+        if len(steps) == 4:
+            trainer.cancel.set()
+
+    trainer = Trainer(tiny(epochs=5, batch_size=1, ema_decay=0.6), discs(6, 0), discs(2, 1), tmp_path / "c",
+                      callbacks=[cancel_after_four])
+    assert trainer.fit().reason == "cancelled"
+    best = load_file(str(tmp_path / "c" / BEST))
+    for k, v in _hand_average(steps, 0.6).items():
+        torch.testing.assert_close(best[k].double(), v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_moving_average_score_is_the_one_kept(tmp_path):
+    """val_dice (which picks checkpoint_best) scores the average, val_dice_raw the raw weights."""
+
+    class Scored(Trainer):
+        def validate(self, net=None):
+            net = self.validated_net if net is None else net
+            return 0.9 if net is not self.net else 0.1
+
+    Scored(tiny(epochs=2, batch_size=1, ema_decay=0.6), discs(3, 0), discs(2, 1), tmp_path).fit()
+    rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert [(r["val_dice"], r["val_dice_raw"]) for r in rows] == [(0.9, 0.1), (0.9, 0.1)]
+    assert load_checkpoint(tmp_path / BEST).info["val_dice"] == 0.9

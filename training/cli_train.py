@@ -112,7 +112,8 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
     p.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
                    help="validate and save a moving average of the weights, updated every episode with this decay "
-                        "(e.g. 0.998; default off); the raw weights' validation DICE is logged too")
+                        "(e.g. 0.995; default off; 0 turns it off on --resume); the raw weights are validated "
+                        "and logged too, which doubles the validation time")
     p.add_argument("--val-max-slices", type=int, default=None)
     p.add_argument("--val-every", type=int, default=None, metavar="EPOCHS",
                    help="validate every N epochs (default 1; few-shot epochs are short, validation is not)")
@@ -180,6 +181,8 @@ def _config_from_args(args, finetune: bool):
             setattr(cfg, attr, value)
     if args.crop is not None:
         cfg.crop = args.crop or None
+    if args.ema_decay == 0:
+        cfg.ema_decay = None
     cfg.time_budget_min = args.time_budget
     cfg.device = args.device
     if args.no_augment:

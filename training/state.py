@@ -3,7 +3,8 @@
 ``training_state.safetensors`` holds the model weights (``model.*``), every tensor of the
 optimizer's state dict and the RNG states as tensors; its header holds one JSON object
 with everything else (epoch, best score, scheduler, history, the train config, and the
-optimizer's non-tensor entries with ``{"__tensor__": key}`` placeholders). One file,
+optimizer's non-tensor entries with ``{"__tensor__": key}`` placeholders); with a moving
+average of the weights on, its state as ``averaged.*``. One file,
 written atomically, so weights and optimizer state can never come from different epochs.
 """
 

@@ -6,6 +6,9 @@ A run lives in a folder::
     checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
     checkpoint_best.safetensors   the model with the best validation DICE so far
     training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
+
+(with ``ema_decay`` set, "the model" in both checkpoints is the moving average of the
+weights, which the training state holds beside the raw weights)
     metrics.jsonl                 one JSON object per epoch
     curve.png                     learning curves (loss, mean reward, validation DICE)
 
@@ -324,7 +327,8 @@ class Trainer:
         if c.ema_decay is not None:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-            # use_buffers: the U-Net's batch-norm statistics are averaged with the weights.
+            # use_buffers: the U-Net's batch-norm statistics are averaged with the weights
+            # (its integer num_batches_tracked lags; unused with the default momentum).
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         mc = self.model_config
         self.t_max = int(c.t_max or mc.t_max)
@@ -401,7 +405,7 @@ class Trainer:
             self.scaler.load_state_dict(body["scaler"])
         restore_rng(body["rng"])
         # A run resumed with the average newly on starts it from the current weights (the
-        # first update copies them); one resumed with it off leaves the saved average alone.
+        # first update copies them); one resumed with it off drops the saved average.
         if self.ema is not None and body.get("averaged"):
             self.ema.load_state_dict(body["averaged"])
         self.history = list(meta["history"])
@@ -420,8 +424,12 @@ class Trainer:
     # ---------------------------------------------------------------- validation
     @property
     def validated_net(self) -> torch.nn.Module:
-        """The weights that are validated and saved: the moving average when it is on."""
-        return self.net if self.ema is None else self.ema.module
+        """The weights that are validated and saved: the moving average when it is on and
+        has started (before its first update it is a copy of the weights it was built from,
+        which a resume has since replaced)."""
+        if self.ema is None or int(self.ema.n_averaged) == 0:
+            return self.net
+        return self.ema.module
 
     def validate(self, net: torch.nn.Module | None = None) -> float:
         """Mean DICE over the validation slices (whole slices, argmax episodes) of ``net``
@@ -639,7 +647,7 @@ def write_curve(history: Sequence[dict], path) -> None:
     val = [(r["epoch"], r["val_dice"]) for r in history if r.get("val_dice") is not None]
     raw = [(r["epoch"], r["val_dice_raw"]) for r in history if r.get("val_dice_raw") is not None]
     if val:
-        ax3.plot(*zip(*val), marker=".", color="tab:red", label="moving average" if raw else None)
+        ax3.plot(*zip(*val), marker=".", color="tab:red", label="saved (the average where on)" if raw else None)
     if raw:  # --ema-decay: the raw weights' score beside the average's
         ax3.plot(*zip(*raw), marker=".", color="tab:red", alpha=0.35, ls=":", label="raw weights")
         ax3.legend(fontsize=7, loc="lower right")
