@@ -7,6 +7,8 @@ from pathlib import Path
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 
 HERE = Path(__file__).parent
+TRANSIENT = ("Address already in use", "EADDRINUSE", "Connection refused", "Connection reset by peer",
+             "Connection closed by peer", "DistNetworkError", "RendezvousConnectionError")
 
 SCRIPT = """
 import sys
@@ -33,7 +35,12 @@ def test_torchrun_two_cpu_processes(tmp_path):
     script.write_text(SCRIPT.format(tests=str(HERE)))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    for attempt in range(3):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        # As torch's own distributed tests do (retry_on_connect_failures): a port taken or a
+        # connection dropped while the two processes meet is the machine's, not the trainer's.
+        if done.returncode == 0 or not any(m in done.stderr for m in TRANSIENT):
+            break
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"run.rank{rank}").read_text() == f"RANK {rank} WORLD 2 SAME True done 2"
