@@ -67,6 +67,19 @@ def curves(run_name: str) -> list[str]:
     return written
 
 
+def averaging(run: Path, train_info: dict) -> str:
+    """The card's line on the moving average of the weights, when the run kept one."""
+    decay = train_info["train"].get("ema_decay")
+    if not decay:
+        return ""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    since = next((r["epoch"] for r in rows if r.get("ema_decay")), None)
+    raw = next((r.get("val_dice_raw") for r in rows if r["epoch"] == train_info.get("epoch")), None)
+    raw_text = f"; the raw weights of that epoch scored val DICE {raw:.4f}" if raw is not None else ""
+    return (f"- **Moving average**: the weights are the exponential moving average of the trained weights "
+            f"(`--ema-decay {decay:g}`, updated every episode from epoch {since} on){raw_text}.\n")
+
+
 def row(name: str, s: dict) -> str:
     return f"| {name} | " + " | ".join(metric_cells(s)) + " |"
 
@@ -135,7 +148,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 - **Training crop**: {train_info['train'].get('crop') or 'whole slices'} pixels in the last stage (earlier stages as in their
   commands: 128 unless `--crop` is named); a fine-tune keeps it unless given `--crop`.
 - **Loss options by epoch**: {objective_stages(ROOT / "runs" / f"{spec['run']}-lite")}.
-- **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
+{averaging(ROOT / "runs" / f"{spec['run']}-lite", train_info)}- **Wall time**: {lite_q['train_seconds'] / 60:.1f} min of training, {lite_q['epochs']} epochs, on {quality['machine']['cpu']},
   {quality['machine']['cores']} cores, 1 thread per run; {load_note}; torch {quality['machine']['torch']}.
   Date {quality['date']}.
 - **Post-processing**: `{postprocess}`, chosen on the validation split (val DICE: {val_pp(lite_q)});
@@ -155,7 +168,7 @@ The paper's figures (Liu et al., Sci. Rep. 2025, Table 2) are on its own test sp
 DICE after each step t: {', '.join(f'{d:.3f}' for d in test['dice_per_step'])}.
 
 Learning curves (training loss, mean reward, validation DICE per epoch; a dashed line
-where the loss options changed): {', '.join(f'`{c}`' for c in curves(spec['run']))}.
+where the training options changed): {', '.join(f'`{c}`' for c in curves(spec['run']))}.
 
 Regenerate: `python benchmarks/ship_models.py` (after the two quality runs).
 """
