@@ -54,6 +54,12 @@ def score(args, run: Path) -> dict:
     result = evaluate(checkpoint, args.dataset, args.data, "test", run / f"eval_test_{choice}", choice, reuse=reuse)
     result["postprocess"] = choice
     result["val_dice_by_postprocess"] = val
+    # For reference only (the choice above was made on validation): how much the choice
+    # mattered on the test split, so a table decided by it says so.
+    result["test_dice_by_postprocess"] = {
+        p: result["dice"] if p == choice else
+        evaluate(checkpoint, args.dataset, args.data, "test", run / f"eval_test_{p}", p, reuse=reuse)["dice"]
+        for p in POSTPROCESS}
     result.update(history(run))
     return result
 
@@ -116,6 +122,7 @@ def main() -> None:
         "",
         f"Command: `{result['command']}`  ",
         f"Date: {result['date']}  ",
+        "Best epoch \"N + stop\": the weights validated at the time-budget stop, N whole epochs and part of the next.  ",
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch {result['machine']['torch']}; "
         f"both runs trained at once, {args.threads} thread each; training time (sum of the epochs in metrics.jsonl): "
         + ", ".join(f"{label[p]} {s['train_seconds'] / 60:.0f} min" for p, s in scores.items()) + ".",
@@ -130,7 +137,7 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p, s in scores.items():
-        lines.append(f"| {label[p]} | " + " | ".join(metric_cells(s)) + f" | {s['slices']} | {s['epochs']} | {s['best_epoch']} | {s['postprocess']} |")
+        lines.append(f"| {label[p]} | " + " | ".join(metric_cells(s)) + f" | {s['slices']} | {s['epochs']} | {s['best_epoch']}{' + stop' if s.get('best_validated_at_stop') else ''} | {s['postprocess']} |")
     for model, vals in PAPER[args.dataset].items():
         cells = ["-" if v is None else (f"{v:.2f}" if k == "hd95" else f"{v:.4f}") for k, v in zip(METRICS, vals)]
         lines.append(f"| {model} | " + " | ".join(cells) + " | split by slice (likely) | 200 | | |")
@@ -138,6 +145,10 @@ def main() -> None:
         "",
         "Post-processing of the final mask, chosen per model on the validation split (val DICE): "
         + "; ".join(f"{label[p]}: " + ", ".join(f"{k} {v:.4f}" for k, v in s["val_dice_by_postprocess"].items())
+                    for p, s in scores.items()) + ".",
+        "",
+        "For reference, not used for any choice: test DICE under each post-processing: "
+        + "; ".join(f"{label[p]}: " + ", ".join(f"{k} {v:.4f}" for k, v in s["test_dice_by_postprocess"].items())
                     for p, s in scores.items()) + ".",
         "",
         "Validation DICE per epoch" + (" (epochs trained with `--ema-decay`: the moving average's, then the raw "

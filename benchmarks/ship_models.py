@@ -74,10 +74,18 @@ def averaging(run: Path, train_info: dict) -> str:
         return ""
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     since = next((r["epoch"] for r in rows if r.get("ema_decay")), None)
-    raw = next((r.get("val_dice_raw") for r in rows if r["epoch"] == train_info.get("epoch")), None)
+    raw = None if train_info.get("validated_at_stop") else next(
+        (r.get("val_dice_raw") for r in rows if r["epoch"] == train_info.get("epoch")), None)
     raw_text = f"; the raw weights of that epoch scored val DICE {raw:.4f}" if raw is not None else ""
     return (f"- **Moving average**: the weights are the exponential moving average of the trained weights "
             f"(`--ema-decay {decay:g}`, updated every episode from epoch {since} on){raw_text}.\n")
+
+
+def chosen(train_info: dict) -> str:
+    epoch = train_info.get("epoch")
+    if train_info.get("validated_at_stop"):
+        return f"the weights at the time-budget stop, {epoch} whole epochs and part of the next"
+    return f"epoch {epoch}"
 
 
 def row(name: str, s: dict) -> str:
@@ -137,8 +145,8 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 
 - **Data**: {spec['what']}; `../shared/data` as described in its README.
 - **Split**: by patient, 70/10/20 (train/val/test), seed 0; slices without object removed
-  (the paper's protocol). The checkpoint is the epoch with the best validation DICE
-  ({train_info.get('epoch')}, val DICE {train_info.get('val_dice', float('nan')):.4f}); the test split was scored once, below.
+  (the paper's protocol). The checkpoint is the one with the best validation DICE
+  ({chosen(train_info)}, val DICE {train_info.get('val_dice', float('nan')):.4f}); the test split was scored once, below.
   The bundled sample patient ({'TCGA_DU_7306_19930512' if name == 'lgg' else 'la_004'}) is in the test split.
 - **Preset**: `lite` ({loaded.config.head_scale}x lower-resolution heads, extractor run once per image), t_max {loaded.config.t_max},
   {loaded.config.in_channels} input channel(s); supervised term weight {train_info['train'].get('supervised_weight')} (None = preset default 5).
