@@ -6,11 +6,11 @@ A run lives in a folder::
     checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
     checkpoint_best.safetensors   the model with the best validation DICE so far
     training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
-
-(with ``ema_decay`` set, "the model" in both checkpoints is the moving average of the
-weights, which the training state holds beside the raw weights)
     metrics.jsonl                 one JSON object per epoch
     curve.png                     learning curves (loss, mean reward, validation DICE)
+
+With ``ema_decay`` set, "the model" in both checkpoints is the moving average of the
+weights, which the training state holds beside the raw weights.
 
 ``Trainer.fit(resume=True)`` continues a killed run from its last finished epoch.
 Hooks (``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
