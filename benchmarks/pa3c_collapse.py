@@ -29,6 +29,7 @@ from napari_pixeldrl.training.synthetic import discs
 from napari_pixeldrl.training.trainer import TrainConfig, Trainer
 
 OUT = Path(__file__).parent / "results"
+READING = "## Reading"
 TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4)
 
 # name -> TrainConfig fields on top of BASE
@@ -129,7 +130,13 @@ def main() -> None:
             f"{'yes' if r['collapsed'] else 'no'} | {curve} | {r['seconds']:.0f} |"
         )
     OUT.mkdir(exist_ok=True)
-    (OUT / "pa3c_collapse.md").write_text("\n".join(lines) + "\n")
+    target = OUT / "pa3c_collapse.md"
+    # The reading below the table is written by hand: keep it (and check it against the new table).
+    old = target.read_text() if target.exists() else ""
+    reading = old[old.index(READING):] if READING in old else ""
+    target.write_text("\n".join(lines) + "\n" + ("\n" + reading if reading else ""))
+    if reading:
+        print(f"kept the hand-written {READING!r} section: check it against the new table")
     print("wrote", OUT / "pa3c_collapse.md")
 
 
