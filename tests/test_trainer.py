@@ -229,21 +229,45 @@ def test_finetune_starts_without_the_base_models_postprocess(tmp_path):
     assert load_checkpoint(result.best_checkpoint).config.postprocess == "none"
 
 
+def _hand_average(steps: list[dict], decay: float) -> dict:
+    """e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the floating-point tensors."""
+    keys = [k for k, v in steps[0].items() if v.is_floating_point()]
+    average = {k: steps[0][k].double() for k in keys}
+    for step in steps[1:]:
+        average = {k: decay * average[k] + (1 - decay) * step[k].double() for k in keys}
+    return average
+
+
+def _raw_weights_recorder(steps: list[dict], trainer_of):
+    """A callback that keeps the raw weights after every episode of ``trainer_of()``."""
+
+    def record(event):
+        if isinstance(event, EpisodeEvent):
+            steps.append({k: v.detach().clone() for k, v in trainer_of().net.state_dict().items()})
+
+    return record
+
+
+def _assert_weights(path, expected: dict) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    for k, v in expected.items():
+        torch.testing.assert_close(saved[k].double(), v, rtol=1e-4, atol=1e-5, msg=k)
+
+
 @pytest.mark.parametrize("preset", ["lite", "unet"])
 def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset):
-    """With --ema-decay the saved weights are e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over
-    the raw weights w_k after each episode (computed here by hand), the raw weights are
-    validated too, and a resumed run continues the same average."""
+    """With --ema-decay the saved weights are the moving average of the raw weights after
+    each episode (computed here by hand), the raw weights are validated too, and a resumed
+    run continues the same average."""
     import torch
     from safetensors.torch import load_file
 
     decay = 0.7
     raw_steps: list[dict] = []
-
-    def record(event):
-        if isinstance(event, EpisodeEvent):
-            raw_steps.append({k: v.detach().clone() for k, v in trainer.net.state_dict().items()})
-
+    record = _raw_weights_recorder(raw_steps, lambda: trainer)
     kw = dict(ema_decay=decay, batch_size=1)
     if preset == "unet":
         kw.update(preset="unet", model_overrides={"unet_base": 4})
@@ -252,25 +276,13 @@ def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset)
     trainer = Trainer(tiny(epochs=2, **kw), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
     trainer.fit(resume=True)
     assert len(raw_steps) == 6
-    float_keys = [k for k, v in raw_steps[0].items() if v.is_floating_point()]
-    average = {k: raw_steps[0][k].double() for k in float_keys}
-    by_epoch = []  # the hand-computed average after each epoch's 3 episodes
-    for i, step in enumerate(raw_steps):
-        if i:
-            average = {k: decay * average[k] + (1 - decay) * step[k].double() for k in float_keys}
-        if i % 3 == 2:
-            by_epoch.append(average)
+    by_epoch = [_hand_average(raw_steps[:3], decay), _hand_average(raw_steps, decay)]  # 3 episodes an epoch
 
-    def check(path, expected):
-        saved = load_file(str(path))
-        for k in float_keys:
-            torch.testing.assert_close(saved[k].double(), expected[k], rtol=1e-4, atol=1e-5, msg=k)
-
-    check(tmp_path / LAST, by_epoch[1])
+    _assert_weights(tmp_path / LAST, by_epoch[1])
     best = load_checkpoint(tmp_path / BEST)
-    check(tmp_path / BEST, by_epoch[best.info["epoch"] - 1])
+    _assert_weights(tmp_path / BEST, by_epoch[best.info["epoch"] - 1])
     saved = load_file(str(tmp_path / LAST))
-    assert any(not torch.equal(saved[k], raw_steps[-1][k]) for k in float_keys)  # not the raw weights
+    assert any(not torch.equal(saved[k], raw_steps[-1][k]) for k in by_epoch[1])  # not the raw weights
     _, body = load_training_state(tmp_path / STATE)
     assert int(body["averaged"]["n_averaged"]) == 6
     rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
@@ -287,33 +299,16 @@ def test_moving_average_decay_is_checked():
             Trainer(tiny(ema_decay=bad), discs(2, 0), discs(1, 1), "unused")
 
 
-def _hand_average(steps: list[dict], decay: float) -> dict:
-    keys = [k for k, v in steps[0].items() if v.is_floating_point()]
-    average = {k: steps[0][k].double() for k in keys}
-    for step in steps[1:]:
-        average = {k: decay * average[k] + (1 - decay) * step[k].double() for k in keys}
-    return average
-
-
 def test_moving_average_started_on_resume_and_saved_at_a_cancel(tmp_path):
     """Turned on when a run resumes, the average starts from the first episode after it; a
     run cancelled before any validation validates and saves the average as its best."""
-    import torch
-    from safetensors.torch import load_file
-
     steps: list[dict] = []
-
-    def record(event):
-        if isinstance(event, EpisodeEvent):
-            steps.append({k: v.detach().clone() for k, v in trainer.net.state_dict().items()})
-
+    record = _raw_weights_recorder(steps, lambda: trainer)
     trainer = Trainer(tiny(epochs=1, batch_size=1), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
     trainer.fit()
     trainer = Trainer(tiny(epochs=2, batch_size=1, ema_decay=0.6), discs(3, 0), discs(2, 1), tmp_path, callbacks=[record])
     trainer.fit(resume=True)
-    saved = load_file(str(tmp_path / LAST))
-    for k, v in _hand_average(steps[3:], 0.6).items():
-        torch.testing.assert_close(saved[k].double(), v, rtol=1e-4, atol=1e-5, msg=k)
+    _assert_weights(tmp_path / LAST, _hand_average(steps[3:], 0.6))
 
     steps.clear()
 
@@ -325,9 +320,7 @@ def test_moving_average_started_on_resume_and_saved_at_a_cancel(tmp_path):
     trainer = Trainer(tiny(epochs=5, batch_size=1, ema_decay=0.6), discs(6, 0), discs(2, 1), tmp_path / "c",
                       callbacks=[cancel_after_four])
     assert trainer.fit().reason == "cancelled"
-    best = load_file(str(tmp_path / "c" / BEST))
-    for k, v in _hand_average(steps, 0.6).items():
-        torch.testing.assert_close(best[k].double(), v, rtol=1e-4, atol=1e-5, msg=k)
+    _assert_weights(tmp_path / "c" / BEST, _hand_average(steps, 0.6))
 
 
 def test_moving_average_score_is_the_one_kept(tmp_path):

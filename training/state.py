@@ -60,9 +60,6 @@ def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, s
     tensors: dict[str, torch.Tensor] = {}
     for name, t in model.state_dict().items():
         tensors[f"model.{name}"] = t.detach().to("cpu").contiguous()
-    if averaged is not None:
-        for name, t in averaged.state_dict().items():
-            tensors[f"averaged.{name}"] = t.detach().to("cpu").contiguous()
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -72,6 +69,7 @@ def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, s
         "scheduler": flatten(scheduler.state_dict(), "scheduler", tensors),
         "scaler": flatten(scaler.state_dict(), "scaler", tensors) if scaler is not None else None,
         "rng": flatten(rng, "rng", tensors),
+        "averaged": flatten(averaged.state_dict(), "averaged", tensors) if averaged is not None else None,
     }
     header = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "state": json.dumps(body)}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=header))
@@ -80,7 +78,7 @@ def save_training_state(path, *, model: torch.nn.Module, optimizer, scheduler, s
 
 def load_training_state(path) -> tuple[dict, dict]:
     """(model state dict, the rest: meta/optimizer/scheduler/scaler/rng with tensors restored,
-    and ``averaged``: the moving average's state dict, empty when none was saved)."""
+    and ``averaged``: the moving average's state dict, None when none was saved)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -95,7 +93,6 @@ def load_training_state(path) -> tuple[dict, dict]:
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has a damaged header ({err})") from None
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    body["averaged"] = {k[len("averaged.") :]: v for k, v in tensors.items() if k.startswith("averaged.")}
     return model_state, body
 
 
