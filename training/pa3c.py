@@ -59,6 +59,7 @@ from torch import nn
 
 from napari_pixeldrl.model.episode import reward, run_episode
 from napari_pixeldrl.model.network import KEEP, ZERO
+from napari_pixeldrl.model.reward_map import fft_size, kernel_spectrum, reward_map_conv
 
 ENTROPY_BETA = 0.01
 
@@ -82,14 +83,16 @@ class LossStats:
 def discounted_returns(rewards: list[torch.Tensor], reward_conv: nn.Module, gamma: float) -> list[torch.Tensor]:
     """R(t) for t = 1..T from r(t) (each (B, H, W)), walking back from R(T+1) = 0.
 
-    ``R = reward_conv(gamma * R) + r``; the graph through ``reward_conv`` is kept, so the
-    value loss can train the filter.
+    ``R = w * (gamma * R) + r`` with w the weight of ``reward_conv``, applied by FFT
+    (model/reward_map.py: the same cross-correlation as the module, at a fraction of
+    its CPU cost); the graph through w is kept, so the value loss can train the filter.
     """
     returns: list[torch.Tensor] = [None] * len(rewards)  # type: ignore[list-item]
     big_r = torch.zeros_like(rewards[-1]).unsqueeze(1)
-    weight_dtype = reward_conv.weight.dtype
+    weight = reward_conv.weight
+    spectrum = kernel_spectrum(weight, fft_size(*big_r.shape[-2:], weight.shape[-1]))
     for t in reversed(range(len(rewards))):
-        big_r = reward_conv((gamma * big_r).to(weight_dtype)).float() + rewards[t].unsqueeze(1)
+        big_r = reward_map_conv(gamma * big_r, weight, spectrum) + rewards[t].unsqueeze(1)
         returns[t] = big_r[:, 0]
     return returns
 
@@ -125,6 +128,20 @@ def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0)
     return 1 - ((2 * inter + smooth) / (total + smooth)).mean()
 
 
+def step_radius(t: int, t_max: int, radius: int) -> int:
+    """Coarse to fine: the dilation of step t's target, ``radius`` at t = 1 down to 0 at t_max."""
+    if radius <= 0 or t_max <= 1:
+        return 0
+    return int(round(radius * (t_max - t) / (t_max - 1)))
+
+
+def dilate(truth: torch.Tensor, radius: int) -> torch.Tensor:
+    """``truth`` (B, H, W) 0/1 dilated by a (2 radius + 1)-pixel square."""
+    if radius <= 0:
+        return truth
+    return F.max_pool2d(truth.unsqueeze(1), 2 * radius + 1, stride=1, padding=radius)[:, 0]
+
+
 def _mean(x: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
     """Mean over pixels and batch, or over the live pixels only (``live`` 0/1, same shape)."""
     if live is None:
@@ -146,6 +163,7 @@ def pa3c_loss(
     balance_power: float = 1.0,
     live_pixels_only: bool = False,
     supervised_dice: bool = False,
+    coarse_to_fine: int = 0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
@@ -159,14 +177,19 @@ def pa3c_loss(
     ``supervised_dice`` adds a soft Dice term on pi(keep) to the supervised BCE, as the
     U-Net's loss has: it scores the overlap, so neither the all-zero nor an
     over-segmenting keep map scores well on a small object, whatever the weights.
+    ``coarse_to_fine`` R > 0 replaces G at step t by G dilated by :func:`step_radius`
+    pixels, in the reward, the balance weights and the supervised term alike.
     """
     truth = truth.float()
-    weights = balance_weights(truth, balance_power) if reward_balance else None
-    rewards, values, log_probs, entropies, keep_probs, keep_logits, lives = [], [], [], [], [], [], []
+    rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
     prev = torch.ones_like(truth)
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
+        target = dilate(truth, step_radius(step.t, t_max, coarse_to_fine))
+        weights = balance_weights(target, balance_power) if reward_balance else None
+        targets.append(target)
+        step_weights.append(weights)
         mask = step.mask.float()
-        r = reward(prev, mask, truth).detach()
+        r = reward(prev, mask, target).detach()
         rewards.append(r * weights if weights is not None else r)
         values.append(step.value.float())
         log_probs.append(step.log_prob.float())
@@ -189,9 +212,9 @@ def pa3c_loss(
         entropy_sum = entropy_sum + _mean(entropies[t], live)
         value = value + _mean((values[t] - returns[t]) ** 2, live)
         if supervised_weight:
-            supervised = supervised + F.binary_cross_entropy_with_logits(keep_logits[t], truth, weight=weights)
+            supervised = supervised + F.binary_cross_entropy_with_logits(keep_logits[t], targets[t], weight=step_weights[t])
             if supervised_dice:
-                supervised = supervised + soft_dice_loss(keep_probs[t], truth)
+                supervised = supervised + soft_dice_loss(keep_probs[t], targets[t])
     loss = policy - entropy_beta * entropy_sum + value_weight * value
     if supervised_weight:
         loss = loss + supervised_weight * supervised
