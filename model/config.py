@@ -21,7 +21,7 @@ class ModelConfig:
     """How to build one network. Field names follow the paper's terms."""
 
     preset: str = "lite"
-    arch: str = "pixeldrl"  # "pixeldrl" or "unet"
+    arch: str = "pixeldrl"  # "pixeldrl" or "unet" (any supervised one-forward network)
     in_channels: int = 1
     # VGG16-half feature extractor: conv1_1..conv4_3, one width per block.
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -50,7 +50,9 @@ class ModelConfig:
     # Applied to the final mask only ("none" | "largest-component"); chosen on validation
     # after training (model/postprocess.py), "none" while training.
     postprocess: str = "none"
-    # U-Net baseline only.
+    # U-Net baselines only. "classic": the 31 M U-Net of Ronneberger et al. (model/unet.py);
+    # "monai-basic": MONAI's BasicUNet (1.98 M), the standard peer of the comparisons.
+    unet_family: str = "classic"
     unet_base: int = 64
 
     def replace(self, **changes) -> "ModelConfig":
@@ -58,8 +60,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        # Fields left at their first values are left out, so that versions before them can still read the file.
         if d["postprocess"] == "none":
-            del d["postprocess"]  # so that versions before the field can still read the file
+            del d["postprocess"]
+        if d["unet_family"] == "classic":
+            del d["unet_family"]
         return d
 
     @classmethod
@@ -95,6 +100,9 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # The classic 31 M U-Net, trained supervised as the baseline.
     "unet": ModelConfig(preset="unet", arch="unet", t_max=1),
+    # MONAI's BasicUNet with its default features (32, 32, 64, 128, 256, 32): the standard
+    # peer users trust, trained supervised with BCE + soft Dice.
+    "basicunet": ModelConfig(preset="basicunet", arch="unet", unet_family="monai-basic", t_max=1),
 }
 
 

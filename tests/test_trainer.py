@@ -190,7 +190,7 @@ def test_pure_pa3c_on_imbalanced_discs_learns_without_collapsing(tmp_path):
     # Supervised weight 0 (the paper preset's rule), discs of 3-9 % of the pixels. Before
     # reward_balance this fell to the all-zero policy (val DICE 0) within a few epochs.
     cfg = tiny(epochs=20, t_max=3, supervised_weight=0.0, lr_step_epochs=1000, threads=1)
-    assert cfg.reward_balance and cfg.live_pixels_only  # the defaults
+    assert cfg.resolved("reward_balance") and cfg.resolved("live_pixels_only")  # the lite defaults
     train, val = discs(16, 0, radius=(6, 12)), discs(6, 1000, radius=(6, 12))
     trainer = Trainer(cfg, train, val, tmp_path)
     result = trainer.fit()

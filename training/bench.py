@@ -1,4 +1,6 @@
-"""Inference timing: a whole PixelDRL-MG episode against one U-Net forward, same process."""
+"""Timing against a peer in the same process: a whole PixelDRL-MG inference against one
+U-Net forward (``bench_inference``), and one PA3C training step against one training step
+of MONAI's BasicUNet on the same batch (``bench_training``)."""
 
 from __future__ import annotations
 
@@ -116,6 +118,76 @@ def bench_inference(
         "repeats": repeats,
         "params": count_parameters(model),
         "unet_params": count_parameters(unet),
+        "device": str(dev),
+        "machine": machine(),
+    }
+
+
+def bench_training(
+    preset: str = "lite",
+    size: int = 256,
+    *,
+    batch: int = 2,
+    channels: int = 1,
+    threads: int = 2,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: str = "cpu",
+) -> dict:
+    """Median seconds of one training step (forward, backward, Adam) of PixelDRL-MG by PA3C
+    (the preset's training defaults, t_max steps) and of MONAI's BasicUNet with BCE + soft
+    Dice (the objective the trainer gives it), on the same batch of ``batch`` random images
+    whose truth is a disc on about 10 % of the pixels; interleaved, so that a change of
+    machine load hits both alike."""
+    from napari_pixeldrl.training.pa3c import PA3CObjective
+    from napari_pixeldrl.training.supervised import SupervisedObjective
+    from napari_pixeldrl.training.trainer import TrainConfig, param_groups
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    train = TrainConfig(preset=preset)
+    config = preset_config(preset, in_channels=channels)
+    if config.arch != "pixeldrl":
+        raise ValueError(f"--train times a PixelDRL-MG preset against the peer; {preset!r} is a U-Net")
+    net = build_model(config).to(dev).train()
+    peer = build_model(preset_config("basicunet", in_channels=channels)).to(dev).train()
+    pa3c = PA3CObjective(net, t_max=config.t_max, gamma=config.gamma, **train.pa3c_options())
+    supervised = SupervisedObjective(peer)
+    opt_net = torch.optim.Adam(param_groups(net, train.lr, train.resolved("reward_conv_lr_scale")), lr=train.lr)
+    opt_peer = torch.optim.Adam(peer.parameters(), lr=train.lr)
+    x = torch.rand(batch, channels, size, size, device=dev)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = ((yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (0.18 * size) ** 2).float()
+    truth = disc.expand(batch, size, size).contiguous().to(dev)
+    generator = torch.Generator(device=dev).manual_seed(0)
+
+    def step(objective, optimizer, **kw):
+        def run():
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = objective(x, truth, **kw)
+            loss.backward()
+            optimizer.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+        return run
+
+    pa3c_s, peer_s = _interleaved_medians(
+        [step(pa3c, opt_net, generator=generator), step(supervised, opt_peer)], repeats, warmup)
+    return {
+        "preset": preset,
+        "size": size,
+        "batch": batch,
+        "channels": channels,
+        "t_max": config.t_max,
+        "pa3c_s": round(pa3c_s, 4),
+        "peer": "MONAI BasicUNet, BCE + soft Dice, Adam",
+        "peer_s": round(peer_s, 4),
+        "ratio": round(pa3c_s / peer_s, 3),
+        "threads": threads,
+        "repeats": repeats,
+        "params": count_parameters(net),
+        "peer_params": count_parameters(peer),
         "device": str(dev),
         "machine": machine(),
     }

@@ -61,6 +61,16 @@ def cmd_info(args) -> None:
         "normalisation": config.normalisation,
         "bundled_models": sorted(bundled_models()),
     }
+    if config.arch == "pixeldrl":
+        from napari_pixeldrl.training.trainer import TrainConfig
+
+        train = TrainConfig(preset=config.preset)
+        result["train_defaults"] = {k: train.resolved(k) for k in (
+            "supervised_weight", "reward_balance", "balance_power", "live_pixels_only", "supervised_dice",
+            "coarse_to_fine", "keep_init", "reward_conv_lr_scale", "value_weight", "entropy_beta", "lr",
+            "batch_size", "crop")}
+        if result["train_defaults"]["reward_conv_lr_scale"] == "1/k^2":  # one over the filter's weights
+            result["train_defaults"]["reward_conv_lr_scale"] = 1.0 / config.reward_kernel**2
     if info:
         result["info"] = info
     _print(result, args.json)
@@ -138,8 +148,20 @@ def cmd_predict(args) -> None:
 
 # -- bench ------------------------------------------------------------------------------
 def cmd_bench(args) -> None:
-    from napari_pixeldrl.training.bench import bench_inference
+    from napari_pixeldrl.training.bench import bench_inference, bench_training
 
+    for name, low in (("size", 16), ("batch", 1), ("channels", 1), ("threads", 1), ("repeats", 1), ("warmup", 0)):
+        if getattr(args, name) < low:
+            raise PixelDRLError(f"--{name} must be at least {low}, got {getattr(args, name)}")
+    if args.size % 8:
+        raise PixelDRLError(f"--size must be a multiple of 8 (the extractor pools three times), got {args.size}")
+    if args.train:
+        if args.checkpoint:
+            raise PixelDRLError("--train times a fresh network of --preset; it takes no --checkpoint")
+        result = bench_training(args.preset, args.size, batch=args.batch, channels=args.channels, threads=args.threads,
+                                repeats=args.repeats, warmup=args.warmup, device=pick_device(args.device))
+        _print(result, args.json)
+        return
     loaded = slice_ = None
     if args.checkpoint:
         from napari_pixeldrl.io import read_image
@@ -226,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="time one inference against one U-Net forward")
+    p = sub.add_parser("bench", help="time one inference against one U-Net forward, or (--train) one PA3C "
+                                     "training step against one MONAI BasicUNet training step")
+    p.add_argument("--train", action="store_true",
+                   help="time one PA3C training step (batch --batch) against one BasicUNet step with BCE + soft Dice")
+    p.add_argument("--batch", type=int, default=2, help="--train: images per batch")
+    p.add_argument("--channels", type=int, default=1, help="--train: input channels")
     p.add_argument("--preset", default="lite")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)

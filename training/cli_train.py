@@ -94,6 +94,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long (the weights trained since the last validation are validated at the stop and kept if best)")
+    p.add_argument("--cpu-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop cleanly after this much CPU time of the process (all threads together): a budget that "
+                        "other work on the machine does not change, for comparisons under the same budget")
     p.add_argument("--n-shot", type=int, default=None, help="train on N slices of the training split")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -102,6 +105,15 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--t-max", type=int, default=None)
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
+    p.add_argument("--keep-init", default=None, metavar="P|random",
+                   help="start pi(keep) near P (bias, output weights x0.1) or keep PyTorch's initialisation "
+                        "(lite 0.9, paper random)")
+    p.add_argument("--reward-conv-lr-scale", type=float, default=None, metavar="S",
+                   help="learning rate of the reward-map filter = lr x S (lite 1/1089, paper 1)")
+    p.add_argument("--coarse-to-fine", type=int, default=None, metavar="PIXELS",
+                   help="step t's target is the truth dilated by PIXELS (t_max - t) / (t_max - 1), in its reward and "
+                        "supervised term: the first steps remove far background, the last settle the boundary "
+                        "(default 0: off; not in the paper)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
                    help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (default on)")
     p.add_argument("--balance-power", type=float, default=None,
@@ -175,7 +187,8 @@ def _config_from_args(args, finetune: bool):
                        ("val_max_slices", "val_max_slices"), ("val_every", "val_every"), ("threads", "threads"),
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
-                       ("ema_decay", "ema_decay")):
+                       ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
+                       ("coarse_to_fine", "coarse_to_fine")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
@@ -183,7 +196,10 @@ def _config_from_args(args, finetune: bool):
         cfg.crop = args.crop or None
     if args.ema_decay == 0:
         cfg.ema_decay = None
+    if args.keep_init is not None:
+        cfg.keep_init = _keep_init(args.keep_init)
     cfg.time_budget_min = args.time_budget
+    cfg.cpu_budget_min = args.cpu_budget
     cfg.device = args.device
     if args.no_augment:
         cfg.augment = False
@@ -191,6 +207,15 @@ def _config_from_args(args, finetune: bool):
         cfg.amp = False
     cfg.progress = not args.no_progress and sys.stderr.isatty()
     return cfg
+
+
+def _keep_init(text: str):
+    if text == "random":
+        return "random"
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--keep-init takes a probability in (0, 1) or 'random', got {text!r}") from None
 
 
 def _refuse_changed_run(cfg, args, finetune: bool) -> None:

@@ -50,20 +50,35 @@ from .supervised import SupervisedObjective
 LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "training_state.safetensors"
 CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 
-# Weight of the supervised BCE term on pi(keep) per preset when TrainConfig leaves it None.
-# Off in ``paper`` (the paper has none); on in ``lite`` as a stabiliser (METHOD.md §2).
-SUPERVISED_DEFAULT = {"paper": 0.0, "lite": 5.0}
+# The training defaults of each preset: what a TrainConfig field left at None means.
+# ``paper`` trains the paper's loss (Eqs. 12-16): the plain reward over all pixels, no
+# supervised term, PyTorch's initialisation and one learning rate for every weight; each
+# deviation is an explicit option. ``lite`` carries this project's gap-filling choices
+# (pa3c.py docstring, benchmarks/results/pa3c_collapse.md). keep_init "random": no change
+# to the initialisation.
+TRAIN_DEFAULTS = {
+    "paper": {"supervised_weight": 0.0, "reward_balance": False, "live_pixels_only": False,
+              "keep_init": "random", "reward_conv_lr_scale": 1.0},
+    "lite": {"supervised_weight": 5.0, "reward_balance": True, "live_pixels_only": True,
+             "keep_init": 0.9, "reward_conv_lr_scale": "1/k^2"},
+}
+PRESET_DEFAULTED = tuple(TRAIN_DEFAULTS["paper"])
+
+
+def train_defaults(preset: str) -> dict:
+    """The training defaults of ``preset`` (a preset without its own, e.g. a U-Net: lite's)."""
+    return dict(TRAIN_DEFAULTS.get(preset, TRAIN_DEFAULTS["lite"]))
 
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
-LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice")
+LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine")
 # Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
-          "ema_decay": None}
+          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None}
 
 
 @dataclass
@@ -81,22 +96,27 @@ class TrainConfig:
     gamma: float | None = None  # None: the model config's (0.95)
     entropy_beta: float = ENTROPY_BETA
     value_weight: float = 1.0  # c_v; Eq. 16 implies 1, PixelRL's code 0.25
-    supervised_weight: float | None = None  # None: SUPERVISED_DEFAULT[preset]
+    supervised_weight: float | None = None  # None: the preset's (TRAIN_DEFAULTS)
     # Adam moves each of the 33x33 = 1089 weights of the reward-map filter by up to lr per
     # step; at the shared lr the filter's mass grows by ~1 per step and the returns blow up.
-    # Its lr is lr * this factor (default 1/1089: the filter's sum moves like one weight).
+    # Its lr is lr * this factor (lite: 1/1089, the filter's sum moves like one weight;
+    # paper: 1, one learning rate). None: the preset's.
     reward_conv_lr_scale: float | None = None
     # pi(keep) at the start of a fresh run (bias of the policy output). Zeroing is absorbing,
     # so a sampled episode keeps an object pixel only if every step keeps it; starting near
     # 0.5 nearly every object pixel is zeroed while exploring and the run falls into the
-    # all-zero policy. None leaves the random initialisation.
-    keep_init: float | None = 0.9
+    # all-zero policy. "random" leaves PyTorch's initialisation; None: the preset's (lite 0.9).
+    keep_init: float | str | None = None
     # Gap-filling choices against the collapse to the all-zero policy (pa3c.py docstring,
     # benchmarks/results/pa3c_collapse.md): class-balanced reward, loss over live pixels.
-    reward_balance: bool = True  # weigh each pixel's reward by its class's fraction^-power
+    reward_balance: bool | None = None  # weigh each pixel's reward by its class's fraction^-power (None: preset's)
     balance_power: float = 1.0  # 1: balanced accuracy (over-segments small objects), 0.5: softer
     supervised_dice: bool = False  # add soft Dice on pi(keep) to the supervised BCE
-    live_pixels_only: bool = True  # policy/entropy/value terms over pixels not yet zeroed
+    live_pixels_only: bool | None = None  # policy/entropy/value terms over pixels not yet zeroed (None: preset's)
+    # Coarse to fine (not in the paper): step t's target is the truth dilated by
+    # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
+    # the first steps remove far background and the last ones settle the boundary. 0: off.
+    coarse_to_fine: int = 0
     # Exponential moving average of the weights (decay per episode; None: off). When on, the
     # average is what is validated and saved (checkpoint_best, checkpoint_last); the raw
     # weights are validated too and logged as val_dice_raw, so a run shows what it gave.
@@ -109,7 +129,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a grad scaler)
     seed: int = 0
-    time_budget_min: float | None = None
+    time_budget_min: float | None = None  # wall clock
+    # Process CPU time (all threads): a budget that other load on the machine does not
+    # change, for comparisons under "the same budget".
+    cpu_budget_min: float | None = None
     val_every: int = 1
     val_max_slices: int | None = None
     progress: bool = True  # progress bar with ETA on stderr
@@ -133,6 +156,15 @@ class TrainConfig:
             raise InputError(f"EMA decay must be a number between 0 and 1 (exclusive), got {d!r}")
         if not (isinstance(self.val_every, int) and self.val_every >= 1):
             raise InputError(f"validation interval must be a whole number of epochs >= 1, got {self.val_every!r}")
+        if not (isinstance(self.coarse_to_fine, int) and 0 <= self.coarse_to_fine <= 64):
+            raise InputError(f"coarse-to-fine radius must be a whole number of pixels from 0 to 64, got {self.coarse_to_fine!r}")
+        for name in ("time_budget_min", "cpu_budget_min"):
+            b = getattr(self, name)
+            if b is not None and not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
+                raise InputError(f"a budget must be a positive number of minutes, got {b!r}")
+        k = self.resolved("keep_init")
+        if k != "random" and not (isinstance(k, (int, float)) and 0.0 < k < 1.0):
+            raise InputError(f"keep_init must be a number in (0, 1) or 'random', got {k!r}")
         if self.supervised_dice and self.resolved_supervised_weight() == 0.0:
             raise InputError(
                 "--supervised-dice adds to the supervised term, whose weight is 0 here "
@@ -142,12 +174,19 @@ class TrainConfig:
     def pa3c_options(self) -> dict:
         """The keyword options of :func:`pa3c_loss` this config sets (t_max and gamma come
         from the model config)."""
-        return {**{k: getattr(self, k) for k in PA3C_FIELDS}, "supervised_weight": self.resolved_supervised_weight()}
+        return {k: self.resolved(k) for k in PA3C_FIELDS}
+
+    def resolved(self, name: str):
+        """The value of option ``name``, the preset's default where it is None."""
+        value = getattr(self, name)
+        if value is None and name in PRESET_DEFAULTED:
+            value = train_defaults(self.preset)[name]
+        if name == "supervised_weight":
+            return float(value)
+        return value
 
     def resolved_supervised_weight(self) -> float:
-        if self.supervised_weight is not None:
-            return float(self.supervised_weight)
-        return SUPERVISED_DEFAULT.get(self.preset, 0.0)
+        return self.resolved("supervised_weight")
 
 
 def trained_options(checkpoint) -> dict:
@@ -261,7 +300,8 @@ class Trainer:
         self.rank, self.world_size = 0, 1
         self.history: list[dict] = []
         self.best_dice, self.best_epoch = -1.0, 0
-        self._val_seconds = 0.0
+        self._val_seconds = self._val_cpu_seconds = 0.0  # the last validation's, reserved for the one at a stop
+        self._cpu_started = time.process_time()
         self._unvalidated_episodes = 0  # trained since the last validation (for the stop below)
         self._stop_val_dice: float | None = None
 
@@ -320,8 +360,9 @@ class Trainer:
         else:
             self.model_config = preset_config(c.preset, in_channels=in_ch, **c.model_overrides)
             self.net = build_model(self.model_config)
-            if c.keep_init is not None and self.model_config.arch == "pixeldrl":
-                init_keep_bias(self.net, c.keep_init)
+            keep = c.resolved("keep_init")
+            if keep != "random" and self.model_config.arch == "pixeldrl":
+                init_keep_bias(self.net, keep)
         self.net.to(self.device).train()
         self.ema = None
         if c.ema_decay is not None:
@@ -337,7 +378,7 @@ class Trainer:
             self.objective = SupervisedObjective(self.net)
         else:
             self.objective = PA3CObjective(self.net, t_max=self.t_max, gamma=self.gamma, **c.pa3c_options())
-        self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.reward_conv_lr_scale), lr=c.lr)
+        self.optimizer = torch.optim.Adam(param_groups(self.net, c.lr, c.resolved("reward_conv_lr_scale")), lr=c.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.lr_step_epochs, gamma=c.lr_decay)
         self.amp_dtype, self.scaler = self._mixed_precision()
         self.step_module = self.objective
@@ -446,9 +487,12 @@ class Trainer:
         reason = None
         if self.cancel.is_set():
             reason = "cancelled"
-        elif self.config.time_budget_min is not None:
-            if time.monotonic() - started + self._val_seconds >= self.config.time_budget_min * 60:
-                reason = "time_budget"
+        elif self.config.time_budget_min is not None and (
+                time.monotonic() - started + self._val_seconds >= self.config.time_budget_min * 60):
+            reason = "time_budget"
+        elif self.config.cpu_budget_min is not None and (
+                time.process_time() - self._cpu_started + self._val_cpu_seconds >= self.config.cpu_budget_min * 60):
+            reason = "time_budget"
         if self.world_size > 1:
             import torch.distributed as dist
 
@@ -466,6 +510,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainResult:
         c = self.config
         started = time.monotonic()
+        self._cpu_started = time.process_time()
         if c.threads:
             torch.set_num_threads(int(c.threads))
         self.device = self._pick_device()
@@ -571,11 +616,12 @@ class Trainer:
         number = epoch + 1
         if self.rank == 0:
             if number % max(1, c.val_every) == 0 or number == c.epochs:
-                v0 = time.monotonic()
+                v0, v0_cpu = time.monotonic(), time.process_time()
                 val_dice = self.validate()
                 if self.ema is not None:
                     val_raw = self.validate(self.net)
                 self._val_seconds = time.monotonic() - v0
+                self._val_cpu_seconds = time.process_time() - v0_cpu
                 self._unvalidated_episodes = 0
                 if val_dice > self.best_dice:
                     is_best = True
@@ -588,8 +634,7 @@ class Trainer:
                 row["ema_decay"] = c.ema_decay
             if self.model_config.arch != "unet":
                 # A run resumed with other loss options (a staged run) shows which epochs had which.
-                row["objective"] = {k: getattr(c, k) for k in LOSS_OPTIONS}
-                row["objective"]["supervised_weight"] = c.resolved_supervised_weight()
+                row["objective"] = {k: c.resolved(k) for k in (*LOSS_OPTIONS, "supervised_weight")}
             self.history.append(row)
             save_checkpoint(self.out_dir / LAST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
             self._save_state(number)
@@ -615,12 +660,13 @@ def init_keep_bias(net: torch.nn.Module, keep: float) -> None:
         head.out.bias[KEEP] = math.log(keep / (1.0 - keep))
 
 
-def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | None) -> list[dict]:
-    """Adam parameter groups: the reward-map filter on its own, slower, learning rate."""
+def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | str | None) -> list[dict]:
+    """Adam parameter groups: the reward-map filter on its own learning rate, lr times
+    ``reward_conv_scale`` ("1/k^2" or None: one over its number of weights)."""
     rc = getattr(net, "reward_conv", None)
     if rc is None:
         return [{"params": list(net.parameters())}]
-    if reward_conv_scale is None:
+    if reward_conv_scale in (None, "1/k^2"):
         reward_conv_scale = 1.0 / rc.weight.numel()
     ids = {id(p) for p in rc.parameters()}
     rest = [p for p in net.parameters() if id(p) not in ids]

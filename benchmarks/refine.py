@@ -1,0 +1,114 @@
+"""Do the steps refine? Fine-tune one checkpoint with variants of the training recipe under
+the same CPU-time budget each, then score every variant's best checkpoint on the
+validation split with the DICE after each step t = 1..t_max (the paper's Fig. 7). The
+test split is not touched: this chooses the recipe.
+
+    python benchmarks/refine.py --name heart --dataset msd --checkpoint heart --cpu-minutes 20 \\
+        --variant "coarse-to-fine 6=--coarse-to-fine 6" --variant "one-step control=--t-max 1"
+
+A run's budget is process CPU time (``pixeldrl finetune --cpu-budget``), so runs that
+share the machine, or other work on it, do not change what each gets. Runs land in
+runs/refine-<name>/<variant>; the table and the figure in benchmarks/results/refine_<name>.*.
+A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+
+from _runs import DATA, OUT, ROOT, evaluate, header, history, provenance, train_at_once, write_results
+from screen import at_stop, parse_variant
+from napari_pixeldrl.training.bench import machine
+
+
+def trained_t_max(options: list[str]) -> int | None:
+    return int(options[options.index("--t-max") + 1]) if "--t-max" in options else None
+
+
+def plot(curves: dict[str, list[float]], path) -> None:
+    """Validation DICE after each step, one line per variant (Fig. 7)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    for name, dice in curves.items():
+        ax.plot(range(1, len(dice) + 1), dice, marker="o" if len(dice) > 1 else "s", label=name)
+    ax.set(xlabel="step t (inference t_max = t)", ylabel="mean validation DICE", title="DICE after each step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
+    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
+    parser.add_argument("--checkpoint", required=True, help="every variant fine-tunes this checkpoint")
+    parser.add_argument("--cpu-minutes", type=float, required=True, help="process CPU time of each run")
+    parser.add_argument("--shared", default="", help="options every variant gets")
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
+    parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+    data = args.data or DATA[args.dataset]
+    variants = dict(parse_variant(v) for v in args.variant)
+    base = ROOT / "runs" / f"refine-{args.name}"
+    runs = {n: base / n.replace(" ", "_") for n in variants}
+    shared = ["--dataset", args.dataset, "--data", data, "--checkpoint", args.checkpoint, "--threads", "1",
+              "--seed", "0", "--cpu-budget", str(args.cpu_minutes), *shlex.split(args.shared)]
+    load = None
+    if not args.skip_train:
+        train_at_once({runs[n]: [*shared, *extra] for n, extra in variants.items()}, command="finetune", resume=False)
+        load = os.getloadavg()[0]
+    scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",
+                          reuse=args.skip_train) for n in variants}
+    start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
+    curves = {"start checkpoint": start["dice_per_step"]}
+    for n in variants:
+        t = trained_t_max(variants[n])
+        curves[n] = scores[n]["dice_per_step"][:t] if t else scores[n]["dice_per_step"]
+    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n])} for n in variants}
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              **provenance(OUT / f"refine_{args.name}.json", "refine.py", args.skip_train, load),
+              "machine": machine(), "budget": f"{args.cpu_minutes:g} min of process CPU time each",
+              "dice_per_step": curves,
+              "variants": {n: {"options": variants[n], **rows[n],
+                               **{k: scores[n][k] for k in ("dice", "ppv", "sen", "hd95", "slices")}} for n in variants}}
+    plot(curves, OUT / f"refine_{args.name}.png")
+    m = result["machine"]
+    steps = max(len(c) for c in curves.values())
+    lines = [
+        *header(f"Do the steps refine? {args.name} (validation split)", result),
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} runs at once, 1 thread each, "
+        f"each stopped after {args.cpu_minutes:g} min of its own process CPU time; fine-tuning `{args.checkpoint}`. "
+        f"Load average when training ended: {load if load is None else f'{load:.2f}'}.",
+        "",
+        "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only):",
+        "",
+        "| | " + " | ".join(f"t={t}" for t in range(1, steps + 1)) + " | final - m(1) |",
+        "| --- | " + " | ".join("---" for _ in range(steps)) + " | --- |",
+    ]
+    for n, dice in curves.items():
+        cells = [f"{d:.4f}" for d in dice] + ["" for _ in range(steps - len(dice))]
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {dice[-1] - dice[0]:+.4f} |")
+    lines += ["", "| variant | options | whole epochs | best (epoch; + at the stop) | val DICE at the stop |",
+              "| --- | --- | --- | --- | --- |"]
+    for n, r in rows.items():
+        stop = "-" if r["at_stop"] is None else f"{r['at_stop']:.4f}"
+        lines.append(f"| {n} | `{shlex.join(variants[n])}` | {r['epochs']} | {r['best_val_dice']:.4f} "
+                     f"({r['best_epoch']}{'+' if r['best_validated_at_stop'] else ''}) | {stop} |")
+    lines += ["", f"![DICE after each step](refine_{args.name}.png)", "", *([args.note, ""] if args.note else []),
+              "One seed and a short budget on a few validation patients: weak evidence, used to choose the recipe.", ""]
+    write_results(f"refine_{args.name}", result, lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Training recipe options: each preset's training defaults (the paper preset trains the
+paper's loss), the CPU-time budget, the coarse-to-fine targets and the BasicUNet peer."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.model.checkpoint import load_checkpoint
+from napari_pixeldrl.model.network import KEEP, build_model
+from napari_pixeldrl.training.cli import main
+from napari_pixeldrl.training.pa3c import dilate, pa3c_loss, step_radius
+from napari_pixeldrl.training.trainer import TrainConfig, Trainer
+
+from _synthetic import TINY, discs
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(preset="lite", model_overrides=dict(TINY), epochs=1, crop=None, t_max=3, progress=False, threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_paper_preset_trains_the_papers_loss():
+    paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
+    assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
+                                    "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
+                                    "supervised_dice": False, "coarse_to_fine": 0}
+    assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
+    assert paper.resolved("keep_init") == "random" and paper.resolved("reward_conv_lr_scale") == 1.0
+    # An explicit option is a deviation that wins over the preset's default.
+    assert TrainConfig(preset="paper", reward_balance=True).pa3c_options()["reward_balance"] is True
+
+
+def test_paper_preset_keeps_the_initialisation_and_one_learning_rate(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    fresh = build_model(tiny_config("paper"))
+    trainer = Trainer(tiny(preset="paper", epochs=0), discs(2, 0), discs(1, 1), tmp_path)
+    trainer.fit()
+    assert torch.equal(trainer.net.policy.out.bias, fresh.policy.out.bias)  # no keep-bias, no x0.1
+    assert {g["lr"] for g in trainer.optimizer.param_groups} == {1e-3}
+    lite = Trainer(tiny(epochs=0), discs(2, 0), discs(1, 1), tmp_path / "lite")
+    lite.fit()
+    keep = torch.softmax(lite.net.policy.out.bias.detach(), 0)[KEEP]
+    assert float(keep) == pytest.approx(0.9, abs=1e-6)
+    assert sorted(g["lr"] for g in lite.optimizer.param_groups) == pytest.approx([1e-3 / 33**2, 1e-3])
+
+
+def test_info_shows_each_presets_training_defaults(capsys):
+    for preset, expected in (("paper", (0.0, False, False)), ("lite", (5.0, True, True))):
+        assert main(["info", "--preset", preset, "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)["train_defaults"]
+        assert (d["supervised_weight"], d["reward_balance"], d["live_pixels_only"]) == expected
+        assert isinstance(d["reward_conv_lr_scale"], float)
+
+
+def test_keep_init_option_is_checked():
+    with pytest.raises(InputError, match="keep_init"):
+        Trainer(tiny(keep_init=1.5), discs(2, 0), discs(1, 1), "unused")
+    with pytest.raises(InputError, match="coarse-to-fine"):
+        Trainer(tiny(coarse_to_fine=-2), discs(2, 0), discs(1, 1), "unused")
+    with pytest.raises(InputError, match="budget"):
+        Trainer(tiny(cpu_budget_min=0), discs(2, 0), discs(1, 1), "unused")
+
+
+def test_cpu_budget_stops_on_process_cpu_time(tmp_path):
+    # 0.02 CPU-minutes is far less than 100 epochs of episodes: the run stops on the budget,
+    # validates what it trained and keeps it.
+    result = Trainer(tiny(epochs=100, cpu_budget_min=0.02), discs(4, 0), discs(2, 1), tmp_path).fit()
+    assert result.reason == "time_budget" and result.epochs_done < 100
+    assert result.best_checkpoint.exists()
+
+
+def test_coarse_to_fine_radius_shrinks_to_the_truth():
+    assert [step_radius(t, 10, 6) for t in range(1, 11)] == [6, 5, 5, 4, 3, 3, 2, 1, 1, 0]
+    assert [step_radius(t, 1, 6) for t in (1,)] == [0] and step_radius(3, 10, 0) == 0
+    g = torch.zeros(1, 9, 9)
+    g[0, 4, 4] = 1
+    assert int(dilate(g, 2).sum()) == 25 and torch.equal(dilate(g, 0), g)
+
+
+def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
+    """With a radius, zeroing background next to the object at step 1 is penalised like
+    zeroing object; without it, it is rewarded."""
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    with torch.no_grad():  # a policy that zeroes everything at once: pi(keep) ~ 0
+        net.policy.out.bias.copy_(torch.tensor([20.0, -20.0]))
+    images, masks = discs(1, 0)
+    x, y = torch.from_numpy(images[0][None]), torch.from_numpy(masks[0][None]).float()
+    common = dict(t_max=3, gamma=0.95, reward_balance=False, generator=torch.Generator().manual_seed(0))
+    _, plain = pa3c_loss(net, x, y, **common)
+    _, coarse = pa3c_loss(net, x, y, coarse_to_fine=4, **common)
+    ring = float((dilate(y, 4) - y).mean())  # the margin's share of the pixels
+    assert plain.mean_reward == pytest.approx(float(1 - 2 * y.mean()), abs=1e-5)
+    assert coarse.mean_reward == pytest.approx(plain.mean_reward - 2 * ring, abs=1e-5)
+
+
+def test_basicunet_peer_trains_and_reloads(tmp_path):
+    cfg = TrainConfig(preset="basicunet", epochs=1, crop=None, progress=False, threads=2)
+    result = Trainer(cfg, discs(2, 0), discs(1, 1), tmp_path).fit()
+    loaded = load_checkpoint(result.best_checkpoint)
+    assert loaded.config.unet_family == "monai-basic" and type(loaded.model).__name__ == "BasicUNet"
+    assert math.isfinite(result.best_dice)
+
+
+def test_bench_train_reports_the_ratio_to_the_peer(capsys):
+    code = main(["bench", "--train", "--size", "32", "--repeats", "1", "--warmup", "0", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert code == 0 and {"pa3c_s", "peer_s", "ratio", "size", "batch", "threads"} <= set(r)
+    assert (r["size"], r["batch"], r["threads"]) == (32, 2, 2)
+    assert r["ratio"] == pytest.approx(r["pa3c_s"] / r["peer_s"], rel=0.01)
+    assert main(["bench", "--train", "--size", "30"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
