@@ -4,6 +4,8 @@ paper's loss), the CPU-time budget, the coarse-to-fine targets and the BasicUNet
 import json
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -27,7 +29,8 @@ def test_paper_preset_trains_the_papers_loss():
     paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
     assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
                                     "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-                                    "supervised_dice": False, "coarse_to_fine": 0}
+                                    "supervised_dice": False, "coarse_to_fine": 0,
+                                    "supervised_steps": "every"}
     assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
     assert paper.resolved("keep_init") == "random" and paper.resolved("reward_conv_lr_scale") == 1.0
     # An explicit option is a deviation that wins over the preset's default.
@@ -96,6 +99,23 @@ def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
     ring = float((dilate(y, 4) - y).mean())  # the margin's share of the pixels
     assert plain.mean_reward == pytest.approx(float(1 - 2 * y.mean()), abs=1e-5)
     assert coarse.mean_reward == pytest.approx(plain.mean_reward - 2 * ring, abs=1e-5)
+
+
+def test_supervised_term_on_the_last_step_only(tiny_config):
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2, 0)
+    x, y = torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)).float()
+    common = dict(t_max=3, gamma=0.95, supervised_weight=1.0)
+    losses = {}
+    for steps in ("every", "last"):
+        _, stats = pa3c_loss(net, x, y, supervised_steps=steps, generator=torch.Generator().manual_seed(0), **common)
+        losses[steps] = stats.supervised_loss
+    # Same sampled episode: every step's BCE against the last one's only (a fresh network
+    # gives each step about the same BCE, so about a third).
+    assert losses["last"] > 0 and losses["every"] == pytest.approx(3 * losses["last"], rel=0.2)
+    with pytest.raises(InputError, match="supervised steps"):
+        Trainer(tiny(supervised_steps="first"), discs(2, 0), discs(1, 1), "unused")
 
 
 def test_basicunet_peer_trains_and_reloads(tmp_path):

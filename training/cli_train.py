@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="step t's target is the truth dilated by PIXELS (t_max - t) / (t_max - 1), in its reward and "
                         "supervised term: the first steps remove far background, the last settle the boundary "
                         "(default 0: off; not in the paper)")
+    p.add_argument("--supervised-steps", choices=("every", "last"), default=None,
+                   help="put the supervised term on every step's pi(keep) (default) or on the last step only, "
+                        "so that the earlier steps learn from the reward alone (not in the paper)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
                    help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (default on)")
     p.add_argument("--balance-power", type=float, default=None,
@@ -188,7 +192,7 @@ def _config_from_args(args, finetune: bool):
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
-                       ("coarse_to_fine", "coarse_to_fine")):
+                       ("coarse_to_fine", "coarse_to_fine"), ("supervised_steps", "supervised_steps")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
@@ -280,13 +284,15 @@ def cmd_train(args) -> int:
 
     trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    cpu_started = time.process_time()
     result = trainer.fit(resume=args.resume)
     if trainer.rank == 0:
         # The run folder keeps every command that trained it: a run continued in stages,
         # maybe with other options, says how it was made.
         record = {"argv": getattr(args, "argv", None),
                   "started": started, "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "reason": result.reason, "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice}
+                  "reason": result.reason, "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice,
+                  "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)}
         with open(Path(args.out) / COMMANDS, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,

@@ -164,6 +164,7 @@ def pa3c_loss(
     live_pixels_only: bool = False,
     supervised_dice: bool = False,
     coarse_to_fine: int = 0,
+    supervised_steps: str = "every",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
@@ -179,7 +180,13 @@ def pa3c_loss(
     over-segmenting keep map scores well on a small object, whatever the weights.
     ``coarse_to_fine`` R > 0 replaces G at step t by G dilated by :func:`step_radius`
     pixels, in the reward, the balance weights and the supervised term alike.
+    ``supervised_steps`` "last" puts the supervised term on the last step only: the earlier
+    steps learn from the reward alone, which pays for zeroing background early but costs
+    more for zeroing object than waiting does, so they can leave uncertain pixels to later
+    steps instead of each being a finished segmenter ("every", the default).
     """
+    if supervised_steps not in ("every", "last"):
+        raise ValueError(f"supervised_steps must be 'every' or 'last', got {supervised_steps!r}")
     truth = truth.float()
     rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
     prev = torch.ones_like(truth)
@@ -211,7 +218,7 @@ def pa3c_loss(
         policy = policy - _mean(log_probs[t] * advantage.detach(), live)
         entropy_sum = entropy_sum + _mean(entropies[t], live)
         value = value + _mean((values[t] - returns[t]) ** 2, live)
-        if supervised_weight:
+        if supervised_weight and (supervised_steps == "every" or t == len(rewards) - 1):
             supervised = supervised + F.binary_cross_entropy_with_logits(keep_logits[t], targets[t], weight=step_weights[t])
             if supervised_dice:
                 supervised = supervised + soft_dice_loss(keep_probs[t], targets[t])

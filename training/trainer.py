@@ -71,14 +71,15 @@ def train_defaults(preset: str) -> dict:
 
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
-LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine")
+LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine",
+                "supervised_steps")
 # Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
-          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None}
+          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every"}
 
 
 @dataclass
@@ -117,6 +118,9 @@ class TrainConfig:
     # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
     # the first steps remove far background and the last ones settle the boundary. 0: off.
     coarse_to_fine: int = 0
+    # "every": the supervised term on every step's pi(keep); "last": on the last step only,
+    # the earlier steps learn from the reward alone (pa3c_loss).
+    supervised_steps: str = "every"
     # Exponential moving average of the weights (decay per episode; None: off). When on, the
     # average is what is validated and saved (checkpoint_best, checkpoint_last); the raw
     # weights are validated too and logged as val_dice_raw, so a run shows what it gave.
@@ -158,6 +162,8 @@ class TrainConfig:
             raise InputError(f"validation interval must be a whole number of epochs >= 1, got {self.val_every!r}")
         if not (isinstance(self.coarse_to_fine, int) and 0 <= self.coarse_to_fine <= 64):
             raise InputError(f"coarse-to-fine radius must be a whole number of pixels from 0 to 64, got {self.coarse_to_fine!r}")
+        if self.supervised_steps not in ("every", "last"):
+            raise InputError(f"supervised steps must be 'every' or 'last', got {self.supervised_steps!r}")
         for name in ("time_budget_min", "cpu_budget_min"):
             b = getattr(self, name)
             if b is not None and not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
@@ -496,7 +502,8 @@ class Trainer:
         if self.world_size > 1:
             import torch.distributed as dist
 
-            code = torch.tensor([{None: 0, "time_budget": 1, "cancelled": 2}[reason]])
+            # On the run's device: NCCL reduces CUDA tensors only.
+            code = torch.tensor([{None: 0, "time_budget": 1, "cancelled": 2}[reason]], device=self.device)
             dist.all_reduce(code, op=dist.ReduceOp.MAX)
             reason = {0: None, 1: "time_budget", 2: "cancelled"}[int(code)]
         return reason
@@ -567,7 +574,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> str:
         c = self.config
-        t0 = time.monotonic()
+        t0, t0_cpu = time.monotonic(), time.process_time()
         self.net.train()
         gen = torch.Generator(device=self.device).manual_seed(int(c.seed) * 1_000_003 + epoch * 101 + self.rank)
         sums: dict[str, float] = {}
@@ -628,7 +635,8 @@ class Trainer:
                     self.best_dice, self.best_epoch = val_dice, number
                     save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
             seconds = time.monotonic() - t0
-            row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds}
+            row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds,
+                   "cpu_seconds": time.process_time() - t0_cpu}
             if self.ema is not None:
                 row["val_dice_raw"] = val_raw
                 row["ema_decay"] = c.ema_decay
