@@ -154,6 +154,10 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> LoadedModel:
             if names
         )
         raise CheckpointError(f"{path}: weights do not match its config ({detail})")
+    broken = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise CheckpointError(f"{path}: weights that are NaN or infinite in {broken[:3]}{'...' if len(broken) > 3 else ''}; "
+                              "the run that wrote it diverged: use an earlier checkpoint")
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     model.to(device).eval()
     return LoadedModel(model=model, config=config, info=header.get("info", {}), path=path)

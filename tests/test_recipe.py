@@ -134,3 +134,45 @@ def test_bench_train_reports_the_ratio_to_the_peer(capsys):
     assert r["ratio"] == pytest.approx(r["pa3c_s"] / r["peer_s"], rel=0.01)
     assert main(["bench", "--train", "--size", "30"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_before_saving_its_nan_weights(tmp_path, monkeypatch):
+    import dataclasses
+
+    import napari_pixeldrl.training.pa3c as pa3c
+    from napari_pixeldrl.training.trainer import LAST, TrainingDiverged
+
+    Trainer(tiny(epochs=1), discs(2, 0), discs(1, 1), tmp_path).fit()
+    good = load_checkpoint(tmp_path / LAST).model.state_dict()
+    real = pa3c.pa3c_loss
+
+    def diverging(*args, **kw):
+        loss, stats = real(*args, **kw)
+        return loss * float("nan"), dataclasses.replace(stats, loss=float("nan"))
+
+    monkeypatch.setattr(pa3c, "pa3c_loss", diverging)
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit(resume=True)
+    kept = load_checkpoint(tmp_path / LAST).model.state_dict()
+    assert all(torch.equal(good[k], kept[k]) for k in good)
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", 0), ("lr", float("nan")), ("lr", -1.0), ("crop", -5),
+                                           ("threads", -1), ("t_max", 0), ("t_max", 2.7), ("epochs", -1),
+                                           ("value_weight", float("nan"))])
+def test_options_that_cannot_mean_what_they_say_are_refused(option, value):
+    with pytest.raises(InputError, match=option.replace("_", " ")):
+        Trainer(tiny(**{option: value}), discs(2, 0), discs(1, 1), "unused")
+
+
+def test_weights_that_are_not_finite_are_refused_on_load(tmp_path, tiny_config):
+    from napari_pixeldrl.errors import CheckpointError
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+
+    cfg = tiny_config("lite")
+    net = build_model(cfg)
+    with torch.no_grad():
+        net.policy.out.weight[0, 0, 0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.safetensors", net, cfg)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(path)

@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from napari_pixeldrl.errors import CheckpointError, InputError
+from napari_pixeldrl.errors import CheckpointError, InputError, PixelDRLError
 from napari_pixeldrl.model.checkpoint import atomic_write, load_checkpoint, read_header, save_checkpoint
 from napari_pixeldrl.model.config import dataclass_from_json, ModelConfig, preset_config
 from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
@@ -151,7 +151,35 @@ class TrainConfig:
         return dataclass_from_json(cls, {**_ADDED, **data}, "training config")
 
     def check(self) -> None:
-        """Refuse option combinations that cannot mean what they say."""
+        """Refuse options and combinations that cannot mean what they say."""
+        def number(name, low, high=math.inf, *, whole=False, optional=False, low_open=False):
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            ok = isinstance(v, int) if whole else isinstance(v, (int, float))
+            ok = ok and not isinstance(v, bool) and math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+            if not ok:
+                kind = "a whole number" if whole else "a number"
+                bound = f"above {low}" if low_open else f"at least {low}"
+                raise InputError(f"{name.replace('_', ' ')} must be {kind} {bound}"
+                                 + (f" and at most {high}" if high != math.inf else "") + f", got {v!r}")
+
+        number("epochs", 0, whole=True)
+        number("batch_size", 1, whole=True)
+        number("lr", 0.0, low_open=True)
+        number("lr_decay", 0.0, 1.0, low_open=True)
+        number("lr_step_epochs", 1, whole=True)
+        number("t_max", 1, whole=True, optional=True)
+        number("gamma", 0.0, 1.0, optional=True)
+        number("value_weight", 0.0)
+        number("entropy_beta", 0.0)
+        number("supervised_weight", 0.0, optional=True)
+        number("crop", 8, whole=True, optional=True)
+        number("threads", 1, whole=True, optional=True)
+        number("val_max_slices", 1, whole=True, optional=True)
+        number("foreground_p", 0.0, 1.0)
+        if self.reward_conv_lr_scale not in (None, "1/k^2"):
+            number("reward_conv_lr_scale", 0.0)
         p = self.balance_power
         if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
             raise InputError(f"balance power must be a number from 0 to 1, got {p!r}")
@@ -204,6 +232,10 @@ def trained_options(checkpoint) -> dict:
 
     trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
     return {k: trained[k] for k in (*PA3C_FIELDS, "crop") if k in trained}
+
+
+class TrainingDiverged(PixelDRLError):
+    """The loss became NaN or infinite; raised before the optimiser step, so nothing is saved from it."""
 
 
 # ------------------------------------------------------------------------- events
@@ -378,7 +410,7 @@ class Trainer:
             # (its integer num_batches_tracked lags; unused with the default momentum).
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         mc = self.model_config
-        self.t_max = int(c.t_max or mc.t_max)
+        self.t_max = int(mc.t_max if c.t_max is None else c.t_max)
         self.gamma = float(mc.gamma if c.gamma is None else c.gamma)
         if mc.arch == "unet":
             self.objective = SupervisedObjective(self.net)
@@ -598,6 +630,12 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 loss, stats = self.step_module(x, y, gen)
+            if not math.isfinite(stats.loss):
+                # Before the step: the weights stay those the last finished epoch saved.
+                kept = f"; the last finished epoch's weights are in {self.out_dir / LAST}" if (self.out_dir / LAST).exists() else ""
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is {stats.loss}{kept}. "
+                    "Lower --lr or check the loss weights, then --resume (it continues from the last finished epoch)")
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
