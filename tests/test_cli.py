@@ -257,3 +257,19 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     assert json.loads((tmp_path / "x" / "config.json").read_text())["train"]["ema_decay"] is None
     rows = [json.loads(line) for line in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("ema_decay") for r in rows] == [0.9, None]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--n-shot", "0"], "--n-shot must be at least 1"),
+    (["--batch-size", "0"], "batch size"),
+    (["--lr", "nan"], "lr must be"),
+    (["--crop", "-5"], "crop must be"),
+    (["--cpu-budget", "0"], "--cpu-budget"),
+    (["--t-max", "0"], "t max"),
+])
+def test_training_options_that_cannot_work_exit_2_with_one_line(capsys, tmp_path, argv, says):
+    root = _disc_folder(tmp_path / "data")
+    code, _, err = run(capsys, "train", "--dataset", "folder", "--data", str(root), "--out", str(tmp_path / "run"),
+                       "--no-progress", *argv)
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err

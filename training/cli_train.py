@@ -163,6 +163,10 @@ def _config_from_args(args, finetune: bool):
     from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_options
 
     cfg_path = args.out / CONFIG
+    if args.n_shot is not None and args.n_shot < 1:
+        raise InputError(f"--n-shot must be at least 1 (leave it out to train on the whole split), got {args.n_shot}")
+    if args.cpu_budget is not None and not args.cpu_budget > 0:
+        raise InputError(f"--cpu-budget must be a positive number of minutes, got {args.cpu_budget}")
     if args.resume and cfg_path.exists():
         cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text())["train"])
         _refuse_changed_run(cfg, args, finetune)
@@ -267,6 +271,7 @@ def cmd_train(args) -> int:
 
     finetune = not hasattr(args, "preset")
     cfg = _config_from_args(args, finetune)
+    cfg.check()  # before any data is read
     d = cfg.data
     data = _load(d["dataset"], d["path"], d.get("label"))
     train, val = select(data, d, "train"), select(data, d, "val")
