@@ -176,3 +176,38 @@ def test_weights_that_are_not_finite_are_refused_on_load(tmp_path, tiny_config):
     path = save_checkpoint(tmp_path / "nan.safetensors", net, cfg)
     with pytest.raises(CheckpointError, match="NaN or infinite"):
         load_checkpoint(path)
+
+
+def test_a_run_folder_in_use_is_refused_naming_the_holder(tmp_path):
+    from napari_pixeldrl.training.run_lock import RunFolderLock
+
+    holder = RunFolderLock(tmp_path).acquire()
+    try:
+        with pytest.raises(InputError, match="in use by another run .*pid"):
+            Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit()
+    finally:
+        holder.release()
+    assert Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit().reason == "done"  # free again
+
+
+def test_resume_without_training_state_is_refused_and_keeps_the_best(tmp_path):
+    from napari_pixeldrl.training.trainer import BEST, STATE
+
+    Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit()
+    (tmp_path / STATE).unlink()
+    before = (tmp_path / BEST).read_bytes()
+    with pytest.raises(InputError, match="cannot be resumed"):
+        Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit(resume=True)
+    with pytest.raises(InputError, match="already holds a run"):
+        Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit()
+    assert (tmp_path / BEST).read_bytes() == before
+
+
+def test_temporaries_of_a_killed_write_are_removed_on_start(tmp_path):
+    from napari_pixeldrl.training.trainer import STATE
+
+    Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit()
+    stale = tmp_path / f".{STATE}.abc123.tmp"
+    stale.write_bytes(b"x" * 100)
+    Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit(resume=True)
+    assert not stale.exists()

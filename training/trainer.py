@@ -44,6 +44,7 @@ from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
 from .pa3c import ENTROPY_BETA, LossStats, PA3CObjective
 from .predict import predict_slices
+from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
 
@@ -547,6 +548,28 @@ class Trainer:
             dist.barrier()
 
     def fit(self, resume: bool = False) -> TrainResult:
+        """Train; with ``resume`` continue the run in the folder. The folder is locked for
+        the whole call (process 0): a second run on it is refused (run_lock.py)."""
+        lock = None
+        if int(os.environ.get("RANK", "0")) == 0:
+            lock = RunFolderLock(self.out_dir).acquire()
+        try:
+            return self._fit(resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _check_folder(self, resume: bool) -> None:
+        """Refuse to mix two runs in one folder, or to resume what cannot be resumed."""
+        remove_stale_temporaries(self.out_dir)  # safe: the folder is locked
+        held = [n for n in (STATE, BEST, LAST) if (self.out_dir / n).exists()]
+        if not resume and held:
+            raise InputError(f"{self.out_dir} already holds a run ({held[0]}); use --resume to continue it, or another --out")
+        if resume and held and STATE not in held:
+            raise InputError(f"{self.out_dir} holds {held[0]} but not {STATE}, so the run cannot be resumed (its optimiser "
+                             f"state and logged epochs are gone); fine-tune from {held[0]} into another --out instead")
+
+    def _fit(self, resume: bool) -> TrainResult:
         c = self.config
         started = time.monotonic()
         self._cpu_started = time.process_time()
@@ -557,9 +580,7 @@ class Trainer:
         torch.manual_seed(c.seed)  # same initial weights on every process
         self._build()
         if self.rank == 0:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and (self.out_dir / STATE).exists():
-                raise InputError(f"{self.out_dir} already holds a run; use --resume to continue it, or another --out")
+            self._check_folder(resume)
         start_epoch = self._resume() if resume else 0
         if self.rank == 0:
             self._write_config()
