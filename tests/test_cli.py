@@ -191,9 +191,10 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
                          "--balance-power", "0.5", "--supervised-dice")
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["epochs"] == 1
-    record = json.loads((run_dir / "commands.jsonl").read_text())
+    start, record = map(json.loads, (run_dir / "commands.jsonl").read_text().splitlines())
+    assert start["status"] == "started" and start["argv"] == record["argv"]  # on record before any epoch ran
     assert record["argv"][:2] == ["pixeldrl", "train"] and "--supervised-dice" in record["argv"]
-    assert record["reason"] == "done" and record["epochs_done"] == 1
+    assert record["reason"] == "done" and record["epochs_done"] == 1 and record["cpu_minutes"] > 0
     row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert row["objective"]["balance_power"] == 0.5 and row["objective"]["supervised_dice"] is True
 
@@ -221,7 +222,7 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
                        "--out", str(tmp_path / "ft2"), "--n-shot", "3", "--epochs", "0")
     assert code == 0, err
     assert json.loads((tmp_path / "ft2" / "config.json").read_text())["train"]["crop"] is None
-    assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text())["epochs_done"] == 0  # --epochs 0 ran none
+    assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text().splitlines()[-1])["epochs_done"] == 0  # --epochs 0 ran none
 
 
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):

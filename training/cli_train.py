@@ -278,9 +278,15 @@ def cmd_train(args) -> int:
     init = d.get("init_checkpoint")
     print(f"training {cfg.preset} on {len(train)} slices, validating on {len(val)}; run folder {args.out}", file=sys.stderr)
 
-    def log_epoch(event):
-        from napari_pixeldrl.training.trainer import EpochEvent
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
+    def log_epoch(event):
+        from napari_pixeldrl.training.trainer import EpochEvent, StartEvent
+
+        if isinstance(event, StartEvent):
+            # Recorded as soon as the run holds its folder, so a killed command is on record too.
+            _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "started",
+                               "start_epoch": event.start_epoch})
         if isinstance(event, EpochEvent) and not cfg.progress:
             val_txt = "-" if event.val_dice is None else f"{event.val_dice:.4f}"
             print(f"epoch {event.epoch}/{event.epochs}  loss {event.train.get('loss', 0):.4f}  reward {event.train.get('mean_reward', 0):.4f}  "
@@ -288,21 +294,24 @@ def cmd_train(args) -> int:
                   file=sys.stderr, flush=True)
 
     trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     cpu_started = time.process_time()
     result = trainer.fit(resume=args.resume)
     if trainer.rank == 0:
         # The run folder keeps every command that trained it: a run continued in stages,
         # maybe with other options, says how it was made.
-        record = {"argv": getattr(args, "argv", None),
-                  "started": started, "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "reason": result.reason, "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice,
-                  "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)}
-        with open(Path(args.out) / COMMANDS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "ended",
+                           "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": result.reason,
+                           "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice,
+                           "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)})
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
     return 0
+
+
+def _record(out, record: dict) -> None:
+    """One line of the run folder's commands.jsonl: a command when it starts, and again when it ends."""
+    with open(Path(out) / COMMANDS, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def cmd_evaluate(args) -> int:

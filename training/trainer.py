@@ -13,7 +13,7 @@ With ``ema_decay`` set, "the model" in both checkpoints is the moving average of
 weights, which the training state holds beside the raw weights.
 
 ``Trainer.fit(resume=True)`` continues a killed run from its last finished epoch.
-Hooks (``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
+Hooks (``on_start``, ``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
 ``trainer.cancel`` (a threading.Event) is checked before every episode (batch).
 Under ``torchrun`` the objective is wrapped in DistributedDataParallel (gloo on CPU, NCCL
 on GPUs); process 0 validates and writes the files.
@@ -243,6 +243,12 @@ class TrainingDiverged(PixelDRLError):
 
 
 @dataclass
+class StartEvent:
+    out_dir: Path  # the run folder, now locked by this run
+    start_epoch: int  # epochs already done (a resume)
+
+
+@dataclass
 class EpisodeEvent:
     epoch: int  # 1-based epoch this episode belongs to
     episode: int  # 1-based within the epoch
@@ -350,6 +356,9 @@ class Trainer:
             return
         for cb in self.callbacks:
             cb(event)
+
+    def on_start(self, event: StartEvent) -> None:
+        self.emit(event)
 
     def on_episode(self, event: EpisodeEvent) -> None:
         self.emit(event)
@@ -584,6 +593,7 @@ class Trainer:
         start_epoch = self._resume() if resume else 0
         if self.rank == 0:
             self._write_config()
+            self.on_start(StartEvent(self.out_dir, start_epoch))
         n_batches = batches_per_epoch(len(self.train_data), c.batch_size, self.world_size)
         settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p)
         bar = None
