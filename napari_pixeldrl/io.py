@@ -185,6 +185,33 @@ def _mask_to_uint8(mask: np.ndarray, path: Path) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, before any long
+    work whose result would go there; one clear error otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot write into {folder}: it is a file, not a folder; choose another output path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pixeldrl-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write into {folder} ({err.strerror or err}); choose another output path") from None
+    return folder
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """:func:`check_output_folder` for a mask file: a supported suffix, not a folder, a
+    parent folder that can be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name, e.g. {path / ('mask' + IMAGE_SUFFIXES[0])}")
+    file_format(path)
+    check_output_folder(path.parent)
+    return path
+
+
 def write_mask(path: str | os.PathLike, mask: np.ndarray, like: ImageFile | None = None) -> Path:
     """Write ``mask`` as uint8 in the format given by the suffix, atomically.
 

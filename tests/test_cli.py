@@ -274,3 +274,29 @@ def test_training_options_that_cannot_work_exit_2_with_one_line(capsys, tmp_path
                        "--no-progress", *argv)
     assert code == 2 and says in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_the_work(capsys, tmp_path, tiny_config, blob_image):
+    import tifffile
+
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config)
+    image = tmp_path / "scan.tif"
+    tifffile.imwrite(image, blob_image[0])
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for output, says in ((a_file / "mask.tif", "it is a file"), (tmp_path, "is a folder"),
+                         (tmp_path / "mask.xyz", "unsupported file type")):
+        code, _, err = run(capsys, "predict", "--checkpoint", str(ckpt), str(image), str(output))
+        assert code == 2 and says in err and "Traceback" not in err, err
+    code, _, err = run(capsys, "demo", "--out", str(a_file))
+    assert code == 2 and "it is a file" in err
+
+
+def test_evaluate_writes_its_report_under_the_current_folder(capsys, tmp_path, tiny_config, monkeypatch):
+    root = _disc_folder(tmp_path / "data")
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", "folder", "--data", str(root),
+                         "--split", "all")
+    assert code == 0, err
+    assert (tmp_path / "eval_tiny1_all" / "table.md").exists() and "eval_tiny1_all" in out

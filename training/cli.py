@@ -114,11 +114,12 @@ def cmd_metrics(args) -> None:
 def cmd_predict(args) -> None:
     import numpy as np
 
-    from napari_pixeldrl.io import read_image, write_mask
+    from napari_pixeldrl.io import check_output_file, read_image, write_mask
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.inference import segment
     from napari_pixeldrl.model.postprocess import with_postprocess
 
+    check_output_file(args.output)  # before the work, not after it
     loaded = load_checkpoint(args.checkpoint)
     image = read_image(args.input)
     seg = segment(
@@ -192,6 +193,9 @@ def cmd_bench(args) -> None:
 def cmd_demo(args) -> None:
     from napari_pixeldrl.training.demo import format_demo, run_demo
 
+    from napari_pixeldrl.io import check_output_folder
+
+    check_output_folder(args.out)
     samples = ["lgg", "heart"] if args.sample == "all" else [args.sample]
     results = [run_demo(s, args.checkpoint, args.out, device=pick_device(args.device)) for s in samples]
     if args.json:

@@ -149,7 +149,7 @@ def add_train_commands(subparsers) -> None:
     _common(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<split> next to the checkpoint)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<model>_<split> in the current folder)")
     p.add_argument("--fig-slices", type=int, default=4)
     add_postprocess_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -315,6 +315,7 @@ def _record(out, record: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from napari_pixeldrl.io import check_output_folder
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
@@ -324,6 +325,8 @@ def cmd_evaluate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)
+    # Checked before the work; never next to the checkpoint: a bundled one lies inside the installed package.
+    out = check_output_folder(args.out or Path.cwd() / f"eval_{Path(loaded.path).stem}_{args.split}")
     config = with_postprocess(loaded.config, args.postprocess)
     trained_on = dict(loaded.info.get("data") or {})
     kind = args.dataset or trained_on.get("dataset")
@@ -338,7 +341,6 @@ def cmd_evaluate(args) -> int:
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    out = args.out or Path(loaded.path).parent / f"eval_{args.split}"
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
