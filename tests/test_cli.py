@@ -128,8 +128,8 @@ def test_metrics_refuses_what_it_cannot_score_as_one_object(capsys, tmp_path):
     tifffile.imwrite(tmp_path / "gt_other.tif", np.where(gt == 1, 0, gt).astype(np.uint8))
     code, out, _ = run(capsys, "metrics", str(tmp_path / "pred_labels.tif"), str(tmp_path / "gt.tif"), "--label", "2", "--json")
     assert code == 0 and json.loads(out)["dice"] == pytest.approx(1.0)
-    code, out, _ = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt_other.tif"), "--label", "1", "--json")
-    assert code == 0 and json.loads(out)["dice"] < 0.01  # label 1 is absent from that truth: scored as empty
+    code, _, err = run(capsys, "metrics", str(tmp_path / "pred.tif"), str(tmp_path / "gt_other.tif"), "--label", "1", "--json")
+    assert code == 2 and "--label 1 does not occur in" in err and "[2]" in err  # a wrong label, not an empty object
     nan_pred = pred.astype(np.float32)
     nan_pred[0, 0] = np.nan
     tifffile.imwrite(tmp_path / "nan.tif", nan_pred)
@@ -199,7 +199,7 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     assert row["objective"]["balance_power"] == 0.5 and row["objective"]["supervised_dice"] is True
 
     code, out, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
-                         "--split", "all", "--json", "--postprocess", "largest-component")
+                         "--split", "all", "--json", "--postprocess", "largest-component", "--out", str(tmp_path / "report"))
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["slices"] == 10 and summary["postprocess"] == "largest-component"

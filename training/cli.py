@@ -85,11 +85,17 @@ def cmd_data_summary(args) -> None:
 
 # -- metrics ----------------------------------------------------------------------------
 def cmd_metrics(args) -> None:
+    import numpy as np
+
     from napari_pixeldrl.io import label_array, read_image
     from napari_pixeldrl.model.preprocess import scored_pair
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
     gt = read_image(args.gt)
+    if args.label is not None and not (label_array(gt) == args.label).any():
+        # A whole ground-truth file without the label is a wrong --label, not an empty object.
+        present = sorted(int(v) for v in np.unique(label_array(gt)) if v != 0)[:10]
+        raise PixelDRLError(f"--label {args.label} does not occur in {args.gt} (its labels: {present or 'none'})")
     p, g = scored_pair(label_array(read_image(args.pred)), label_array(gt), args.label, args.pred, args.gt)
     if p.shape != g.shape:
         raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
