@@ -181,6 +181,20 @@ def test_folder_flat_pairs_and_nifti_volume(tmp_path, cache_dir):
     assert ds.spacing[0] == pytest.approx((1.25, 1.25))
 
 
+def test_masks_marking_the_object_with_different_labels_are_refused(tmp_path, cache_dir):
+    f = tmp_path / "mixed"
+    f.mkdir()
+    for name, value in (("a", 1), ("b", 2), ("c", 255)):
+        tifffile.imwrite(f / f"{name}.tif", RNG.integers(0, 255, (64, 64), dtype=np.uint8))
+        Image.fromarray(_blob(value=value)).save(f / f"{name}_mask.png")
+    with pytest.raises(InputError, match="different labels in different files .*--label"):
+        load_dataset("folder", f, cache_dir=cache_dir)
+    assert int(load_dataset("folder", f, label=2, cache_dir=cache_dir).positive.sum()) == 1
+    (f / "b.tif").unlink()
+    (f / "b_mask.png").unlink()
+    assert len(load_dataset("folder", f, cache_dir=cache_dir)) == 2  # 1 and 255 both mean "object"
+
+
 # ---------------------------------------------------------------- reliability
 
 def test_no_pairs_names_the_folder(tmp_path, cache_dir):

@@ -31,3 +31,6 @@ class RawSlice:
     mask: np.ndarray
     spacing: tuple[float, float]
     source: str
+    # The value that marks the object in the mask file (1, 255, ...), when no label was
+    # chosen; files of one dataset must agree (load_dataset checks).
+    object_value: int | None = None

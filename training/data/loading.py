@@ -65,6 +65,7 @@ def _load_all(kind, path, label, cache, cache_dir, strict) -> SliceSet:
             return cached
 
     images, masks, patients, index, spacing, sources = [], [], [], [], [], []
+    values: dict[int, str] = {}  # object value -> first file that marks its object so
     skipped = list(problems)
     for item in items:
         try:
@@ -75,12 +76,21 @@ def _load_all(kind, path, label, cache, cache_dir, strict) -> SliceSet:
             skipped.append((exc.path or str(item.image), str(exc)))
             continue
         for s in raw:
+            if s.object_value is not None:
+                values.setdefault(s.object_value, s.source)
             images.append(normalize_slice(s.image, source=f"{s.source} slice {s.index}", allow_constant=True))
             masks.append(np.ascontiguousarray(s.mask, dtype=np.uint8))
             patients.append(item.patient)
             index.append(int(s.index))
             spacing.append(s.spacing)
             sources.append(s.source)
+    # 1 and 255 both mean "object" in a binary mask; other values differing between files
+    # are different labels, which one training run must not merge.
+    distinct = {1 if v == 255 else v for v in values}
+    if label is None and len(distinct) > 1:
+        shown = "; ".join(f"{v} in {src}" for v, src in sorted(values.items())[:4])
+        raise InputError(f"the masks in {root} mark their object with different labels in different files ({shown}); "
+                         "choose one with --label")
     if not images:
         raise InputError(f"no readable image/mask pair in {root}; skipped: " + "; ".join(f"{f} ({w})" for f, w in skipped[:5]))
     channels = images[0].shape[0]

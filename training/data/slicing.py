@@ -45,13 +45,18 @@ def read_pair(image_path: Path, mask_path: Path, label: int | None, index: int |
         pass  # a grey mask saved as RGB: binarize_mask checks that the channels agree
     elif tuple(mask.shape) != spatial:
         raise InputError(f"mask shape {tuple(mask.shape)} does not match image shape {spatial} in {source}")
+    value = None
     if label is not None and not (mask == label).any():
         # binarize_mask refuses a missing label; within one file of a dataset it only means
         # this file holds none of that object (load_dataset refuses a label found nowhere).
         mask = np.zeros(spatial, dtype=np.uint8)
     else:
+        raw = mask
         mask = binarize_mask(mask, spatial, source=source, label=label)
+        if label is None and mask.any():
+            value = np.asarray(raw)[..., 0] if np.asarray(raw).ndim > len(spatial) else np.asarray(raw)
+            value = int(value[mask.astype(bool)].flat[0])
     in_plane = (float(spacing[-2]), float(spacing[-1]))
     if not is_volume:
-        return [RawSlice(0 if index is None else index, chw, mask, in_plane, str(image_path))]
-    return [RawSlice(z, chw[:, z], mask[z], in_plane, str(image_path)) for z in range(chw.shape[1])]
+        return [RawSlice(0 if index is None else index, chw, mask, in_plane, str(image_path), value)]
+    return [RawSlice(z, chw[:, z], mask[z], in_plane, str(image_path), value) for z in range(chw.shape[1])]
