@@ -36,8 +36,12 @@ def plot(curves: dict[str, list[float]], path) -> None:
 
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
+    steps = max(len(d) for d in curves.values())
     for name, dice in curves.items():
-        ax.plot(range(1, len(dice) + 1), dice, marker="o" if len(dice) > 1 else "s", label=name)
+        if len(dice) == 1 and steps > 1:  # a one-step model: its final mask is m(1), drawn across
+            ax.axhline(dice[0], ls="--", lw=1.2, color="tab:green", label=f"{name} (t_max 1)")
+        else:
+            ax.plot(range(1, len(dice) + 1), dice, marker="o", label=name)
     ax.set(xlabel="step t (inference t_max = t)", ylabel="mean validation DICE", title="DICE after each step")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -82,6 +86,7 @@ def main() -> None:
               "dice_per_step": curves,
               "variants": {n: {"options": variants[n], **rows[n],
                                **{k: scores[n][k] for k in ("dice", "ppv", "sen", "hd95", "slices")}} for n in variants}}
+    load = result.get("load_at_end_of_training")  # a rescoring keeps the training's
     plot(curves, OUT / f"refine_{args.name}.png")
     m = result["machine"]
     steps = max(len(c) for c in curves.values())
