@@ -138,6 +138,8 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> LoadedModel:
         config = ModelConfig.from_dict(header["model"])
     except (KeyError, TypeError, InputError) as err:
         raise CheckpointError(f"{path} has a model config this version cannot build ({err})") from None
+    if not isinstance(header.get("info", {}), dict):
+        raise CheckpointError(f"{path} has a damaged config header (its 'info' is not a JSON object)")
     model = build_model(config)
     try:
         tensors = load_file(str(path), device="cpu")

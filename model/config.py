@@ -69,11 +69,57 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise InputError(f"model config must be a JSON object, got {type(data).__name__}")
+        return dataclass_from_json(cls, data, "model config").validate()
+
+    def validate(self) -> "ModelConfig":
+        """Refuse a config whose types or sizes no network of this package has, before
+        anything is built from it (a checkpoint's JSON is input like any other)."""
         from .postprocess import check_postprocess
 
-        config = dataclass_from_json(cls, data, "model config")
-        check_postprocess(config.postprocess)
-        return config
+        def whole(name, low, high, value=None):
+            v = getattr(self, name) if value is None else value
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise InputError(f"model config: {name} must be a whole number from {low} to {high}, got {v!r}")
+
+        def widths(name, count, low, high):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not (len(v) == count if isinstance(count, int) else count[0] <= len(v) <= count[1]):
+                raise InputError(f"model config: {name} must be a list of {count} whole numbers, got {v!r}")
+            for x in v:
+                whole(name, low, high, x)
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                raise InputError(f"model config: {name} must be one of {list(options)}, got {getattr(self, name)!r}")
+
+        choice("arch", ("pixeldrl", "unet"))
+        choice("unet_family", ("classic", "monai-basic"))
+        choice("features_from", ("state", "image"))
+        choice("head_scale", (1, 4))
+        for name in ("sam", "dilation", "mask_channel"):
+            choice(name, (True, False))
+        for name in ("preset", "normalisation"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"model config: {name} must be text, got {getattr(self, name)!r}")
+        whole("in_channels", 1, 16)
+        widths("widths", 4, 1, 1024)
+        widths("extractor_dilations", 4, 1, 16)
+        widths("head_widths", (1, 8), 1, 1024)
+        widths("head_dilations", (len(self.head_widths),) * 2 if isinstance(self.head_widths, tuple) else 1, 1, 16)
+        whole("context_channels", 1, 1024)
+        whole("fine_channels", 1, 1024)
+        whole("reward_kernel", 1, 65)
+        if self.reward_kernel % 2 == 0:
+            raise InputError(f"model config: reward_kernel must be odd, got {self.reward_kernel}")
+        whole("t_max", 1, 100)
+        whole("unet_base", 1, 256)
+        g = self.gamma
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0:
+            raise InputError(f"model config: gamma must be a number from 0 to 1, got {g!r}")
+        check_postprocess(self.postprocess)
+        return self
 
 
 def dataclass_from_json(cls, data: dict, what: str):
@@ -110,4 +156,4 @@ def preset_config(name: str, **overrides) -> ModelConfig:
     """The preset called ``name``, with any field overridden (e.g. in_channels=3)."""
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+    return PRESETS[name].replace(**overrides).validate() if overrides else PRESETS[name]

@@ -71,6 +71,8 @@ def resolve_layout(shape: tuple[int, ...], in_channels: int, channel_axis: int |
     if nd not in (2, 3, 4):
         raise InputError(f"expected a 2D image or a 3D volume, got {nd} dimensions {tuple(shape)}{where}")
     if channel_axis is not None:
+        if not -nd <= channel_axis < nd:
+            raise InputError(f"channel axis {channel_axis} does not exist in an array of {nd} dimensions {tuple(shape)}{where}")
         channel_axis %= nd
         if shape[channel_axis] != in_channels:
             raise InputError(
@@ -188,9 +190,10 @@ def iter_segment(
     """Generator form of :func:`segment`; its return value is the Segmentation."""
     layout = resolve_layout(np.shape(image), config.in_channels, channel_axis, source)
     slices, constant = prepare_slices(np.asarray(image), layout, source)
-    t_max = int(t_max or config.t_max)
-    if t_max < 1:
-        raise InputError(f"t_max must be at least 1, got {t_max}")
+    t_max = config.t_max if t_max is None else t_max
+    if isinstance(t_max, bool) or not isinstance(t_max, (int, np.integer)) or t_max < 1:
+        raise InputError(f"t_max must be a whole number of steps, at least 1, got {t_max!r}")
+    t_max = int(t_max)
     n, _, h, w = slices.shape
     device = torch.device(device)
     model = model.to(device).eval()

@@ -113,3 +113,38 @@ def test_written_files_get_the_usual_permissions(tmp_path, tiny_config):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("field, value", [("in_channels", "3"), ("in_channels", -1), ("widths", 5), ("arch", "bogus"),
+                                          ("t_max", "ten"), ("widths", [10**9, 8, 8, 8]), ("head_scale", 3)])
+def test_config_of_wrong_type_or_size_is_refused_before_building(tmp_path, tiny_config, field, value):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from napari_pixeldrl.errors import CheckpointError
+
+    cfg = tiny_config("lite")
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg)
+    header = read_header(path)
+    header["model"][field] = value
+    meta = {"format": "napari-pixeldrl", "format_version": "1", "config": json.dumps(header)}
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=field):
+        load_checkpoint(path)
+
+
+def test_info_that_is_not_an_object_is_refused(tmp_path, tiny_config):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from napari_pixeldrl.errors import CheckpointError
+
+    cfg = tiny_config("lite")
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg)
+    header = {**read_header(path), "info": "a string"}
+    save_file(load_file(str(path)), str(path), metadata={"format": "napari-pixeldrl", "format_version": "1",
+                                                         "config": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="info"):
+        load_checkpoint(path)

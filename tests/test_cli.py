@@ -300,3 +300,16 @@ def test_evaluate_writes_its_report_under_the_current_folder(capsys, tmp_path, t
                          "--split", "all")
     assert code == 0, err
     assert (tmp_path / "eval_tiny1_all" / "table.md").exists() and "eval_tiny1_all" in out
+
+
+def test_evaluate_refuses_a_checkpoint_for_other_channels_and_a_missing_data_path(capsys, tmp_path, tiny_config):
+    root = _disc_folder(tmp_path / "data")  # one-channel images
+    rgb = _tiny_checkpoint(tmp_path, tiny_config, channels=3)
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(rgb), "--dataset", "folder", "--data", str(root),
+                       "--split", "all", "--out", str(tmp_path / "r"))
+    assert code == 2 and "3-channel images" in err and "1-channel" in err and "Traceback" not in err
+    cfg = tiny_config("lite")
+    moved = save_checkpoint(tmp_path / "moved.safetensors", build_model(cfg), cfg,
+                            {"data": {"dataset": "folder", "path": "../not/here"}})
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(moved), "--split", "all", "--out", str(tmp_path / "r2"))
+    assert code == 2 and "../not/here" in err and "--data" in err

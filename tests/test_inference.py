@@ -124,3 +124,14 @@ def test_unet_segments_through_same_entry(tiny_config, blob_image):
     cfg = preset_config("unet", unet_base=4)
     seg = segment(build_model(cfg), cfg, blob_image[0], return_steps=True)
     assert seg.mask.shape == (64, 64) and seg.step_masks.shape == (1, 64, 64)
+
+
+def test_channel_axis_and_t_max_are_taken_as_given_or_refused(tiny_model, blob_image):
+    model, config = tiny_model()
+    image, _ = blob_image
+    with pytest.raises(InputError, match="channel axis 5 does not exist"):
+        resolve_layout((64, 64, 3), 3, channel_axis=5)
+    for bad in (2.7, 0, True):
+        with pytest.raises(InputError, match="t_max must be a whole number"):
+            segment(model, config, image, t_max=bad)
+    assert segment(model, config, image, t_max=2, return_steps=True).step_masks.shape[0] == 2

@@ -336,7 +336,13 @@ def cmd_evaluate(args) -> int:
     provenance = {"split_by": args.split_by, "fold": args.fold, "folds": args.folds, "seed": args.seed}
     if trained_on and args.dataset in (None, trained_on.get("dataset")) and args.split_by == "patient" and args.fold is None and args.seed == 0:
         provenance = {k: trained_on.get(k, v) for k, v in provenance.items()}  # the training run's split
+    if not args.data and not Path(path).expanduser().exists():
+        raise InputError(f"the checkpoint was trained on {path}, which is not there from {Path.cwd()}; "
+                         "give the dataset folder with --data")
     data = _load(kind, path, args.label if args.label is not None else trained_on.get("label"))
+    if data.in_channels != loaded.config.in_channels:
+        raise InputError(f"{loaded.path} takes {loaded.config.in_channels}-channel images, but {path} holds "
+                         f"{data.in_channels}-channel ones; pick the checkpoint trained for this data")
     subset = select(data, provenance, args.split)
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
