@@ -313,3 +313,10 @@ def test_evaluate_refuses_a_checkpoint_for_other_channels_and_a_missing_data_pat
                             {"data": {"dataset": "folder", "path": "../not/here"}})
     code, _, err = run(capsys, "evaluate", "--checkpoint", str(moved), "--split", "all", "--out", str(tmp_path / "r2"))
     assert code == 2 and "../not/here" in err and "--data" in err
+
+
+def test_clear_cache_empties_the_cache_folder_it_names(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELDRL_CACHE", str(tmp_path))
+    (tmp_path / "abc.npz").write_bytes(b"x")
+    code, out, _ = run(capsys, "clear-cache")
+    assert code == 0 and "removed 1" in out and str(tmp_path) in out and not (tmp_path / "abc.npz").exists()

@@ -27,7 +27,7 @@ from napari_pixeldrl.model.preprocess import PERCENTILES
 
 from .records import SliceSet
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: a set is built only if its masks agree on the object's label
 
 
 def default_cache_dir() -> Path:
