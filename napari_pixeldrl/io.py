@@ -56,6 +56,9 @@ class ImageFile:
     format: str  # 'nifti' | 'tif' | 'png'
     path: str
     disk_shape: tuple[int, ...] | None = None  # the array's shape as stored (NIfTI: X, Y, Z, ...)
+    # NIfTI: ((qform, qform_code), (sform, sform_code)) as stored, so that a mask written
+    # back keeps both (they may differ, or one be unset).
+    nifti_forms: tuple | None = None
 
 
 def split_suffix(path: str | os.PathLike) -> tuple[str, str]:
@@ -132,7 +135,9 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             array, spacing = nifti_to_zyx(data, zooms)
         except InputError as exc:
             raise InputError(f"{exc}: {path}") from None
-        return ImageFile(array, spacing, np.asarray(img.affine, dtype=np.float64), "nifti", str(path), tuple(data.shape))
+        forms = (img.get_qform(coded=True), img.get_sform(coded=True))
+        return ImageFile(array, spacing, np.asarray(img.affine, dtype=np.float64), "nifti", str(path), tuple(data.shape),
+                         forms)
     try:
         if fmt == "tif":
             import tifffile
@@ -254,8 +259,13 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, like: ImageFile | None
                 sp = sp[-data.ndim:]
                 affine = np.diag(list(sp[::-1]) + [1.0] * (4 - data.ndim))
             img = nib.Nifti1Image(np.ascontiguousarray(disk), affine)
-            img.set_qform(affine, code=1)
-            img.set_sform(affine, code=1)
+            if like is not None and like.nifti_forms is not None:
+                (qform, qcode), (sform, scode) = like.nifti_forms
+                img.set_qform(qform, code=int(qcode))
+                img.set_sform(sform, code=int(scode))
+            else:
+                img.set_qform(affine, code=1)
+                img.set_sform(affine, code=1)
             img.set_data_dtype(np.uint8)
             nib.save(img, tmp)
         elif fmt == "tif":

@@ -155,3 +155,26 @@ def test_tif_without_pages_is_unreadable(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00 this is not a tif")
     with pytest.raises(UnreadableFileError, match="bad.tif"):
         read_image(tmp_path / "bad.tif")
+
+
+def test_write_mask_keeps_a_qform_that_differs_from_the_sform(tmp_path):
+    import nibabel as nib
+
+    from napari_pixeldrl.io import read_image, write_mask
+
+    data = np.zeros((8, 8, 3), np.float32)
+    data[2:5, 2:5, 1] = 1
+    sform = np.diag([1.25, 1.25, 1.37, 1.0])
+    qform = sform.copy()
+    qform[:3, 3] = (89.0, 0.0, 0.0)  # 89 mm apart, as the hostile test had them
+    img = nib.Nifti1Image(data, sform)
+    img.set_sform(sform, code=2)
+    img.set_qform(qform, code=1)
+    nib.save(img, tmp_path / "in.nii.gz")
+    like = read_image(tmp_path / "in.nii.gz")
+    write_mask(tmp_path / "out.nii.gz", (like.array > 0).astype(np.uint8), like=like)
+    out = nib.load(tmp_path / "out.nii.gz")
+    q, qcode = out.get_qform(coded=True)
+    s, scode = out.get_sform(coded=True)
+    assert (int(qcode), int(scode)) == (1, 2)
+    assert np.allclose(q, qform) and np.allclose(s, sform)
