@@ -178,3 +178,9 @@ def test_write_mask_keeps_a_qform_that_differs_from_the_sform(tmp_path):
     s, scode = out.get_sform(coded=True)
     assert (int(qcode), int(scode)) == (1, 2)
     assert np.allclose(q, qform) and np.allclose(s, sform)
+
+
+def test_lzw_compressed_tif_is_read(tmp_path):
+    image = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    tifffile.imwrite(tmp_path / "lzw.tif", image, compression="lzw")
+    assert np.array_equal(read_image(tmp_path / "lzw.tif").array, image)
