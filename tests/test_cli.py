@@ -320,3 +320,15 @@ def test_clear_cache_empties_the_cache_folder_it_names(capsys, tmp_path, monkeyp
     (tmp_path / "abc.npz").write_bytes(b"x")
     code, out, _ = run(capsys, "clear-cache")
     assert code == 0 and "removed 1" in out and str(tmp_path) in out and not (tmp_path / "abc.npz").exists()
+
+
+def test_predict_progress_bar_reports_and_returns_the_result(capsys, tiny_config, blob_image):
+    from napari_pixeldrl.model.inference import iter_segment
+    from napari_pixeldrl.training.cli import run_with_progress
+
+    cfg = tiny_config("lite")
+    volume = np.stack([blob_image[0]] * 3)
+    seg = run_with_progress(iter_segment(build_model(cfg), cfg, volume), "segmenting", enabled=True)
+    assert seg.mask.shape == volume.shape
+    err = capsys.readouterr().err
+    assert "segmenting" in err and "3/3" in err

@@ -124,19 +124,41 @@ def cmd_metrics(args) -> None:
     _print(out, args.json)
 
 
+def run_with_progress(gen, desc: str, enabled: bool):
+    """Drive an inference generator (it yields Progress(done, total), returns its result),
+    with a progress bar on stderr when ``enabled``."""
+    bar = None
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if enabled:
+                if bar is None:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=p.total, unit="slice", desc=desc, file=sys.stderr, dynamic_ncols=True)
+                bar.n = p.done
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 # -- predict ----------------------------------------------------------------------------
 def cmd_predict(args) -> None:
     import numpy as np
 
     from napari_pixeldrl.io import check_output_file, read_image, write_mask
     from napari_pixeldrl.model.checkpoint import load_checkpoint
-    from napari_pixeldrl.model.inference import segment
+    from napari_pixeldrl.model.inference import iter_segment
     from napari_pixeldrl.model.postprocess import with_postprocess
 
     check_output_file(args.output)  # before the work, not after it
     loaded = load_checkpoint(args.checkpoint)
     image = read_image(args.input)
-    seg = segment(
+    seg = run_with_progress(iter_segment(
         loaded.model,
         with_postprocess(loaded.config, args.postprocess),
         image.array,
@@ -144,7 +166,7 @@ def cmd_predict(args) -> None:
         t_max=args.t_max,
         device=pick_device(args.device),
         source=str(args.input),
-    )
+    ), "segmenting", enabled=not args.json and sys.stderr.isatty())
     mask = seg.mask
     if not str(args.output).lower().endswith((".nii", ".nii.gz")):
         mask = (mask * 255).astype(np.uint8)  # 0/255 like the LGG release, visible in any viewer

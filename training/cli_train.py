@@ -350,7 +350,8 @@ def cmd_evaluate(args) -> int:
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
-    result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name)
+    result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name,
+                      progress=not args.json and sys.stderr.isatty())
     if args.json:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess}))

@@ -42,6 +42,7 @@ def evaluate(
     device="cpu",
     name: str = "PixelDRL-MG",
     batch_size: int = 4,
+    progress: bool = False,
 ) -> dict:
     """Metrics of ``model`` on ``data`` (a SliceSet, or an (images, masks) pair).
 
@@ -51,8 +52,9 @@ def evaluate(
     images, masks = (list(data.images), list(data.masks)) if hasattr(data, "images") else (list(data[0]), list(data[1]))
     patients = list(getattr(data, "patients", [""] * len(images)))
     slice_index = list(getattr(data, "slice_index", range(len(images))))
-    t_max = int(t_max or config.t_max)
-    preds = predict_slices(model, config, images, t_max=t_max, return_steps=True, device=device, batch_size=batch_size)
+    t_max = int(config.t_max if t_max is None else t_max)
+    preds = predict_slices(model, config, images, t_max=t_max, return_steps=True, device=device, batch_size=batch_size,
+                           progress=progress)
     rows, results = [], []
     per_step = np.zeros((len(images), preds[0].step_masks.shape[0] if preds else 0))
     for i, (p, gt) in enumerate(zip(preds, masks)):

@@ -7,6 +7,8 @@ evaluation run the episode on them directly rather than normalising twice.
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -36,9 +38,11 @@ def predict_slices(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     cancel: Callable[[], bool] | None = None,
+    progress: bool = False,
 ) -> list[SlicePrediction | None]:
-    """Argmax episodes (or one U-Net forward) on slices (C, H, W) in [0, 1]; same-shape slices are batched."""
-    t_max = int(t_max or config.t_max)
+    """Argmax episodes (or one U-Net forward) on slices (C, H, W) in [0, 1]; same-shape slices
+    are batched. ``progress``: a progress bar on stderr."""
+    t_max = int(config.t_max if t_max is None else t_max)
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -46,6 +50,11 @@ def predict_slices(
     by_shape: dict[tuple, list[int]] = {}
     for i, im in enumerate(images):
         by_shape.setdefault(tuple(im.shape), []).append(i)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images), unit="slice", desc="segmenting", file=sys.stderr, dynamic_ncols=True)
     try:
         for shape, idx_all in by_shape.items():
             for start in range(0, len(idx_all), batch_size):
@@ -61,6 +70,10 @@ def predict_slices(
                         res.step_actions[:, j].copy() if return_steps else None,
                         int(res.steps_taken[j]),
                     )
+                if bar is not None:
+                    bar.update(len(idx))
     finally:
+        if bar is not None:
+            bar.close()
         model.train(was_training)
     return out  # type: ignore[return-value]  # None where cancelled before the slice
