@@ -219,10 +219,10 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     at = common.index("--crop")
     no_crop = common[:at] + common[at + 2:]
     code, _, err = run(capsys, "finetune", *no_crop, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
-                       "--out", str(tmp_path / "ft2"), "--n-shot", "3", "--epochs", "0")
+                       "--out", str(tmp_path / "ft2"), "--n-shot", "3", "--epochs", "1")
     assert code == 0, err
     assert json.loads((tmp_path / "ft2" / "config.json").read_text())["train"]["crop"] is None
-    assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text().splitlines()[-1])["epochs_done"] == 0  # --epochs 0 ran none
+    assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text().splitlines()[-1])["epochs_done"] == 1
 
 
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):
@@ -267,6 +267,7 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     (["--crop", "-5"], "crop must be"),
     (["--cpu-budget", "0"], "--cpu-budget"),
     (["--t-max", "0"], "t max"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
 ])
 def test_training_options_that_cannot_work_exit_2_with_one_line(capsys, tmp_path, argv, says):
     root = _disc_folder(tmp_path / "data")

@@ -211,3 +211,25 @@ def test_temporaries_of_a_killed_write_are_removed_on_start(tmp_path):
     stale.write_bytes(b"x" * 100)
     Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit(resume=True)
     assert not stale.exists()
+
+
+def test_the_stop_signal_is_reduced_on_the_runs_device(monkeypatch):
+    """NCCL reduces CUDA tensors only: the stop signal must live on the run's device (here a
+    stand-in device, since the tests have no GPU)."""
+    import torch.distributed as dist
+
+    trainer = Trainer(tiny(), discs(2, 0), discs(1, 1), "unused")
+    trainer.world_size, trainer.device = 2, torch.device("meta")
+    seen = []
+
+    class Reduced(Exception):
+        pass
+
+    def fake_all_reduce(tensor, op=None):
+        seen.append(tensor.device)
+        raise Reduced
+
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    with pytest.raises(Reduced):
+        trainer._stop_requested(0.0)
+    assert seen == [torch.device("meta")]

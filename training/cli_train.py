@@ -163,6 +163,8 @@ def _config_from_args(args, finetune: bool):
     from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_options
 
     cfg_path = args.out / CONFIG
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {args.epochs}")
     if args.n_shot is not None and args.n_shot < 1:
         raise InputError(f"--n-shot must be at least 1 (leave it out to train on the whole split), got {args.n_shot}")
     if args.cpu_budget is not None and not args.cpu_budget > 0:
