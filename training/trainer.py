@@ -616,6 +616,9 @@ class Trainer:
         if self.rank == 0:
             self._validate_at_stop(reason, epochs_done)
         self._barrier()
+        # Drop the DDP wrapper now: one that outlives the caller's destroy_process_group()
+        # can abort the process at exit ("terminate called without an active exception").
+        self.step_module = self.objective
         self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir))
         return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history),
                            self._stop_val_dice)
