@@ -204,6 +204,9 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["slices"] == 10 and summary["postprocess"] == "largest-component"
     assert {"dice", "ppv", "sen", "iou", "biou", "hd95"} <= set(summary)
+    lo, hi = summary["dice_ci95"]
+    assert lo <= summary["dice"] <= hi and summary["patients"] >= 1
+    assert summary["empty_predictions"] >= 0 and "hd95_nonempty" in summary
 
     code, out, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                          "--out", str(tmp_path / "ft"), "--n-shot", "3")

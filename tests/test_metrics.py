@@ -295,3 +295,27 @@ def test_nan_refused():
 def test_bad_spacing_refused(spacing):
     with pytest.raises(InputError, match="spacing"):
         slice_metrics(np.ones((8, 8)), np.ones((8, 8)), spacing=spacing)
+
+
+def test_patient_bootstrap_matches_scipys_bootstrap_for_one_slice_per_patient():
+    """With one slice per patient, resampling patients is the ordinary bootstrap of the mean."""
+    from scipy.stats import bootstrap
+
+    from napari_pixeldrl.training.metrics import patient_bootstrap
+
+    values = np.random.default_rng(1).uniform(0.3, 0.9, size=25)
+    lo, hi = patient_bootstrap(values, [f"p{i}" for i in range(25)], n_boot=20000)
+    ref = bootstrap((values,), np.mean, n_resamples=20000, method="percentile", random_state=0).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
+
+
+def test_patient_bootstrap_is_wider_when_slices_of_a_patient_agree():
+    from napari_pixeldrl.training.metrics import patient_bootstrap
+
+    rng = np.random.default_rng(2)
+    level = rng.uniform(0.3, 0.9, size=6)  # six patients, twenty alike slices each
+    values = np.repeat(level, 20) + rng.normal(0, 0.01, 120)
+    patients = np.repeat([f"p{i}" for i in range(6)], 20)
+    lo, hi = patient_bootstrap(values, patients)
+    slo, shi = patient_bootstrap(values, [f"s{i}" for i in range(120)])  # as if slices were independent
+    assert lo < values.mean() < hi and (hi - lo) > 3 * (shi - slo)

@@ -355,11 +355,16 @@ def cmd_evaluate(args) -> int:
     result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name,
                       progress=not args.json and sys.stderr.isatty())
     if args.json:
-        keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step")
+        keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
+                "empty_predictions", "hd95_nonempty")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
+        lo, hi = result["dice_ci95"]
+        print(f"DICE {result['dice']:.4f}, 95 % interval {lo:.4f}-{hi:.4f} (bootstrap over {result['patients']} patients); "
+              f"empty predictions {result['empty_predictions']} of {result['slices']}; "
+              f"HD95 over non-empty predictions {result['hd95_nonempty']:.2f}")
         print("DICE after each step (raw masks m(t)): " + " ".join(f"{d:.4f}" for d in result["dice_per_step"]))
         print(f"report in {out}")
     return 0

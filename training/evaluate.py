@@ -25,7 +25,7 @@ import numpy as np
 
 from napari_pixeldrl.model.checkpoint import atomic_write
 
-from .metrics import METRIC_NAMES, aggregate, overlap_metrics, slice_metrics
+from .metrics import METRIC_NAMES, aggregate, overlap_metrics, patient_bootstrap, slice_metrics
 from .predict import predict_slices
 
 LABELS = {"dice": "DICE", "ppv": "PPV", "sen": "SEN", "iou": "IoU", "biou": "BIoU", "hd95": "HD95"}
@@ -70,6 +70,12 @@ def evaluate(
     dice_per_step = per_step.mean(axis=0).tolist() if len(images) else []
     out = {k: summary[k]["mean"] for k in METRIC_NAMES}
     out.update(sd={k: summary[k]["sd"] for k in METRIC_NAMES}, slices=len(images), dice_per_step=dice_per_step, summary=summary, rows=rows)
+    # Few patients make noisy means: the DICE interval resamples whole patients.
+    nonempty = [r["hd95"] for r in rows if not r["empty_pred"]]
+    out.update(patients=len(set(map(str, patients))),
+               dice_ci95=list(patient_bootstrap([r["dice"] for r in rows], [r["patient"] for r in rows])),
+               empty_predictions=sum(r["empty_pred"] for r in rows),
+               hd95_nonempty=float(np.mean(nonempty)) if nonempty else float("nan"))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

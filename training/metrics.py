@@ -230,6 +230,23 @@ def aggregate(results: Iterable[Mapping]) -> dict:
     return out
 
 
+def patient_bootstrap(values, patients, *, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean over slices when whole patients are resampled with
+    replacement: slices of one patient are not independent, so resampling slices would
+    give an interval too narrow. Returns (nan, nan) with no values."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    keys, group = np.unique(np.asarray(patients, dtype=object).astype(str), return_inverse=True)
+    sums = np.bincount(group, weights=values, minlength=len(keys))
+    counts = np.bincount(group, minlength=len(keys)).astype(float)
+    draws = np.random.default_rng(seed).integers(0, len(keys), size=(n_boot, len(keys)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 class MetricsAccumulator:
     """Collects per-slice or per-volume results and summarises them with :func:`aggregate`.
 
