@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="options both runs get (e.g. --crop 256)")
     parser.add_argument("--lite-args", default="", help="options of the PixelDRL-MG run only")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--note", default="", help="a paragraph for the results file")
     args = parser.parse_args()
     name = args.name or ("heart" if args.dataset == "msd" else "lgg")
     data = args.data or DATA[args.dataset]
@@ -96,7 +97,7 @@ def main() -> None:
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "stages": stages,
               "load_at_end_of_training": load, "machine": machine(),
               "budget": "process CPU time per run, both at once, 1 thread each", "target": target,
-              "curves": {p: [[round(c, 2), round(d, 4)] for c, d in pts] for p, pts in curves.items()}}
+              "note": args.note, "curves": {p: [[round(c, 2), round(d, 4)] for c, d in pts] for p, pts in curves.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(result, indent=2) + "\n")
     plot(curves, target, OUT / f"race_{name}.png")
@@ -114,7 +115,7 @@ def main() -> None:
         best = max((d for _, d in pts), default=float("nan"))
         cells = ", ".join(f"{c:.0f}: {d:.3f}" for c, d in pts) or "none yet"
         lines.append(f"| {LABEL[p]} | {cells} | {best:.3f} | {target - best:+.3f} |")
-    lines += ["", f"![validation DICE against CPU time](race_{name}.png)", "",
+    lines += ["", f"![validation DICE against CPU time](race_{name}.png)", "", *([args.note, ""] if args.note else []),
               "Validation only: no test split was scored for this table. One seed; the validation split is a few "
               "patients, so differences of a few points are inside its noise.", ""]
     (OUT / f"race_{name}.md").write_text("\n".join(lines))
