@@ -39,7 +39,8 @@ def curve(run) -> list[tuple[float, float]]:
         cpu += r.get("cpu_seconds", 0.0) / 60
         if r.get("val_dice") is not None:
             points.append((cpu, r["val_dice"]))
-    records = [json.loads(x) for x in (run / "commands.jsonl").read_text().splitlines() if x.strip()]
+    log = run / "commands.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
     spent = sum(float(c.get("cpu_minutes") or 0) for c in records)  # every stage's, the partial epochs included
     if records and records[-1].get("stop_val_dice") is not None:
         points.append((max(spent, cpu), records[-1]["stop_val_dice"]))
@@ -85,6 +86,11 @@ def main() -> None:
     results = OUT / f"race_{name}.json"
     old = json.loads(results.read_text()) if results.exists() else {}
     stages, load = old.get("stages", []), old.get("load_at_end_of_training")
+    if args.skip_train and not stages:  # runs trained without a results file: their own commands
+        for p, r in runs.items():
+            log = r / "commands.jsonl"
+            argv = [json.loads(x).get("argv") for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+            stages += [f"{LABEL[p]}: `{shlex.join(a)}`" for a in dict.fromkeys(map(tuple, filter(None, argv)))]
     if not args.skip_train:
         if not any((r / "training_state.safetensors").exists() for r in runs.values()):
             stages = []
@@ -108,7 +114,7 @@ def main() -> None:
              "stopped on its own process CPU time, which the other run does not change. Load average when "
              f"training ended: {'-' if load is None else f'{load:.2f}'}.", "",
              "Stages (each continues both runs where they stopped):", "",
-             *[f"{i}. `{c}`" for i, c in enumerate(stages, 1)], "",
+             *[f"{i}. {c if c.startswith(tuple(LABEL.values())) else f'`{c}`'}" for i, c in enumerate(stages, 1)], "",
              "| model | validations (CPU min: val DICE) | best | distance to the paper's level |",
              "| --- | --- | --- | --- |"]
     for p, pts in curves.items():
