@@ -92,7 +92,7 @@ def main() -> None:
     steps = max(len(c) for c in curves.values())
     lines = [
         *header(f"Do the steps refine? {args.name} (validation split)", result),
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} runs at once, 1 thread each, "
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} run(s) at once, 1 thread each, "
         f"each stopped after {args.cpu_minutes:g} min of its own process CPU time; fine-tuning `{args.checkpoint}`. "
         f"Load average when training ended: {load if load is None else f'{load:.2f}'}.",
         "",
