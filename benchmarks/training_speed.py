@@ -1,7 +1,7 @@
 """Training cost against the standard peer: one PA3C training step (batch 2, t_max steps,
 forward + backward + Adam) against one training step of MONAI's BasicUNet with BCE + soft
 Dice on the same batch, interleaved in one process (``pixeldrl bench --train``), at each
-size asked for; plus one whole inference against one forward of the same peer.
+size asked for.
 
     python benchmarks/training_speed.py [--threads 2] [--sizes 128 256] [--repeats 7]
 

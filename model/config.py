@@ -156,4 +156,8 @@ def preset_config(name: str, **overrides) -> ModelConfig:
     """The preset called ``name``, with any field overridden (e.g. in_channels=3)."""
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides).validate() if overrides else PRESETS[name]
+    if not overrides:
+        return PRESETS[name]
+    # JSON gives lists where the config holds tuples (a TrainConfig's model_overrides).
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return PRESETS[name].replace(**overrides).validate()

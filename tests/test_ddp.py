@@ -26,6 +26,12 @@ torch.distributed.all_gather(ws, w)
 # One file per rank: two processes printing to one pipe interleave their characters.
 line = "RANK %d WORLD %d SAME %s %s %d" % (t.rank, t.world_size, all(torch.equal(ws[0], x) for x in ws), r.reason, r.epochs_done)
 open(sys.argv[1] + ".rank%d" % t.rank, "w").write(line)
+# Free the trainer (its network, optimiser and any DDP state) before the process group goes:
+# C++ objects that outlive it can abort the process at exit.
+import gc
+del t, r
+gc.collect()
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
 """
 

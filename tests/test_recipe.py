@@ -233,3 +233,19 @@ def test_the_stop_signal_is_reduced_on_the_runs_device(monkeypatch):
     with pytest.raises(Reduced):
         trainer._stop_requested(0.0)
     assert seen == [torch.device("meta")]
+
+
+def test_review_fixes_bench_unet_out_file_list_overrides_and_old_configs(capsys, tmp_path):
+    from napari_pixeldrl.model.config import preset_config
+
+    assert main(["bench", "--train", "--preset", "unet", "--size", "32"]) == 2
+    assert "is a U-Net" in capsys.readouterr().err
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert main(["train", "--dataset", "folder", "--data", str(tmp_path), "--out", str(a_file)]) == 2
+    assert "it is a file" in capsys.readouterr().err
+    assert preset_config("lite", widths=[8, 16, 16, 16]).widths == (8, 16, 16, 16)  # as JSON gives them
+    old = {k: v for k, v in tiny(preset="paper").to_dict().items() if k not in ("supervised_steps", "coarse_to_fine")}
+    old.update(reward_conv_lr_scale=None, keep_init=None, threads=0)  # saved before the presets had defaults
+    read = TrainConfig.from_dict(old)
+    assert (read.resolved("reward_conv_lr_scale"), read.resolved("keep_init"), read.threads) == ("1/k^2", "random", None)

@@ -149,7 +149,9 @@ def bench_training(
     train = TrainConfig(preset=preset)
     config = preset_config(preset, in_channels=channels)
     if config.arch != "pixeldrl":
-        raise ValueError(f"--train times a PixelDRL-MG preset against the peer; {preset!r} is a U-Net")
+        from napari_pixeldrl.errors import InputError
+
+        raise InputError(f"--train times a PixelDRL-MG preset against the peer; {preset!r} is a U-Net")
     net = build_model(config).to(dev).train()
     peer = build_model(preset_config("basicunet", in_channels=channels)).to(dev).train()
     pa3c = PA3CObjective(net, t_max=config.t_max, gamma=config.gamma, **train.pa3c_options())

@@ -274,6 +274,9 @@ def cmd_train(args) -> int:
     finetune = not hasattr(args, "preset")
     cfg = _config_from_args(args, finetune)
     cfg.check()  # before any data is read
+    from napari_pixeldrl.io import check_output_folder
+
+    check_output_folder(args.out)
     d = cfg.data
     data = _load(d["dataset"], d["path"], d.get("label"))
     train, val = select(data, d, "train"), select(data, d, "val")

@@ -27,8 +27,12 @@ class RunFolderLock:
     def acquire(self) -> "RunFolderLock":
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+")
+        except OSError as err:
+            raise InputError(f"cannot use {self.path.parent} as a run folder ({err.strerror or err}); "
+                             "give another --out") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -149,6 +149,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         # A run saved before these options existed was trained without them: resume it so.
+        if "supervised_steps" not in data:
+            # Saved before the presets had training defaults: None meant what it said then.
+            data = dict(data)
+            if data.get("reward_conv_lr_scale", None) is None:
+                data["reward_conv_lr_scale"] = "1/k^2"
+            if "keep_init" in data and data["keep_init"] is None:
+                data["keep_init"] = "random"
+            if data.get("threads") == 0:
+                data["threads"] = None
         return dataclass_from_json(cls, {**_ADDED, **data}, "training config")
 
     def check(self) -> None:
@@ -232,7 +241,10 @@ def trained_options(checkpoint) -> dict:
     from napari_pixeldrl.model.checkpoint import read_header
 
     trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
-    return {k: trained[k] for k in (*PA3C_FIELDS, "crop") if k in trained}
+    if not trained:
+        return {}
+    read = TrainConfig.from_dict(trained)  # an old header's None keeps the meaning it had then
+    return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained}
 
 
 class TrainingDiverged(PixelDRLError):
@@ -559,14 +571,13 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainResult:
         """Train; with ``resume`` continue the run in the folder. The folder is locked for
         the whole call (process 0): a second run on it is refused (run_lock.py)."""
-        lock = None
-        if int(os.environ.get("RANK", "0")) == 0:
-            lock = RunFolderLock(self.out_dir).acquire()
+        self._lock = None
         try:
             return self._fit(resume)
         finally:
-            if lock is not None:
-                lock.release()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def _check_folder(self, resume: bool) -> None:
         """Refuse to mix two runs in one folder, or to resume what cannot be resumed."""
@@ -586,6 +597,8 @@ class Trainer:
             torch.set_num_threads(int(c.threads))
         self.device = self._pick_device()
         self._setup_distributed()
+        if self.rank == 0:  # the process that writes the folder holds it
+            self._lock = RunFolderLock(self.out_dir).acquire()
         torch.manual_seed(c.seed)  # same initial weights on every process
         self._build()
         if self.rank == 0:
@@ -669,7 +682,8 @@ class Trainer:
                 kept = f"; the last finished epoch's weights are in {self.out_dir / LAST}" if (self.out_dir / LAST).exists() else ""
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is {stats.loss}{kept}. "
-                    "Lower --lr or check the loss weights, then --resume (it continues from the last finished epoch)")
+                    "Fine-tune from that checkpoint into another --out with a lower --lr, or check the loss weights "
+                    "(--resume restores the saved learning rate)")
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
