@@ -107,7 +107,7 @@ class ModelConfig:
         widths("widths", 4, 1, 1024)
         widths("extractor_dilations", 4, 1, 16)
         widths("head_widths", (1, 8), 1, 1024)
-        widths("head_dilations", (len(self.head_widths),) * 2 if isinstance(self.head_widths, tuple) else 1, 1, 16)
+        widths("head_dilations", len(self.head_widths), 1, 16)  # head_widths is a tuple by now
         whole("context_channels", 1, 1024)
         whole("fine_channels", 1, 1024)
         whole("reward_kernel", 1, 65)

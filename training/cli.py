@@ -62,15 +62,15 @@ def cmd_info(args) -> None:
         "bundled_models": sorted(bundled_models()),
     }
     if config.arch == "pixeldrl":
-        from napari_pixeldrl.training.trainer import TrainConfig
+        from napari_pixeldrl.training.trainer import TrainConfig, reward_filter_lr_scale
 
         train = TrainConfig(preset=config.preset)
         result["train_defaults"] = {k: train.resolved(k) for k in (
             "supervised_weight", "reward_balance", "balance_power", "live_pixels_only", "supervised_dice",
             "coarse_to_fine", "keep_init", "reward_conv_lr_scale", "value_weight", "entropy_beta", "lr",
             "batch_size", "crop")}
-        if result["train_defaults"]["reward_conv_lr_scale"] == "1/k^2":  # one over the filter's weights
-            result["train_defaults"]["reward_conv_lr_scale"] = 1.0 / config.reward_kernel**2
+        result["train_defaults"]["reward_conv_lr_scale"] = reward_filter_lr_scale(
+            result["train_defaults"]["reward_conv_lr_scale"], config.reward_kernel**2)
     if info:
         result["info"] = info
     _print(result, args.json)
@@ -100,11 +100,12 @@ def cmd_metrics(args) -> None:
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
     gt = read_image(args.gt)
-    if args.label is not None and not (label_array(gt) == args.label).any():
+    truth = label_array(gt)
+    if args.label is not None and not (truth == args.label).any():
         # A whole ground-truth file without the label is a wrong --label, not an empty object.
-        present = sorted(int(v) for v in np.unique(label_array(gt)) if v != 0)[:10]
+        present = sorted(int(v) for v in np.unique(truth) if v != 0)[:10]
         raise PixelDRLError(f"--label {args.label} does not occur in {args.gt} (its labels: {present or 'none'})")
-    p, g = scored_pair(label_array(read_image(args.pred)), label_array(gt), args.label, args.pred, args.gt)
+    p, g = scored_pair(label_array(read_image(args.pred)), truth, args.label, args.pred, args.gt)
     if p.shape != g.shape:
         raise PixelDRLError(f"{args.pred} has shape {p.shape} but {args.gt} has shape {g.shape}")
     if args.spacing:

@@ -190,9 +190,13 @@ def pa3c_loss(
     truth = truth.float()
     rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
     prev = torch.ones_like(truth)
+    by_radius: dict[int, tuple] = {}  # (target, weights) per dilation: without a schedule, one for all steps
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
-        target = dilate(truth, step_radius(step.t, t_max, coarse_to_fine))
-        weights = balance_weights(target, balance_power) if reward_balance else None
+        radius = step_radius(step.t, t_max, coarse_to_fine)
+        if radius not in by_radius:
+            target = dilate(truth, radius)
+            by_radius[radius] = (target, balance_weights(target, balance_power) if reward_balance else None)
+        target, weights = by_radius[radius]
         targets.append(target)
         step_weights.append(weights)
         mask = step.mask.float()

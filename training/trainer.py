@@ -162,7 +162,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse options and combinations that cannot mean what they say."""
-        def number(name, low, high=math.inf, *, whole=False, optional=False, low_open=False):
+        def number(name, low, high=math.inf, *, whole=False, optional=False, low_open=False, label=None):
             v = getattr(self, name)
             if v is None and optional:
                 return
@@ -171,7 +171,7 @@ class TrainConfig:
             if not ok:
                 kind = "a whole number" if whole else "a number"
                 bound = f"above {low}" if low_open else f"at least {low}"
-                raise InputError(f"{name.replace('_', ' ')} must be {kind} {bound}"
+                raise InputError(f"{label or name.replace('_', ' ')} must be {kind} {bound}"
                                  + (f" and at most {high}" if high != math.inf else "") + f", got {v!r}")
 
         number("epochs", 0, whole=True)
@@ -188,24 +188,18 @@ class TrainConfig:
         number("threads", 1, whole=True, optional=True)
         number("val_max_slices", 1, whole=True, optional=True)
         number("foreground_p", 0.0, 1.0)
+        number("balance_power", 0.0, 1.0)
+        number("val_every", 1, whole=True, label="validation interval (epochs)")
+        number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")
+        number("time_budget_min", 0.0, low_open=True, optional=True, label="time budget (minutes)")
+        number("cpu_budget_min", 0.0, low_open=True, optional=True, label="CPU budget (minutes)")
         if self.reward_conv_lr_scale not in (None, "1/k^2"):
             number("reward_conv_lr_scale", 0.0)
-        p = self.balance_power
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
-            raise InputError(f"balance power must be a number from 0 to 1, got {p!r}")
         d = self.ema_decay
         if d is not None and not (isinstance(d, (int, float)) and 0.0 < d < 1.0):
             raise InputError(f"EMA decay must be a number between 0 and 1 (exclusive), got {d!r}")
-        if not (isinstance(self.val_every, int) and self.val_every >= 1):
-            raise InputError(f"validation interval must be a whole number of epochs >= 1, got {self.val_every!r}")
-        if not (isinstance(self.coarse_to_fine, int) and 0 <= self.coarse_to_fine <= 64):
-            raise InputError(f"coarse-to-fine radius must be a whole number of pixels from 0 to 64, got {self.coarse_to_fine!r}")
         if self.supervised_steps not in ("every", "last"):
             raise InputError(f"supervised steps must be 'every' or 'last', got {self.supervised_steps!r}")
-        for name in ("time_budget_min", "cpu_budget_min"):
-            b = getattr(self, name)
-            if b is not None and not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
-                raise InputError(f"a budget must be a positive number of minutes, got {b!r}")
         k = self.resolved("keep_init")
         if k != "random" and not (isinstance(k, (int, float)) and 0.0 < k < 1.0):
             raise InputError(f"keep_init must be a number in (0, 1) or 'random', got {k!r}")
@@ -754,14 +748,19 @@ def init_keep_bias(net: torch.nn.Module, keep: float) -> None:
         head.out.bias[KEEP] = math.log(keep / (1.0 - keep))
 
 
+def reward_filter_lr_scale(scale: float | str | None, weights: int) -> float:
+    """The reward-map filter's learning-rate factor: ``scale``, or ("1/k^2", None) one over
+    its number of weights."""
+    return 1.0 / weights if scale in (None, "1/k^2") else float(scale)
+
+
 def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | str | None) -> list[dict]:
     """Adam parameter groups: the reward-map filter on its own learning rate, lr times
     ``reward_conv_scale`` ("1/k^2" or None: one over its number of weights)."""
     rc = getattr(net, "reward_conv", None)
     if rc is None:
         return [{"params": list(net.parameters())}]
-    if reward_conv_scale in (None, "1/k^2"):
-        reward_conv_scale = 1.0 / rc.weight.numel()
+    reward_conv_scale = reward_filter_lr_scale(reward_conv_scale, rc.weight.numel())
     ids = {id(p) for p in rc.parameters()}
     rest = [p for p in net.parameters() if id(p) not in ids]
     return [{"params": rest}, {"params": list(rc.parameters()), "lr": lr * reward_conv_scale}]

@@ -54,8 +54,10 @@ def read_pair(image_path: Path, mask_path: Path, label: int | None, index: int |
         raw = mask
         mask = binarize_mask(mask, spatial, source=source, label=label)
         if label is None and mask.any():
-            value = np.asarray(raw)[..., 0] if np.asarray(raw).ndim > len(spatial) else np.asarray(raw)
-            value = int(value[mask.astype(bool)].flat[0])
+            grey = np.asarray(raw)
+            if grey.ndim > len(spatial):  # a grey mask saved as RGB: its channels agree
+                grey = grey[..., 0]
+            value = int(grey[mask.astype(bool)].flat[0])
     in_plane = (float(spacing[-2]), float(spacing[-1]))
     if not is_volume:
         return [RawSlice(0 if index is None else index, chw, mask, in_plane, str(image_path), value)]
