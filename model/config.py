@@ -27,6 +27,8 @@ class ModelConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
     # Dilation of the 3x3 convolutions of each VGG block when ``dilation`` is on.
     extractor_dilations: tuple[int, ...] = (1, 1, 2, 2)
+    # Normalisation after each extractor convolution: "none" (VGG16, the paper) or "instance".
+    extractor_norm: str = "none"
     sam: bool = True  # self-attention module on conv4_3 (paper Eq. 1); Table 3 switch
     dilation: bool = True  # dilated convolutions (DC); Table 3 switch
     # Policy and value heads: one 3x3 convolution per width, dilated as listed.
@@ -37,6 +39,9 @@ class ModelConfig:
     #    them to full resolution, where a 3x3 layer on the conv1_2 features and the
     #    mask is added, so the output stays per pixel (lite).
     head_scale: int = 1
+    # One head body for policy and value, with three outputs (the policy's two and the
+    # value), instead of two bodies: half the per-step cost of the heads.
+    shared_head: bool = False
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
     # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
@@ -65,6 +70,10 @@ class ModelConfig:
             del d["postprocess"]
         if d["unet_family"] == "classic":
             del d["unet_family"]
+        if not d["shared_head"]:
+            del d["shared_head"]
+        if d["extractor_norm"] == "none":
+            del d["extractor_norm"]
         return d
 
     @classmethod
@@ -97,8 +106,9 @@ class ModelConfig:
         choice("arch", ("pixeldrl", "unet"))
         choice("unet_family", ("classic", "monai-basic"))
         choice("features_from", ("state", "image"))
+        choice("extractor_norm", ("none", "instance"))
         choice("head_scale", (1, 4))
-        for name in ("sam", "dilation", "mask_channel"):
+        for name in ("sam", "dilation", "mask_channel", "shared_head"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):
             if not isinstance(getattr(self, name), str):

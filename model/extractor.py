@@ -18,17 +18,31 @@ def conv3x3(in_ch: int, out_ch: int, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation)
 
 
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation after each convolution: none (VGG16 as published) or instance
+    normalisation with learned scale and shift (what MONAI's BasicUNet uses; a network
+    trained from scratch on a few patients learns several times faster with it)."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown normalisation {kind!r}")
+
+
 class VGG16Half(nn.Module):
     """Returns the multi-scale features the heads use: conv1_2, conv2_2, conv3_3, conv4_3."""
 
-    def __init__(self, in_channels: int, widths=(32, 64, 128, 256), dilations=(1, 1, 1, 1)):
+    def __init__(self, in_channels: int, widths=(32, 64, 128, 256), dilations=(1, 1, 1, 1), norm: str = "none"):
         super().__init__()
         blocks = []
         ch = in_channels
         for depth, width, dil in zip(BLOCK_DEPTHS, widths, dilations):
             layers = []
             for _ in range(depth):
-                layers += [conv3x3(ch, width, dil), nn.ReLU(inplace=True)]
+                layers += [conv3x3(ch, width, dil)]
+                if norm != "none":  # no Identity modules, so the layer indices of checkpoints stay as they were
+                    layers.append(norm_layer(norm, width))
+                layers.append(nn.ReLU(inplace=True))
                 ch = width
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)

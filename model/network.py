@@ -92,24 +92,27 @@ class PixelDRLNet(nn.Module):
         dc = c.dilation
         extractor_in = c.in_channels + (1 if c.mask_channel and c.features_from == "state" else 0)
         self.extractor = VGG16Half(
-            extractor_in, c.widths, c.extractor_dilations if dc else (1,) * len(c.widths)
+            extractor_in, c.widths, c.extractor_dilations if dc else (1,) * len(c.widths), c.extractor_norm
         )
         self.sam = SelfAttention(c.widths[3]) if c.sam else nn.Identity()
         concat = c.widths[0] + c.widths[1] + c.widths[2] + c.widths[3]  # 480 for VGG16-half
         head_dil = c.head_dilations if dc else (1,) * len(c.head_widths)
+        # With ``shared_head`` one body gives both outputs: ``self.policy`` then has three
+        # output channels (the policy's two, then the value) and ``self.value`` is None.
+        policy_out = 3 if c.shared_head else 2
         if c.head_scale == 1:
             self.context = nn.Identity()
             self.fine = nn.Identity()
-            self.policy = FullResHead(concat, c.head_widths, head_dil, 2)
-            self.value = FullResHead(concat, c.head_widths, head_dil, 1)
+            self.policy = FullResHead(concat, c.head_widths, head_dil, policy_out)
+            self.value = None if c.shared_head else FullResHead(concat, c.head_widths, head_dil, 1)
         else:
             # Context at 1/scale: SAM output, conv3_3 and conv2_2 (conv1_2 goes to the fine path).
             self.context = nn.Sequential(nn.Conv2d(concat - c.widths[0], c.context_channels, 1), nn.ReLU(inplace=True))
             self.fine = nn.Sequential(nn.Conv2d(c.widths[0], c.fine_channels, 1), nn.ReLU(inplace=True))
             head_in = c.context_channels + (1 if c.mask_channel else 0)
             args = (c.head_widths, head_dil)
-            self.policy = LowResHead(head_in, *args, 2, c.fine_channels, c.head_scale, c.mask_channel)
-            self.value = LowResHead(head_in, *args, 1, c.fine_channels, c.head_scale, c.mask_channel)
+            self.policy = LowResHead(head_in, *args, policy_out, c.fine_channels, c.head_scale, c.mask_channel)
+            self.value = None if c.shared_head else LowResHead(head_in, *args, 1, c.fine_channels, c.head_scale, c.mask_channel)
         # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at
         # the start, so training begins from the plain per-pixel return.
         k = c.reward_kernel
@@ -139,10 +142,17 @@ class PixelDRLNet(nn.Module):
             context = self._features(x)
         if c.head_scale == 1:
             h = context["concat"]
-            return self.policy(h), (self.value(h) if with_value else None)
-        low_mask = F.avg_pool2d(mask, c.head_scale) if c.mask_channel else None
-        policy = self.policy(self._prepared(context, "policy"), low_mask, mask)
-        value = self.value(self._prepared(context, "value"), low_mask, mask) if with_value else None
+            policy = self.policy(h)
+            value = None if c.shared_head or not with_value else self.value(h)
+        else:
+            low_mask = F.avg_pool2d(mask, c.head_scale) if c.mask_channel else None
+            policy = self.policy(self._prepared(context, "policy"), low_mask, mask)
+            if not c.shared_head and with_value:
+                value = self.value(self._prepared(context, "value"), low_mask, mask)
+            else:
+                value = None
+        if c.shared_head:
+            policy, value = policy[:, :2], (policy[:, 2:] if with_value else None)
         return policy, value
 
     def _prepared(self, context: dict, head: str):

@@ -65,3 +65,39 @@ def test_config_roundtrip_and_unknown_keys():
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(InputError, match="unknown preset"):
         preset_config("huge")
+
+
+@pytest.mark.parametrize("preset", ["paper", "lite"])
+def test_shared_head_gives_both_outputs_from_one_body(tiny_config, preset):
+    net = build_model(tiny_config(preset, shared_head=True))
+    assert net.value is None
+    separate = build_model(tiny_config(preset))
+    assert count_parameters(net) < count_parameters(separate)
+    x, m = torch.rand(2, 1, 64, 48), torch.ones(2, 1, 64, 48)
+    logits, value = net(x, m)
+    assert logits.shape == (2, 2, 64, 48) and value.shape == (2, 1, 64, 48)
+    # The value is the body's third output, the policy its first two.
+    full = net.policy(net._prepared(net.encode(x), "policy"), torch.nn.functional.avg_pool2d(m, 4), m) if preset == "lite" else None
+    if full is not None:
+        assert torch.equal(full[:, :2], logits) and torch.equal(full[:, 2:], value)
+    logits_only, none = net.step(net.encode(x), m, with_value=False)
+    assert none is None and torch.equal(logits_only, logits)
+
+
+def test_instance_norm_extractor(tiny_config):
+    net = build_model(tiny_config("lite", extractor_norm="instance"))
+    norms = [m for m in net.extractor.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert len(norms) == 10  # one per VGG16-half convolution
+    # A contrast change of the image does not change the first block's output.
+    x = torch.rand(1, 1, 64, 64)
+    first = net.extractor.blocks[0][:3]  # conv, norm, ReLU
+    assert torch.allclose(first(x), first(3 * x), atol=2e-3)  # up to the eps of the variance
+    with pytest.raises(InputError, match="extractor_norm"):
+        tiny_config("lite", extractor_norm="batch")
+
+
+def test_new_fields_left_out_of_json_at_their_first_values():
+    d = preset_config("lite").to_dict()
+    assert "shared_head" not in d and "extractor_norm" not in d
+    changed = preset_config("lite", shared_head=True, extractor_norm="instance")
+    assert ModelConfig.from_dict(changed.to_dict()) == changed

@@ -133,12 +133,13 @@ def bench_training(
     repeats: int = 5,
     warmup: int = 1,
     device: str = "cpu",
+    overrides: dict | None = None,
 ) -> dict:
     """Median seconds of one training step (forward, backward, Adam) of PixelDRL-MG by PA3C
     (the preset's training defaults, t_max steps) and of MONAI's BasicUNet with BCE + soft
     Dice (the objective the trainer gives it), on the same batch of ``batch`` random images
     whose truth is a disc on about 10 % of the pixels; interleaved, so that a change of
-    machine load hits both alike."""
+    machine load hits both alike. ``overrides``: model config fields changed from the preset's."""
     from napari_pixeldrl.training.pa3c import PA3CObjective
     from napari_pixeldrl.training.supervised import SupervisedObjective
     from napari_pixeldrl.training.trainer import TrainConfig, param_groups
@@ -147,7 +148,7 @@ def bench_training(
     torch.manual_seed(0)
     dev = torch.device(device)
     train = TrainConfig(preset=preset)
-    config = preset_config(preset, in_channels=channels)
+    config = preset_config(preset, in_channels=channels, **(overrides or {}))
     if config.arch != "pixeldrl":
         from napari_pixeldrl.errors import InputError
 
@@ -182,6 +183,7 @@ def bench_training(
         "batch": batch,
         "channels": channels,
         "t_max": config.t_max,
+        "overrides": dict(overrides or {}),
         "pa3c_s": round(pa3c_s, 4),
         "peer": "MONAI BasicUNet, BCE + soft Dice, Adam",
         "peer_s": round(peer_s, 4),

@@ -92,6 +92,11 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                        help="self-attention module on conv4_3 (default on; --no-sam for the ablation)")
         p.add_argument("--dilation", action=argparse.BooleanOptionalAction, default=None,
                        help="dilated convolutions in the extractor and heads (default on; --no-dilation for the ablation)")
+        p.add_argument("--shared-head", action=argparse.BooleanOptionalAction, default=None,
+                       help="one head body for the policy and the value (three outputs) instead of two: half the "
+                            "heads' cost per step (default off; not in the paper)")
+        p.add_argument("--extractor-norm", choices=("none", "instance"), default=None,
+                       help="normalisation after each extractor convolution (default none, as VGG16; not in the paper)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long (the weights trained since the last validation are validated at the stop and kept if best)")
@@ -251,15 +256,15 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--dilation become model overrides of a new run; a resumed run keeps its network."""
+    """--sam/--dilation/--shared-head/--extractor-norm become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
-    switches = {k: getattr(args, k, None) for k in ("sam", "dilation")}
+    switches = {k: getattr(args, k, None) for k in ("sam", "dilation", "shared_head", "extractor_norm")}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--dilation switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        raise InputError(f"--sam/--dilation/--shared-head/--extractor-norm switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:
