@@ -1,5 +1,5 @@
-"""Do the steps refine? Fine-tune one checkpoint with variants of the training recipe under
-the same CPU-time budget each, then score every variant's best checkpoint on the
+"""Do the steps refine? Fine-tune one checkpoint (or, without --checkpoint, train from
+scratch) with variants of the training recipe under the same CPU-time budget each, then score every variant's best checkpoint on the
 validation split with the DICE after each step t = 1..t_max (the paper's Fig. 7). The
 test split is not touched: this chooses the recipe.
 
@@ -10,6 +10,8 @@ A run's budget is process CPU time (``pixeldrl finetune --cpu-budget``), so runs
 share the machine, or other work on it, do not change what each gets. Runs land in
 runs/refine-<name>/<variant>; the table and the figure in benchmarks/results/refine_<name>.*.
 A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1).
+A variant whose run folder already holds a finished run is not trained again; the table
+lists the commands each run folder records (commands.jsonl), whoever started them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shlex
+
+import json
 
 from _runs import DATA, OUT, ROOT, evaluate, header, history, provenance, train_at_once, write_results
 from screen import at_stop, parse_variant
@@ -48,6 +52,19 @@ def plot(curves: dict[str, list[float]], path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def finished(run) -> bool:
+    """The run folder holds a run whose last command ended (not one that was killed)."""
+    log = run / "commands.jsonl"
+    return log.exists() and json.loads(log.read_text().splitlines()[-1]).get("status") == "ended"
+
+
+def recorded_commands(run) -> list[str]:
+    """The commands that trained a run folder, as it records them."""
+    log = run / "commands.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return [shlex.join(r["argv"]) for r in records if r.get("status") == "ended" and r.get("argv")]
+
+
 def main() -> None:
     import argparse
 
@@ -55,7 +72,8 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
     parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
-    parser.add_argument("--checkpoint", required=True, help="every variant fine-tunes this checkpoint")
+    parser.add_argument("--checkpoint", default=None,
+                        help="every variant fine-tunes this checkpoint (default: every variant trains from scratch)")
     parser.add_argument("--cpu-minutes", type=float, required=True, help="process CPU time of each run")
     parser.add_argument("--shared", default="", help="options every variant gets")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
@@ -66,20 +84,24 @@ def main() -> None:
     variants = dict(parse_variant(v) for v in args.variant)
     base = ROOT / "runs" / f"refine-{args.name}"
     runs = {n: base / n.replace(" ", "_") for n in variants}
-    shared = ["--dataset", args.dataset, "--data", data, "--checkpoint", args.checkpoint, "--threads", "1",
+    start_from = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    shared = ["--dataset", args.dataset, "--data", data, *start_from, "--threads", "1",
               "--seed", "0", "--cpu-budget", str(args.cpu_minutes), *shlex.split(args.shared)]
     load = None
-    if not args.skip_train:
-        train_at_once({runs[n]: [*shared, *extra] for n, extra in variants.items()}, command="finetune", resume=False)
+    to_train = {} if args.skip_train else {runs[n]: [*shared, *extra] for n, extra in variants.items() if not finished(runs[n])}
+    if to_train:
+        train_at_once(to_train, command="finetune" if args.checkpoint else "train", resume=False)
         load = os.getloadavg()[0]
     scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",
                           reuse=args.skip_train) for n in variants}
-    start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
-    curves = {"start checkpoint": start["dice_per_step"]}
+    curves = {}
+    if args.checkpoint:
+        start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
+        curves["start checkpoint"] = start["dice_per_step"]
     for n in variants:
         t = trained_t_max(variants[n])
         curves[n] = scores[n]["dice_per_step"][:t] if t else scores[n]["dice_per_step"]
-    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n])} for n in variants}
+    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n]), "commands": recorded_commands(runs[n])} for n in variants}
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               **provenance(OUT / f"refine_{args.name}.json", "refine.py", args.skip_train, load),
               "machine": machine(), "budget": f"{args.cpu_minutes:g} min of process CPU time each",
@@ -92,8 +114,10 @@ def main() -> None:
     steps = max(len(c) for c in curves.values())
     lines = [
         *header(f"Do the steps refine? {args.name} (validation split)", result),
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {len(variants)} run(s) at once, 1 thread each, "
-        f"each stopped after {args.cpu_minutes:g} min of its own process CPU time; fine-tuning `{args.checkpoint}`. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; 1 thread per run, "
+        f"each stopped after {args.cpu_minutes:g} min of its own process CPU time (other work on the machine does not "
+        f"change what a run computes; up to two runs shared the 2 cores); "
+        + (f"fine-tuning `{args.checkpoint}`. " if args.checkpoint else "trained from scratch. ") +
         f"Load average when training ended: {load if load is None else f'{load:.2f}'}.",
         "",
         "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only):",
@@ -110,6 +134,9 @@ def main() -> None:
         stop = "-" if r["at_stop"] is None else f"{r['at_stop']:.4f}"
         lines.append(f"| {n} | `{shlex.join(variants[n])}` | {r['epochs']} | {r['best_val_dice']:.4f} "
                      f"({r['best_epoch']}{'+' if r['best_validated_at_stop'] else ''}) | {stop} |")
+    lines += ["", "Commands each run folder records:", ""]
+    for n, r in rows.items():
+        lines += [f"- {n}: " + "; ".join(f"`{c}`" for c in r["commands"])]
     lines += ["", f"![DICE after each step](refine_{args.name}.png)", "", *([args.note, ""] if args.note else []),
               "One seed and a short budget on a few validation patients: weak evidence, used to choose the recipe.", ""]
     write_results(f"refine_{args.name}", result, lines)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from napari_pixeldrl.model.episode import reward, run_episode
@@ -49,12 +50,17 @@ def test_zeroing_is_absorbing_and_early_stop_is_exact():
         assert (after.mask <= before.mask).all()
 
 
-def test_sampled_episode_keeps_graph(tiny_config):
+@pytest.mark.parametrize("shared_head", [True, False])
+def test_sampled_episode_keeps_graph(tiny_config, shared_head):
     torch.manual_seed(0)
-    net = PixelDRLNet(tiny_config("lite"))
+    net = PixelDRLNet(tiny_config("lite", shared_head=shared_head))
     steps = list(run_episode(net, torch.rand(2, 1, 32, 32), 3, sample=True, generator=torch.Generator().manual_seed(1)))
     assert len(steps) == 3  # no early stop while sampling
     loss = sum((-s.log_prob).mean() + s.value.mean() - 0.01 * s.entropy.mean() for s in steps)
     loss.backward()
-    assert net.policy.out.weight.grad is not None and net.value.out.weight.grad is not None
+    if shared_head:  # one output layer: the policy's two rows and the value's third all get gradients
+        grad = net.policy.out.weight.grad
+        assert grad is not None and all(bool(grad[i].abs().sum() > 0) for i in range(3))
+    else:
+        assert net.policy.out.weight.grad is not None and net.value.out.weight.grad is not None
     assert all(((s.action == 0) | (s.action == 1)).all() for s in steps)

@@ -46,9 +46,12 @@ def test_paper_preset_keeps_the_initialisation_and_one_learning_rate(tmp_path, t
     assert {g["lr"] for g in trainer.optimizer.param_groups} == {1e-3}
     lite = Trainer(tiny(epochs=0), discs(2, 0), discs(1, 1), tmp_path / "lite")
     lite.fit()
-    keep = torch.softmax(lite.net.policy.out.bias.detach(), 0)[KEEP]
-    assert float(keep) == pytest.approx(0.9, abs=1e-6)
+    assert lite.config.resolved("keep_init") == "random"
     assert sorted(g["lr"] for g in lite.optimizer.param_groups) == pytest.approx([1e-3 / 33**2, 1e-3])
+    biased = Trainer(tiny(epochs=0, keep_init=0.9), discs(2, 0), discs(1, 1), tmp_path / "biased")
+    biased.fit()
+    keep = torch.softmax(biased.net.policy.out.bias.detach()[:2], 0)[KEEP]  # the policy's two outputs
+    assert float(keep) == pytest.approx(0.9, abs=1e-6)
 
 
 def test_info_shows_each_presets_training_defaults(capsys):
@@ -90,7 +93,7 @@ def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
     torch.manual_seed(0)
     net = build_model(tiny_config("lite"))
     with torch.no_grad():  # a policy that zeroes everything at once: pi(keep) ~ 0
-        net.policy.out.bias.copy_(torch.tensor([20.0, -20.0]))
+        net.policy.out.bias[:2].copy_(torch.tensor([20.0, -20.0]))
     images, masks = discs(1, 0)
     x, y = torch.from_numpy(images[0][None]), torch.from_numpy(masks[0][None]).float()
     common = dict(t_max=3, gamma=0.95, reward_balance=False, generator=torch.Generator().manual_seed(0))

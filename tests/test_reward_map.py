@@ -41,13 +41,17 @@ def _concat_head(head: LowResHead, low, fine, mask, low_mask):
 def _concat_step(self, context, mask, with_value=True):
     low_mask = F.avg_pool2d(mask, self.config.head_scale)
     args = (context["context"], context["fine"], mask, low_mask)
+    if self.value is None:  # one shared body: the policy's two outputs, then the value
+        out = _concat_head(self.policy, *args)
+        return out[:, :2], (out[:, 2:] if with_value else None)
     return _concat_head(self.policy, *args), (_concat_head(self.value, *args) if with_value else None)
 
 
+@pytest.mark.parametrize("shared_head", [True, False])
 @pytest.mark.parametrize("mask_channel", [True, False])
-def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel):
+def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head):
     torch.manual_seed(0)
-    net = build_model(tiny_config("lite", mask_channel=mask_channel))
+    net = build_model(tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head))
     x = torch.rand(2, 1, 64, 64)
     mask = (torch.rand(2, 1, 64, 64) > 0.3).float()
     ctx = net.encode(x)

@@ -113,7 +113,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
     p.add_argument("--keep-init", default=None, metavar="P|random",
                    help="start pi(keep) near P (bias, output weights x0.1) or keep PyTorch's initialisation "
-                        "(lite 0.9, paper random)")
+                        "(default random)")
     p.add_argument("--reward-conv-lr-scale", type=float, default=None, metavar="S",
                    help="learning rate of the reward-map filter = lr x S (lite 1/1089, paper 1)")
     p.add_argument("--coarse-to-fine", type=int, default=None, metavar="PIXELS",
@@ -124,13 +124,13 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="put the supervised term on every step's pi(keep) (default) or on the last step only, "
                         "so that the earlier steps learn from the reward alone (not in the paper)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
-                   help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (default on)")
+                   help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (lite on, paper off)")
     p.add_argument("--balance-power", type=float, default=None,
-                   help="reward weight per class = fraction^-power (1: fully balanced, 0.5: softer; default 1)")
+                   help="reward weight per class = fraction^-power (1: fully balanced, 0.5: softer; lite 0.5, paper 1)")
     p.add_argument("--supervised-dice", action=argparse.BooleanOptionalAction, default=None,
-                   help="add soft Dice on pi(keep) to the supervised BCE (default off)")
+                   help="add soft Dice on pi(keep) to the supervised BCE (lite on, paper off)")
     p.add_argument("--live-pixels-only", action=argparse.BooleanOptionalAction, default=None,
-                   help="policy, entropy and value terms over the pixels not yet zeroed (default on)")
+                   help="policy, entropy and value terms over the pixels not yet zeroed (lite on, paper off)")
     p.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
                    help="validate and save a moving average of the weights, updated every episode with this decay "
                         "(e.g. 0.995; default off; 0 turns it off on --resume); the raw weights are validated "

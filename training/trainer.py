@@ -58,10 +58,13 @@ CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
 # (pa3c.py docstring, benchmarks/results/pa3c_collapse.md). keep_init "random": no change
 # to the initialisation.
 TRAIN_DEFAULTS = {
-    "paper": {"supervised_weight": 0.0, "reward_balance": False, "live_pixels_only": False,
-              "keep_init": "random", "reward_conv_lr_scale": 1.0},
-    "lite": {"supervised_weight": 5.0, "reward_balance": True, "live_pixels_only": True,
-             "keep_init": 0.9, "reward_conv_lr_scale": "1/k^2"},
+    "paper": {"supervised_weight": 0.0, "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
+              "supervised_dice": False, "keep_init": "random", "reward_conv_lr_scale": 1.0},
+    # keep_init "random": with the supervised term on, a fresh run does not fall into the
+    # all-zero policy, and pi(keep) started at 0.9 (which scales the output layers by 0.1)
+    # learned several times slower from scratch (README, "the lite recipe").
+    "lite": {"supervised_weight": 5.0, "reward_balance": True, "balance_power": 0.5, "live_pixels_only": True,
+             "supervised_dice": True, "keep_init": "random", "reward_conv_lr_scale": "1/k^2"},
 }
 PRESET_DEFAULTED = tuple(TRAIN_DEFAULTS["paper"])
 
@@ -107,13 +110,13 @@ class TrainConfig:
     # pi(keep) at the start of a fresh run (bias of the policy output). Zeroing is absorbing,
     # so a sampled episode keeps an object pixel only if every step keeps it; starting near
     # 0.5 nearly every object pixel is zeroed while exploring and the run falls into the
-    # all-zero policy. "random" leaves PyTorch's initialisation; None: the preset's (lite 0.9).
+    # all-zero policy. "random" leaves PyTorch's initialisation; None: the preset's (both "random").
     keep_init: float | str | None = None
     # Gap-filling choices against the collapse to the all-zero policy (pa3c.py docstring,
     # benchmarks/results/pa3c_collapse.md): class-balanced reward, loss over live pixels.
     reward_balance: bool | None = None  # weigh each pixel's reward by its class's fraction^-power (None: preset's)
-    balance_power: float = 1.0  # 1: balanced accuracy (over-segments small objects), 0.5: softer
-    supervised_dice: bool = False  # add soft Dice on pi(keep) to the supervised BCE
+    balance_power: float | None = None  # 1: balanced accuracy (over-segments small objects), 0.5: softer (None: preset's)
+    supervised_dice: bool | None = None  # add soft Dice on pi(keep) to the supervised BCE (None: preset's)
     live_pixels_only: bool | None = None  # policy/entropy/value terms over pixels not yet zeroed (None: preset's)
     # Coarse to fine (not in the paper): step t's target is the truth dilated by
     # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
@@ -188,7 +191,7 @@ class TrainConfig:
         number("threads", 1, whole=True, optional=True)
         number("val_max_slices", 1, whole=True, optional=True)
         number("foreground_p", 0.0, 1.0)
-        number("balance_power", 0.0, 1.0)
+        number("balance_power", 0.0, 1.0, optional=True)
         number("val_every", 1, whole=True, label="validation interval (epochs)")
         number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")
         number("time_budget_min", 0.0, low_open=True, optional=True, label="time budget (minutes)")
@@ -203,7 +206,7 @@ class TrainConfig:
         k = self.resolved("keep_init")
         if k != "random" and not (isinstance(k, (int, float)) and 0.0 < k < 1.0):
             raise InputError(f"keep_init must be a number in (0, 1) or 'random', got {k!r}")
-        if self.supervised_dice and self.resolved_supervised_weight() == 0.0:
+        if self.supervised_dice is True and self.resolved_supervised_weight() == 0.0:  # asked for, not a preset's default
             raise InputError(
                 "--supervised-dice adds to the supervised term, whose weight is 0 here "
                 f"(preset {self.preset!r}); give --supervised-weight too"
