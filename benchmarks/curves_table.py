@@ -1,0 +1,72 @@
+"""Tabulate the validation curves of run folders, whatever started them: each run's own
+recorded commands (commands.jsonl), and its validation DICE per epoch against the CPU
+minutes it had spent (metrics.jsonl). For screens run by hand with `pixeldrl train`.
+
+    python benchmarks/curves_table.py --name lite_recipe_lgg --title "..." LABEL=RUN_FOLDER ...
+
+Writes benchmarks/results/<name>.{json,md}. A run that was stopped by hand before its
+budget shows the epochs it finished; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+from pathlib import Path
+
+from _runs import OUT, write_results
+from napari_pixeldrl.training.bench import machine
+
+
+def read_run(run: Path) -> dict:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    records = [json.loads(x) for x in (run / "commands.jsonl").read_text().splitlines() if x.strip()]
+    cpu, points = 0.0, []
+    for r in rows:
+        cpu += r.get("cpu_seconds", 0.0) / 60
+        if r.get("val_dice") is not None:
+            points.append([r["epoch"], round(cpu, 2), round(r["val_dice"], 4)])
+    ended = [r for r in records if r.get("status") == "ended"]
+    commands = list(dict.fromkeys(shlex.join(r["argv"]) for r in records if r.get("argv")))
+    return {"commands": commands, "validations": points, "ended": bool(ended) and records[-1].get("status") == "ended",
+            "reason": ended[-1].get("reason") if ended else "stopped by hand"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--note", default="")
+    parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_FOLDER")
+    args = parser.parse_args()
+    runs = {}
+    for item in args.runs:
+        label, _, folder = item.partition("=")
+        runs[label] = read_run(Path(folder))
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python benchmarks/curves_table.py " + shlex.join(__import__("sys").argv[1:]),
+              "load_at_tabulation": round(os.getloadavg()[0], 2), "machine": machine(), "runs": runs}
+    m = result["machine"]
+    lines = [f"# {args.title}", "", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. Each run: 1 thread; its CPU minutes are its "
+             "own process CPU time, which other work on the machine does not change (up to three processes shared "
+             "the 2 cores).", "",
+             "| run | validations (epoch, CPU min: val DICE) | best | how it ended |", "| --- | --- | --- | --- |"]
+    for label, r in runs.items():
+        cells = ", ".join(f"{e}, {c:.1f}: {d:.3f}" for e, c, d in r["validations"]) or "none"
+        best = max((d for _, _, d in r["validations"]), default=float("nan"))
+        lines.append(f"| {label} | {cells} | {best:.3f} | {r['reason']} |")
+    lines += ["", "Commands each run folder records:", ""]
+    for label, r in runs.items():
+        lines.append(f"- {label}: " + "; ".join(f"`{c}`" for c in r["commands"]))
+    lines += ["", *([args.note, ""] if args.note else []),
+              "Validation split only; one seed; the validation split is a few patients, so differences of a few "
+              "points are inside its noise.", ""]
+    write_results(args.name, result, lines)
+
+
+if __name__ == "__main__":
+    main()
