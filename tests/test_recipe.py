@@ -193,6 +193,25 @@ def test_a_run_folder_in_use_is_refused_naming_the_holder(tmp_path):
     assert Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit().reason == "done"  # free again
 
 
+def test_the_end_event_comes_while_the_run_still_holds_its_folder(tmp_path):
+    """What a caller writes into the folder at the end (the CLI's "ended" record) is the run's:
+    a second run cannot have taken the folder in between."""
+    from napari_pixeldrl.training.run_lock import RunFolderLock
+    from napari_pixeldrl.training.trainer import EndEvent
+
+    seen = []
+
+    def at_end(event):
+        if isinstance(event, EndEvent):
+            with pytest.raises(InputError, match="in use by another run"):
+                RunFolderLock(tmp_path).acquire()
+            seen.append(event.reason)
+
+    Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path, callbacks=[at_end]).fit()
+    assert seen == ["done"]
+    RunFolderLock(tmp_path).acquire().release()  # released after it
+
+
 def test_resume_without_training_state_is_refused_and_keeps_the_best(tmp_path):
     from napari_pixeldrl.training.trainer import BEST, STATE
 

@@ -290,9 +290,18 @@ def cmd_train(args) -> int:
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-    def log_epoch(event):
-        from napari_pixeldrl.training.trainer import EpochEvent, StartEvent
+    cpu_started = time.process_time()
 
+    def log_epoch(event):
+        from napari_pixeldrl.training.trainer import EndEvent, EpochEvent, StartEvent
+
+        if isinstance(event, EndEvent) and trainer.rank == 0:
+            # The run folder keeps every command that trained it: a run continued in stages,
+            # maybe with other options, says how it was made. Written while the run holds the folder.
+            _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "ended",
+                               "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": event.reason,
+                               "epochs_done": event.epochs_done, "stop_val_dice": event.stop_val_dice,
+                               "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)})
         if isinstance(event, StartEvent):
             # Recorded as soon as the run holds its folder, so a killed command is on record too.
             _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "started",
@@ -304,15 +313,8 @@ def cmd_train(args) -> int:
                   file=sys.stderr, flush=True)
 
     trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
-    cpu_started = time.process_time()
     result = trainer.fit(resume=args.resume)
     if trainer.rank == 0:
-        # The run folder keeps every command that trained it: a run continued in stages,
-        # maybe with other options, says how it was made.
-        _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "ended",
-                           "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": result.reason,
-                           "epochs_done": result.epochs_done, "stop_val_dice": result.stop_val_dice,
-                           "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)})
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
     return 0

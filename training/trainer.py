@@ -288,6 +288,7 @@ class EndEvent:
     best_dice: float
     best_epoch: int
     out_dir: Path
+    stop_val_dice: float | None = None  # the weights validated at a budget stop, if any
 
 
 Callback = Callable[[object], None]
@@ -629,7 +630,8 @@ class Trainer:
         # Drop the DDP wrapper now: one that outlives the caller's destroy_process_group()
         # can abort the process at exit ("terminate called without an active exception").
         self.step_module = self.objective
-        self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir))
+        # Emitted while this run still holds its folder, so what a callback writes there is the run's.
+        self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, self._stop_val_dice))
         return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history),
                            self._stop_val_dice)
 
