@@ -328,7 +328,7 @@ def test_clear_cache_empties_the_cache_folder_it_names(capsys, tmp_path, monkeyp
 
 def test_predict_progress_bar_reports_and_returns_the_result(capsys, tiny_config, blob_image):
     from napari_pixeldrl.model.inference import iter_segment
-    from napari_pixeldrl.training.cli import run_with_progress
+    from napari_pixeldrl.training.predict import run_with_progress
 
     cfg = tiny_config("lite")
     volume = np.stack([blob_image[0]] * 3)
@@ -336,3 +336,13 @@ def test_predict_progress_bar_reports_and_returns_the_result(capsys, tiny_config
     assert seg.mask.shape == volume.shape
     err = capsys.readouterr().err
     assert "segmenting" in err and "3/3" in err
+
+
+def test_demo_shows_progress_when_asked(capsys, tmp_path, tiny_config):
+    from napari_pixeldrl.training.demo import run_demo
+
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config, 1)
+    run_demo("heart", str(ckpt), tmp_path / "demo", progress=True)
+    assert "segmenting the heart sample" in capsys.readouterr().err
+    run_demo("heart", str(ckpt), tmp_path / "demo", progress=False)
+    assert "segmenting" not in capsys.readouterr().err

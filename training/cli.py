@@ -125,28 +125,6 @@ def cmd_metrics(args) -> None:
     _print(out, args.json)
 
 
-def run_with_progress(gen, desc: str, enabled: bool):
-    """Drive an inference generator (it yields Progress(done, total), returns its result),
-    with a progress bar on stderr when ``enabled``."""
-    bar = None
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if enabled:
-                if bar is None:
-                    from tqdm import tqdm
-
-                    bar = tqdm(total=p.total, unit="slice", desc=desc, file=sys.stderr, dynamic_ncols=True)
-                bar.n = p.done
-                bar.refresh()
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 # -- predict ----------------------------------------------------------------------------
 def cmd_predict(args) -> None:
     import numpy as np
@@ -159,6 +137,8 @@ def cmd_predict(args) -> None:
     check_output_file(args.output)  # before the work, not after it
     loaded = load_checkpoint(args.checkpoint)
     image = read_image(args.input)
+    from napari_pixeldrl.training.predict import run_with_progress
+
     seg = run_with_progress(iter_segment(
         loaded.model,
         with_postprocess(loaded.config, args.postprocess),
@@ -234,7 +214,8 @@ def cmd_demo(args) -> None:
 
     check_output_folder(args.out)
     samples = ["lgg", "heart"] if args.sample == "all" else [args.sample]
-    results = [run_demo(s, args.checkpoint, args.out, device=pick_device(args.device)) for s in samples]
+    results = [run_demo(s, args.checkpoint, args.out, device=pick_device(args.device),
+                        progress=not args.json and sys.stderr.isatty()) for s in samples]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:

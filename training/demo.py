@@ -10,23 +10,28 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from napari_pixeldrl.model.checkpoint import load_checkpoint
-from napari_pixeldrl.model.inference import prepare_slices, segment
+from napari_pixeldrl.model.inference import iter_segment, prepare_slices
 from napari_pixeldrl.sample_data import SAMPLES
 
 from .evaluate import pick_slices, plot_steps
 from .metrics import METRIC_NAMES, aggregate, slice_metrics, volume_metrics
+from .predict import run_with_progress
 
 # Which bundled model fits which sample.
 MODEL_FOR_SAMPLE = {"lgg": "lgg", "heart": "heart"}
 
 
-def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo", *, device="cpu", fig_slices: int = 3) -> dict:
-    """Segment the sample ``sample`` ('lgg' or 'heart'); write ``<out_dir>/<sample>_steps.png``."""
+def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo", *, device="cpu", fig_slices: int = 3,
+             progress: bool = False) -> dict:
+    """Segment the sample ``sample`` ('lgg' or 'heart'); write ``<out_dir>/<sample>_steps.png``.
+    ``progress``: a progress bar on stderr."""
     data = SAMPLES[sample]()
     loaded = load_checkpoint(checkpoint or MODEL_FOR_SAMPLE[sample])
     channel_axis = -1 if data.rgb else None
-    seg = segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True, device=device,
-                  source=str(data.image_path))
+    seg = run_with_progress(
+        iter_segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True,
+                     device=device, source=str(data.image_path)),
+        f"segmenting the {sample} sample", enabled=progress)
     in_plane = tuple(data.spacing[-2:]) if data.affine is not None else None
     per_slice = [slice_metrics(seg.mask[z], data.mask[z], spacing=in_plane) for z in range(len(data.mask))]
     summary = aggregate(per_slice)

@@ -77,3 +77,25 @@ def predict_slices(
             bar.close()
         model.train(was_training)
     return out  # type: ignore[return-value]  # None where cancelled before the slice
+
+
+def run_with_progress(gen, desc: str, enabled: bool):
+    """Drive an inference generator (it yields Progress(done, total), returns its result),
+    with a progress bar on stderr when ``enabled``."""
+    bar = None
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if enabled:
+                if bar is None:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=p.total, unit="slice", desc=desc, file=sys.stderr, dynamic_ncols=True)
+                bar.n = p.done
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
