@@ -115,8 +115,8 @@ def main() -> None:
     lines = [
         *header(f"Do the steps refine? {args.name} (validation split)", result),
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; 1 thread per run, "
-        f"each stopped after {args.cpu_minutes:g} min of its own process CPU time (other work on the machine does not "
-        f"change what a run computes; up to two runs shared the 2 cores); "
+        f"each stopped after {args.cpu_minutes:g} min of its own process CPU time (other work on the machine, at times "
+        f"several other runs, does not change what a run computes); "
         + (f"fine-tuning `{args.checkpoint}`. " if args.checkpoint else "trained from scratch. ") +
         f"Load average when training ended: {load if load is None else f'{load:.2f}'}.",
         "",
