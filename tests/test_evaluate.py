@@ -33,3 +33,28 @@ def test_evaluate_unet(tmp_path, tiny_config):
     config = preset_config("unet", unet_base=4)
     out = evaluate(build_model(config), config, discs(2), tmp_path, fig_slices=1)
     assert out["slices"] == 2 and len(out["dice_per_step"]) == 1
+
+
+def test_step_figure_shows_the_steps_taken_around_the_object(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_pixeldrl.training.evaluate import _crop_box, plot_steps, steps_to_show
+
+    m = np.zeros((4, 64, 64), np.uint8)
+    m[0, 10:40, 10:40] = 1
+    m[1, 12:38, 12:38] = 1
+    m[2:] = m[1]  # nothing changes at step 3: the episode stops there
+    pred = SimpleNamespace(mask=m[-1], step_masks=m, step_actions=m, steps_taken=3)
+    assert steps_to_show(pred) == 3
+    assert steps_to_show(SimpleNamespace(step_masks=m[:2])) == 2  # changed at every step: all of them
+    big = np.zeros((128, 128), np.uint8)
+    big[40:70, 50:60] = 1
+    rows, cols = _crop_box(big, margin=4)  # the object and 4 px around it, grown to at least 64 px
+    assert (rows.start, rows.stop) == (23, 87) and (cols.start, cols.stop) == (23, 87)
+    rows, _ = _crop_box(m[0], margin=4)  # at the image's edge the box grows on the other side
+    assert (rows.start, rows.stop) == (0, 64)
+    assert _crop_box(np.zeros((32, 48), np.uint8)) == (slice(0, 32), slice(0, 48))  # nothing: the whole slice
+    truth = np.zeros((64, 64), np.uint8)
+    truth[14:36, 14:36] = 1
+    plot_steps([np.random.rand(1, 64, 64).astype(np.float32)], [truth], [pred], tmp_path / "steps.png")
+    assert (tmp_path / "steps.png").stat().st_size > 5_000

@@ -43,12 +43,13 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
     chosen = sorted(pick_slices(rows, fig_slices))
     slices, _ = prepare_slices(data.image, seg.layout)
     preds = [
-        SimpleNamespace(mask=seg.mask[z], step_masks=seg.step_masks[:, z], step_actions=seg.step_actions[:, z])
+        SimpleNamespace(mask=seg.mask[z], step_masks=seg.step_masks[:, z], step_actions=seg.step_actions[:, z],
+                        steps_taken=int(seg.steps_taken[z]))
         for z in chosen
     ]
     figure = out_dir / f"{sample}_steps.png"
     plot_steps([slices[z] for z in chosen], [data.mask[z] for z in chosen], preds, figure,
-               titles=[f"{data.meta.get('case', sample)} z={z}" for z in chosen])
+               titles=[f"{data.meta.get('case', sample)} z={z}" for z in chosen], postprocess=loaded.config.postprocess)
     return {
         "sample": sample,
         "case": data.meta.get("case"),

@@ -86,7 +86,7 @@ def evaluate(
         plot_dice_per_step(dice_per_step, out_dir / "dice_per_step.png")
         chosen = pick_slices(rows, fig_slices)
         plot_steps([images[i] for i in chosen], [masks[i] for i in chosen], [preds[i] for i in chosen], out_dir / "steps.png",
-                   titles=[f"{patients[i]} #{slice_index[i]}" for i in chosen])
+                   titles=[f"{patients[i]} #{slice_index[i]}" for i in chosen], postprocess=config.postprocess)
     return out
 
 
@@ -144,36 +144,93 @@ def plot_dice_per_step(dice_per_step: Sequence[float], path) -> None:
     _save(fig, Path(path))
 
 
-def plot_steps(images, masks, preds, path, titles=None) -> None:
-    """Fig. 4: per slice, a row of masks m(t) and a row of action maps a(t); red = action changed."""
+def steps_to_show(p) -> int:
+    """The steps an episode took: up to the first step that changed nothing (where argmax
+    inference stops; later entries repeat it), else all of them."""
+    masks = p.step_masks
+    for t in range(1, len(masks)):
+        if np.array_equal(masks[t], masks[t - 1]):
+            return t + 1
+    return len(masks)
+
+
+def _crop_box(*masks, margin: int = 12, least: int = 64):
+    """Rows and columns around everything in ``masks`` (with a margin), so that a small
+    object's changing boundary is large enough to see; the whole slice if all are empty."""
+    h, w = masks[0].shape
+    ys, xs = np.nonzero(np.logical_or.reduce([m > 0 for m in masks]))
+    if len(ys) == 0:
+        return slice(0, h), slice(0, w)
+
+    def span(lo, hi, size):
+        lo, hi = max(lo - margin, 0), min(hi + margin + 1, size)
+        grow = max(least - (hi - lo), 0)
+        lo, hi = max(lo - grow // 2, 0), min(hi + grow - grow // 2, size)
+        if hi - lo < least:  # clipped at an edge: grow on the other side
+            lo, hi = max(0, hi - least), min(size, max(0, hi - least) + least)
+        return slice(lo, hi)
+
+    return span(ys.min(), ys.max(), h), span(xs.min(), xs.max(), w)
+
+
+def _dice(a, b) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
+
+
+def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none") -> None:
+    """Fig. 4, readable: per slice, a row of masks m(t) with their DICE and a row of the
+    pixels each step zeroed, for the steps the episode took (its stop marked), cropped
+    around the object. Step 1 zeroes most of the background, which is no news, so its
+    zeroed pixels are drawn faint; later steps' in strong red. A legend says what the
+    colours mean; the final outline says when it was post-processed."""
+    from matplotlib.patches import Patch
+
     if not preds:
         return
-    steps = preds[0].step_masks.shape[0]
-    cols = steps + 2
-    fig = _figure(figsize=(1.3 * cols, 2.6 * len(preds)))
+    shown = [steps_to_show(p) if p.step_masks is not None else 0 for p in preds]
+    cols = 1 + max(shown)
+    fig = _figure(figsize=(2.1 * cols, 4.3 * len(preds)))
     axes = np.atleast_2d(fig.subplots(2 * len(preds), cols))
-    for r, (im, gt, p) in enumerate(zip(images, masks, preds)):
+    for r, (im, gt, p, n) in enumerate(zip(images, masks, preds, shown)):
         top, bottom = axes[2 * r], axes[2 * r + 1]
         gray = im[min(1, im.shape[0] - 1)] if im.shape[0] in (2, 3) else im[0]
-        top[0].imshow(gray, cmap="gray")
-        top[0].set_title(titles[r] if titles else "image", fontsize=6)
-        top[1].imshow(gt, cmap="gray", vmin=0, vmax=1)
-        top[1].set_title("truth G", fontsize=7)
-        bottom[0].imshow(gray, cmap="gray")
-        bottom[0].contour(gt, levels=[0.5], colors="lime", linewidths=0.6)
-        bottom[0].contour(p.mask, levels=[0.5], colors="red", linewidths=0.6)
-        bottom[0].set_title("G green, f(T) red", fontsize=6)
-        bottom[1].axis("off")
-        prev = np.ones_like(p.step_actions[0])
-        for t in range(steps):
-            top[t + 2].imshow(p.step_masks[t], cmap="gray", vmin=0, vmax=1)
-            top[t + 2].set_title(f"m({t + 1})", fontsize=7)
-            a = p.step_actions[t]
-            rgb = np.repeat((a * 255).astype(np.uint8)[..., None], 3, axis=2)
-            rgb[a != prev] = (255, 0, 0)
-            bottom[t + 2].imshow(rgb)
-            bottom[t + 2].set_title(f"a({t + 1})", fontsize=7)
-            prev = a
+        first = p.step_masks[0] if n else p.mask
+        box = _crop_box(gt, first, p.mask)
+        g, truth, final = gray[box], gt[box] > 0, p.mask[box] > 0
+        post = n and not np.array_equal(p.mask, p.step_masks[n - 1])
+        top[0].imshow(g, cmap="gray")
+        top[0].contour(truth, levels=[0.5], colors="lime", linewidths=1.0)
+        top[0].contour(final, levels=[0.5], colors="yellow", linewidths=1.0)
+        head = titles[r] if titles else "image"
+        top[0].set_title(f"{head}\nfinal DICE {_dice(final, truth):.3f}" + (f"\n(outline: {postprocess})" if post else ""),
+                         fontsize=8)
+        bottom[0].axis("off")
+        bottom[0].legend(handles=[Patch(color="lime", label="truth G (outline)"),
+                                  Patch(color="yellow", label="final mask (outline)"),
+                                  Patch(color=(0.25, 0.5, 1.0), label="m(t): kept"),
+                                  Patch(color="red", label="zeroed at step t"),
+                                  Patch(color=(1.0, 0.75, 0.6), label="zeroed at step 1 (faint)")],
+                         loc="center", fontsize=8, frameon=False)
+        prev = np.ones_like(truth)
+        for t in range(n):
+            m = p.step_masks[t][box] > 0
+            zeroed = prev & ~m
+            over = np.dstack([g] * 3).astype(float)
+            over = (over - over.min()) / max(float(np.ptp(over)), 1e-9)
+            kept = over.copy()
+            kept[m] = 0.55 * kept[m] + 0.45 * np.array([0.25, 0.5, 1.0])
+            top[t + 1].imshow(kept)
+            top[t + 1].contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
+            stop = " (stop)" if t == n - 1 and n < len(p.step_masks) else ""
+            top[t + 1].set_title(f"m({t + 1}){stop}\nDICE {_dice(m, truth):.3f}", fontsize=8)
+            colour, weight = ((1.0, 0.75, 0.6), 0.5) if t == 0 else ((1.0, 0.0, 0.0), 0.9)
+            over[zeroed] = (1 - weight) * over[zeroed] + weight * np.array(colour)
+            bottom[t + 1].imshow(over)
+            bottom[t + 1].set_title(f"a({t + 1}): {int(zeroed.sum())} px zeroed", fontsize=8)
+            prev = m
+        for ax in list(top[n + 1:]) + list(bottom[n + 1:]):
+            ax.axis("off")
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
