@@ -64,8 +64,10 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     (rescoring a table must not cost another pass over the test split)."""
     request = {"checkpoint": str(checkpoint), "dataset": dataset, "data": str(data), "split": split, "postprocess": postprocess}
     path = Path(checkpoint)
-    if path.exists():
-        request["checkpoint_mtime_ns"] = path.stat().st_mtime_ns
+    if path.exists():  # the file's content, so that the same weights rewritten are not scored again
+        import hashlib
+
+        request["checkpoint_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     sidecar = Path(out) / "scored.json"
     if reuse and sidecar.exists():
         before = json.loads(sidecar.read_text())
