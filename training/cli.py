@@ -57,6 +57,8 @@ def cmd_info(args) -> None:
         "sam": config.sam,
         "dilation": config.dilation,
         "head_scale": config.head_scale,
+        "shared_head": config.shared_head,
+        "extractor_norm": config.extractor_norm,
         "features_from": config.features_from,
         "normalisation": config.normalisation,
         "bundled_models": sorted(bundled_models()),
