@@ -85,6 +85,44 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     return result
 
 
+def _json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """A run's metrics.jsonl, one dict per epoch ([] before the first)."""
+    return _json_lines(Path(run) / "metrics.jsonl")
+
+
+def command_records(run: Path) -> list[dict]:
+    """A run's commands.jsonl: a "started" and an "ended" record per command that trained it."""
+    return _json_lines(Path(run) / "commands.jsonl")
+
+
+def recorded_commands(run: Path, ended_only: bool = False) -> list[str]:
+    """The commands that trained a run folder, as it records them: those that ended, each
+    time it ran (``ended_only``), or every distinct one, a killed one included."""
+    records = command_records(run)
+    if ended_only:
+        return [shlex.join(r["argv"]) for r in records if r.get("status") == "ended" and r.get("argv")]
+    return list(dict.fromkeys(shlex.join(r["argv"]) for r in records if r.get("argv")))
+
+
+def cpu_minutes_spent(run: Path) -> float:
+    """Process CPU minutes of every command that ended on the run folder (partial epochs included)."""
+    return sum(float(r.get("cpu_minutes") or 0) for r in command_records(run))
+
+
+def validations(run: Path) -> list[tuple[int, float, float]]:
+    """(epoch, cumulative CPU minutes, validation DICE) for each validated epoch."""
+    points, cpu = [], 0.0
+    for r in metric_rows(run):
+        cpu += r.get("cpu_seconds", 0.0) / 60
+        if r.get("val_dice") is not None:
+            points.append((r["epoch"], cpu, r["val_dice"]))
+    return points
+
+
 def history(run: Path) -> dict:
     """Epochs, training seconds and validation DICE per epoch of a run (metrics.jsonl), and
     the best validation DICE with the whole epochs behind it, from the header of the
@@ -92,8 +130,7 @@ def history(run: Path) -> dict:
     epochs, which the per-epoch log does not hold)."""
     from napari_pixeldrl.model.checkpoint import read_header
 
-    log = run / "metrics.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    rows = metric_rows(run)
     info = read_header(run / "checkpoint_best.safetensors")["info"]
     return {
         "epochs": len(rows),

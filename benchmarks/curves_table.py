@@ -12,26 +12,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
-from _runs import OUT, write_results
+from _runs import command_records, recorded_commands, validations, write_results
 from napari_pixeldrl.training.bench import machine
 
 
 def read_run(run: Path) -> dict:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    records = [json.loads(x) for x in (run / "commands.jsonl").read_text().splitlines() if x.strip()]
-    cpu, points = 0.0, []
-    for r in rows:
-        cpu += r.get("cpu_seconds", 0.0) / 60
-        if r.get("val_dice") is not None:
-            points.append([r["epoch"], round(cpu, 2), round(r["val_dice"], 4)])
+    records = command_records(run)
+    points = [[epoch, round(cpu, 2), round(dice, 4)] for epoch, cpu, dice in validations(run)]
     ended = [r for r in records if r.get("status") == "ended"]
-    commands = list(dict.fromkeys(shlex.join(r["argv"]) for r in records if r.get("argv")))
-    return {"commands": commands, "validations": points, "ended": bool(ended) and records[-1].get("status") == "ended",
+    return {"commands": recorded_commands(run), "validations": points,
+            "ended": bool(ended) and records[-1].get("status") == "ended",
             "reason": ended[-1].get("reason") if ended else "stopped by hand"}
 
 
@@ -47,7 +42,7 @@ def main() -> None:
         label, _, folder = item.partition("=")
         runs[label] = read_run(Path(folder))
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": "python benchmarks/curves_table.py " + shlex.join(__import__("sys").argv[1:]),
+              "command": "python benchmarks/curves_table.py " + shlex.join(sys.argv[1:]),
               "load_at_tabulation": round(os.getloadavg()[0], 2), "machine": machine(), "runs": runs}
     m = result["machine"]
     lines = [f"# {args.title}", "", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",

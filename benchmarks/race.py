@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, train_at_once
+from _runs import DATA, OUT, ROOT, command_records, cpu_minutes_spent, metric_rows, recorded_commands, train_at_once, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -32,18 +32,11 @@ LABEL = {"lite": "PixelDRL-MG lite", "basicunet": "MONAI BasicUNet"}
 def curve(run) -> list[tuple[float, float]]:
     """(cumulative CPU minutes, validation DICE) per validation: each epoch's, then the one at
     a budget stop (its CPU time is the budget of the stages)."""
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()] \
-        if (run / "metrics.jsonl").exists() else []
-    points, cpu = [], 0.0
-    for r in rows:
-        cpu += r.get("cpu_seconds", 0.0) / 60
-        if r.get("val_dice") is not None:
-            points.append((cpu, r["val_dice"]))
-    log = run / "commands.jsonl"
-    records = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
-    spent = sum(float(c.get("cpu_minutes") or 0) for c in records)  # every stage's, the partial epochs included
+    points = [(cpu, dice) for _, cpu, dice in validations(run)]
+    records = command_records(run)
     if records and records[-1].get("stop_val_dice") is not None:
-        points.append((max(spent, cpu), records[-1]["stop_val_dice"]))
+        cpu = sum(r.get("cpu_seconds", 0.0) for r in metric_rows(run)) / 60
+        points.append((max(cpu_minutes_spent(run), cpu), records[-1]["stop_val_dice"]))
     return points
 
 
@@ -105,9 +98,7 @@ def main() -> None:
     stages, load = old.get("stages", []), old.get("load_at_end_of_training")
     if args.skip_train and not stages:  # runs trained without a results file: their own commands
         for p, r in runs.items():
-            log = r / "commands.jsonl"
-            argv = [json.loads(x).get("argv") for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
-            stages += [f"{LABEL[p]}: `{shlex.join(a)}`" for a in dict.fromkeys(map(tuple, filter(None, argv)))]
+            stages += [f"{LABEL[p]}: `{c}`" for c in recorded_commands(r)]
     if not args.skip_train:
         if not any((r / "training_state.safetensors").exists() for r in runs.values()):
             stages = []

@@ -20,9 +20,7 @@ import datetime as dt
 import os
 import shlex
 
-import json
-
-from _runs import DATA, OUT, ROOT, evaluate, header, history, provenance, train_at_once, write_results
+from _runs import DATA, OUT, ROOT, command_records, evaluate, recorded_commands, header, history, provenance, train_at_once, write_results
 from screen import at_stop, parse_variant
 from napari_pixeldrl.training.bench import machine
 
@@ -54,15 +52,8 @@ def plot(curves: dict[str, list[float]], path) -> None:
 
 def finished(run) -> bool:
     """The run folder holds a run whose last command ended (not one that was killed)."""
-    log = run / "commands.jsonl"
-    return log.exists() and json.loads(log.read_text().splitlines()[-1]).get("status") == "ended"
-
-
-def recorded_commands(run) -> list[str]:
-    """The commands that trained a run folder, as it records them."""
-    log = run / "commands.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return [shlex.join(r["argv"]) for r in records if r.get("status") == "ended" and r.get("argv")]
+    records = command_records(run)
+    return bool(records) and records[-1].get("status") == "ended"
 
 
 def main() -> None:
@@ -101,7 +92,7 @@ def main() -> None:
     for n in variants:
         t = trained_t_max(variants[n])
         curves[n] = scores[n]["dice_per_step"][:t] if t else scores[n]["dice_per_step"]
-    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n]), "commands": recorded_commands(runs[n])} for n in variants}
+    rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n]), "commands": recorded_commands(runs[n], ended_only=True)} for n in variants}
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               **provenance(OUT / f"refine_{args.name}.json", "refine.py", args.skip_train, load),
               "machine": machine(), "budget": f"{args.cpu_minutes:g} min of process CPU time each",

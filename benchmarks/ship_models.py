@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import METRICS, ROOT, evaluate, metric_cells
+from _runs import METRICS, ROOT, cpu_minutes_spent, evaluate, metric_cells, recorded_commands
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
@@ -75,19 +75,6 @@ def scorings(dataset: str) -> list[dict]:
             if d["dataset"] == dataset] if SCORINGS.exists() else []
 
 
-def budget_of(run: Path) -> float:
-    """CPU minutes the run trained, every stage's (commands.jsonl)."""
-    records = [json.loads(x) for x in (run / "commands.jsonl").read_text().splitlines() if x.strip()]
-    return sum(float(r.get("cpu_minutes") or 0) for r in records if r.get("status") == "ended")
-
-
-def commands_of(run: Path) -> list[str]:
-    import shlex
-
-    records = [json.loads(x) for x in (run / "commands.jsonl").read_text().splitlines() if x.strip()]
-    return [shlex.join(r["argv"]) for r in records if r.get("status") == "ended" and r.get("argv")]
-
-
 def interval(s: dict) -> str:
     lo, hi = s["dice_ci95"]
     return f"{s['dice']:.4f} [{lo:.4f}, {hi:.4f}]"
@@ -130,7 +117,7 @@ def ship(name: str, spec: dict) -> dict:
         shutil.copyfile(final, target)
     peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
     peer_info = load_checkpoint(peer_ckpt).info
-    lite_budget, peer_budget = budget_of(lite_run), budget_of(peer_run)
+    lite_budget, peer_budget = cpu_minutes_spent(lite_run), cpu_minutes_spent(peer_run)
     lo, hi = peer["dice_ci95"]
     inside = lo <= test["dice"] <= hi
     diff = test["dice"] - peer["dice"]
@@ -159,7 +146,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   image; self-attention; one shared policy-and-value head body at 1/4 resolution; t_max {loaded.config.t_max};
   {loaded.config.in_channels} input channel(s).
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
-{chr(10).join(f"  - `{c}`" for c in commands_of(lite_run))}
+{chr(10).join(f"  - `{c}`" for c in recorded_commands(lite_run, ended_only=True))}
 - **Budget**: {lite_budget:.1f} min of process CPU time (1 thread), on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
   the peer {peer_budget:.1f} min the same way. A CPU-time budget is not changed by other work on the machine
   (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
