@@ -140,20 +140,17 @@ class PixelDRLNet(nn.Module):
             if c.mask_channel:
                 x = torch.cat([x, mask], dim=1)
             context = self._features(x)
-        if c.head_scale == 1:
-            h = context["concat"]
-            policy = self.policy(h)
-            value = None if c.shared_head or not with_value else self.value(h)
-        else:
-            low_mask = F.avg_pool2d(mask, c.head_scale) if c.mask_channel else None
-            policy = self.policy(self._prepared(context, "policy"), low_mask, mask)
-            if not c.shared_head and with_value:
-                value = self.value(self._prepared(context, "value"), low_mask, mask)
-            else:
-                value = None
+        low_mask = F.avg_pool2d(mask, c.head_scale) if c.head_scale > 1 and c.mask_channel else None
+
+        def run(head: str) -> torch.Tensor:
+            if c.head_scale == 1:
+                return getattr(self, head)(context["concat"])
+            return getattr(self, head)(self._prepared(context, head), low_mask, mask)
+
+        policy = run("policy")
         if c.shared_head:
-            policy, value = policy[:, :2], (policy[:, 2:] if with_value else None)
-        return policy, value
+            return policy[:, :2], (policy[:, 2:] if with_value else None)
+        return policy, (run("value") if with_value else None)
 
     def _prepared(self, context: dict, head: str):
         """The image's part of a lite head, computed at its first use in an episode."""
