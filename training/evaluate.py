@@ -173,11 +173,6 @@ def _crop_box(*masks, margin: int = 12, least: int = 64):
     return span(ys.min(), ys.max(), h), span(xs.min(), xs.max(), w)
 
 
-def _dice(a, b) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
-
-
 def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none") -> None:
     """Fig. 4, readable: per slice, a row of masks m(t) with their DICE and a row of the
     pixels each step zeroed, for the steps the episode took (its stop marked), cropped
@@ -203,7 +198,7 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
         top[0].contour(truth, levels=[0.5], colors="lime", linewidths=1.0)
         top[0].contour(final, levels=[0.5], colors="yellow", linewidths=1.0)
         head = titles[r] if titles else "image"
-        top[0].set_title(f"{head}\nfinal DICE {_dice(final, truth):.3f}" + (f"\n(outline: {postprocess})" if post else ""),
+        top[0].set_title(f"{head}\nfinal DICE {overlap_metrics(final, truth)['dice']:.3f}" + (f"\n(outline: {postprocess})" if post else ""),
                          fontsize=8)
         bottom[0].axis("off")
         bottom[0].legend(handles=[Patch(color="lime", label="truth G (outline)"),
@@ -213,17 +208,18 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
                                   Patch(color=(1.0, 0.75, 0.6), label="zeroed at step 1 (faint)")],
                          loc="center", fontsize=8, frameon=False)
         prev = np.ones_like(truth)
+        rgb = np.dstack([g] * 3).astype(float)
+        rgb = (rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-9)
         for t in range(n):
             m = p.step_masks[t][box] > 0
             zeroed = prev & ~m
-            over = np.dstack([g] * 3).astype(float)
-            over = (over - over.min()) / max(float(np.ptp(over)), 1e-9)
-            kept = over.copy()
+            over = rgb.copy()
+            kept = rgb.copy()
             kept[m] = 0.55 * kept[m] + 0.45 * np.array([0.25, 0.5, 1.0])
             top[t + 1].imshow(kept)
             top[t + 1].contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
             stop = " (stop)" if t == n - 1 and n < len(p.step_masks) else ""
-            top[t + 1].set_title(f"m({t + 1}){stop}\nDICE {_dice(m, truth):.3f}", fontsize=8)
+            top[t + 1].set_title(f"m({t + 1}){stop}\nDICE {overlap_metrics(m, truth)['dice']:.3f}", fontsize=8)
             colour, weight = ((1.0, 0.75, 0.6), 0.5) if t == 0 else ((1.0, 0.0, 0.0), 0.9)
             over[zeroed] = (1 - weight) * over[zeroed] + weight * np.array(colour)
             bottom[t + 1].imshow(over)
