@@ -65,9 +65,7 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     request = {"checkpoint": str(checkpoint), "dataset": dataset, "data": str(data), "split": split, "postprocess": postprocess}
     path = Path(checkpoint)
     if path.exists():  # the file's content, so that the same weights rewritten are not scored again
-        import hashlib
-
-        request["checkpoint_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        request["checkpoint_sha256"] = file_sha256(path)
     sidecar = Path(out) / "scored.json"
     if reuse and sidecar.exists():
         before = json.loads(sidecar.read_text())
@@ -85,18 +83,25 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     return result
 
 
-def _json_lines(path: Path) -> list[dict]:
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines file ([] if it does not exist)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def metric_rows(run: Path) -> list[dict]:
     """A run's metrics.jsonl, one dict per epoch ([] before the first)."""
-    return _json_lines(Path(run) / "metrics.jsonl")
+    return json_lines(Path(run) / "metrics.jsonl")
 
 
 def command_records(run: Path) -> list[dict]:
     """A run's commands.jsonl: a "started" and an "ended" record per command that trained it."""
-    return _json_lines(Path(run) / "commands.jsonl")
+    return json_lines(Path(run) / "commands.jsonl")
 
 
 def recorded_commands(run: Path, ended_only: bool = False) -> list[str]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import METRICS, ROOT, cpu_minutes_spent, evaluate, metric_cells, recorded_commands
+from _runs import METRICS, ROOT, cpu_minutes_spent, evaluate, file_sha256, json_lines, metric_cells, recorded_commands
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
@@ -45,10 +44,6 @@ PAPER_ROWS = {
 POSTPROCESS = ("none", "largest-component")
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def choose_postprocess(checkpoint: Path, spec: dict, out: Path) -> tuple[str, dict]:
     """The post-processing with the best mean validation DICE, and every option's score."""
     scores = {p: evaluate(checkpoint, spec["dataset"], spec["data"], "val", out / f"eval_val_{p}", postprocess=p,
@@ -60,9 +55,8 @@ def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, w
     """The test split's scores of ``checkpoint``: read back if this very file was scored
     already with the same request, else scored now and the scoring recorded."""
     result = evaluate(checkpoint, spec["dataset"], spec["data"], "test", out, postprocess=postprocess, reuse=True)
-    digest = sha256(checkpoint)
-    done = [json.loads(x) for x in SCORINGS.read_text().splitlines() if x.strip()] if SCORINGS.exists() else []
-    if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in done):
+    digest = file_sha256(checkpoint)
+    if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in json_lines(SCORINGS)):
         with open(SCORINGS, "a") as f:
             f.write(json.dumps({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": who,
                                 "dataset": spec["dataset"], "split": "test", "postprocess": postprocess,
@@ -71,8 +65,7 @@ def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, w
 
 
 def scorings(dataset: str) -> list[dict]:
-    return [d for d in (json.loads(x) for x in SCORINGS.read_text().splitlines() if x.strip())
-            if d["dataset"] == dataset] if SCORINGS.exists() else []
+    return [d for d in json_lines(SCORINGS) if d["dataset"] == dataset]
 
 
 def interval(s: dict) -> str:
