@@ -86,10 +86,10 @@ class Heartbeat:
         gaps = self.gaps(t0, t1)
         if gaps.max() < limit:
             return
-        long = [(w, o) for w, o in zip(*self.others_share(t0, t1)) if w >= limit]
+        wall, share = self.others_share(t0, t1)
+        long = [(w, o) for w, o in zip(wall, share) if w >= limit]
         edges = [gaps[0], gaps[-1]]  # before the first tick and after the last: no CPU reading at their ends
         if max(edges) >= limit:  # judged by the other processes' share over the whole window
-            wall, share = self.others_share(t0, t1)
             overall = float((share * wall).sum() / wall.sum()) if len(wall) else float("nan")
             long.append((max(edges), overall))
         quiet = [(w, o) for w, o in long if not math.isnan(o) and o < 0.5]
