@@ -42,6 +42,12 @@ class ModelConfig:
     # One head body for policy and value, with three outputs (the policy's two and the
     # value), instead of two bodies: half the per-step cost of the heads.
     shared_head: bool = False
+    # Lite heads only: two more input channels per step that see the state, each pixel's
+    # cosine similarity to the mean context feature inside m(t) and outside it. A cheap
+    # stand-in for the paper's X(t) = I * m(t): once a step has found the object, the
+    # next one can compare every pixel with what the object and the background look
+    # like in this image.
+    state_prototypes: bool = False
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
     # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
@@ -74,6 +80,8 @@ class ModelConfig:
             del d["shared_head"]
         if d["extractor_norm"] == "none":
             del d["extractor_norm"]
+        if not d["state_prototypes"]:
+            del d["state_prototypes"]
         return d
 
     @classmethod
@@ -108,11 +116,13 @@ class ModelConfig:
         choice("features_from", ("state", "image"))
         choice("extractor_norm", ("none", "instance"))
         choice("head_scale", (1, 4))
-        for name in ("sam", "dilation", "mask_channel", "shared_head"):
+        for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"model config: {name} must be text, got {getattr(self, name)!r}")
+        if self.state_prototypes and (self.head_scale == 1 or self.arch != "pixeldrl"):
+            raise InputError("model config: state_prototypes needs the lite heads (head_scale 4)")
         whole("in_channels", 1, 16)
         widths("widths", 4, 1, 1024)
         widths("extractor_dilations", 4, 1, 16)

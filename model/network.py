@@ -56,11 +56,13 @@ class LowResHead(nn.Module):
     step adds only the mask's one-channel part. Same function and weights as one
     convolution over the concatenation, at a fraction of the cost over ten steps."""
 
-    def __init__(self, in_ch: int, widths, dilations, out_ch: int, fine_ch: int, scale: int, mask_in: bool):
+    def __init__(self, in_ch: int, widths, dilations, out_ch: int, fine_ch: int, scale: int, mask_in: bool,
+                 state_in: int = 0):
         super().__init__()
         self.body = dilated_stack(in_ch, widths, dilations)
         self.scale = scale
         self.mask_in = mask_in  # the body's last input channel is the pooled mask
+        self.state_in = state_in  # channels before the mask's that change every step (state prototypes)
         self.to_full = nn.Conv2d(widths[-1], out_ch * scale * scale, 1)
         self.out = nn.Conv2d(fine_ch + 1, out_ch, 3, padding=1)  # full resolution; last channel: the mask
 
@@ -72,14 +74,38 @@ class LowResHead(nn.Module):
         out_in = F.conv2d(fine, self.out.weight[:, :-1], self.out.bias, padding=1)
         return body_in, out_in
 
-    def forward(self, prepared: tuple[torch.Tensor, torch.Tensor], low_mask: torch.Tensor | None, mask: torch.Tensor):
+    def forward(self, prepared: tuple[torch.Tensor, torch.Tensor], low_mask: torch.Tensor | None, mask: torch.Tensor,
+                state: torch.Tensor | None = None):
         body_in, out_in = prepared
         first = self.body[0]
+        end = first.weight.shape[1] - (1 if self.mask_in else 0)
+        if self.state_in:
+            w = first.weight[:, end - self.state_in:end]
+            body_in = body_in + F.conv2d(state, w, None, padding=first.padding, dilation=first.dilation)
         if self.mask_in:
             body_in = body_in + F.conv2d(low_mask, first.weight[:, -1:], None, padding=first.padding, dilation=first.dilation)
         h = self.body[2:](F.relu(body_in))  # body[1] is the first layer's ReLU
         coarse = F.pixel_shuffle(self.to_full(h), self.scale)
         return coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
+
+
+STATE_CHANNELS = 2  # prototype similarities: inside m(t), outside m(t)
+
+
+def prototype_similarity(context: dict, pooled_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2, h, w): each pixel's cosine similarity to the mean context feature inside
+    the mask and to the mean outside it (ModelConfig.state_prototypes). A region with no
+    pixels (outside an all-ones m(0)) has no mean: its similarity is 0 everywhere."""
+    features = context["context"]
+    if "context_unit" not in context:  # the per-pixel unit vectors, once per episode
+        context["context_unit"] = F.normalize(features, dim=1)
+    unit = context["context_unit"]
+    maps = []
+    for weight in (pooled_mask, 1.0 - pooled_mask):
+        area = weight.sum(dim=(2, 3))
+        mean = (features * weight).sum(dim=(2, 3)) / area.clamp(min=1e-6)
+        maps.append((unit * F.normalize(mean, dim=1)[:, :, None, None]).sum(dim=1, keepdim=True))
+    return torch.cat(maps, dim=1)
 
 
 class PixelDRLNet(nn.Module):
@@ -109,10 +135,12 @@ class PixelDRLNet(nn.Module):
             # Context at 1/scale: SAM output, conv3_3 and conv2_2 (conv1_2 goes to the fine path).
             self.context = nn.Sequential(nn.Conv2d(concat - c.widths[0], c.context_channels, 1), nn.ReLU(inplace=True))
             self.fine = nn.Sequential(nn.Conv2d(c.widths[0], c.fine_channels, 1), nn.ReLU(inplace=True))
-            head_in = c.context_channels + (1 if c.mask_channel else 0)
+            state_in = STATE_CHANNELS if c.state_prototypes else 0
+            head_in = c.context_channels + state_in + (1 if c.mask_channel else 0)
             args = (c.head_widths, head_dil)
-            self.policy = LowResHead(head_in, *args, policy_out, c.fine_channels, c.head_scale, c.mask_channel)
-            self.value = None if c.shared_head else LowResHead(head_in, *args, 1, c.fine_channels, c.head_scale, c.mask_channel)
+            extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in)
+            self.policy = LowResHead(head_in, *args, policy_out, *extra)
+            self.value = None if c.shared_head else LowResHead(head_in, *args, 1, *extra)
         # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at
         # the start, so training begins from the plain per-pixel return.
         k = c.reward_kernel
@@ -140,12 +168,14 @@ class PixelDRLNet(nn.Module):
             if c.mask_channel:
                 x = torch.cat([x, mask], dim=1)
             context = self._features(x)
-        low_mask = F.avg_pool2d(mask, c.head_scale) if c.head_scale > 1 and c.mask_channel else None
+        pooled = F.avg_pool2d(mask, c.head_scale) if c.head_scale > 1 else None
+        low_mask = pooled if c.mask_channel else None
+        state = prototype_similarity(context, pooled) if c.state_prototypes else None
 
         def run(head: str) -> torch.Tensor:
             if c.head_scale == 1:
                 return getattr(self, head)(context["concat"])
-            return getattr(self, head)(self._prepared(context, head), low_mask, mask)
+            return getattr(self, head)(self._prepared(context, head), low_mask, mask, state)
 
         policy = run("policy")
         if c.shared_head:

@@ -3,7 +3,7 @@ import torch
 
 from napari_pixeldrl.errors import InputError
 from napari_pixeldrl.model.config import ModelConfig, preset_config
-from napari_pixeldrl.model.network import PixelDRLNet, build_model, count_parameters
+from napari_pixeldrl.model.network import prototype_similarity, PixelDRLNet, build_model, count_parameters
 
 
 def test_paper_preset_parameters_within_one_percent_of_714m():
@@ -98,6 +98,21 @@ def test_instance_norm_extractor(tiny_config):
 
 def test_new_fields_left_out_of_json_at_their_first_values():
     d = preset_config("lite", shared_head=False, extractor_norm="none").to_dict()
-    assert "shared_head" not in d and "extractor_norm" not in d
-    changed = preset_config("lite", shared_head=True, extractor_norm="instance")
+    assert "shared_head" not in d and "extractor_norm" not in d and "state_prototypes" not in d
+    changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True)
     assert ModelConfig.from_dict(changed.to_dict()) == changed
+
+
+def test_state_prototypes_need_the_lite_heads_and_see_the_state(tiny_config):
+    with pytest.raises(InputError, match="state_prototypes"):
+        tiny_config("paper", state_prototypes=True)
+    features = torch.zeros(1, 3, 4, 4)
+    features[0, 0, :, :2] = 2.0  # the left half looks like e1, the right half like e2
+    features[0, 1, :, 2:] = 2.0
+    left = torch.zeros(1, 1, 4, 4)
+    left[..., :2] = 1
+    sim = prototype_similarity({"context": features}, left)
+    assert torch.allclose(sim[0, 0], left[0, 0]) and torch.allclose(sim[0, 1], 1 - left[0, 0])
+    # m(0) = 1: nothing is outside, so that channel is 0; inside is the mean of both kinds.
+    start = prototype_similarity({"context": features}, torch.ones_like(left))
+    assert torch.all(start[0, 1] == 0) and torch.allclose(start[0, 0], torch.full((4, 4), 2 ** -0.5))

@@ -29,7 +29,7 @@ def test_paper_preset_trains_the_papers_loss():
     paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
     assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
                                     "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-                                    "supervised_dice": False, "coarse_to_fine": 0,
+                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0,
                                     "supervised_steps": "every"}
     assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
     assert paper.resolved("keep_init") == "random" and paper.resolved("reward_conv_lr_scale") == 1.0
@@ -67,6 +67,8 @@ def test_keep_init_option_is_checked():
         Trainer(tiny(keep_init=1.5), discs(2, 0), discs(1, 1), "unused")
     with pytest.raises(InputError, match="coarse-to-fine"):
         Trainer(tiny(coarse_to_fine=-2), discs(2, 0), discs(1, 1), "unused")
+    with pytest.raises(InputError, match="give one"):
+        Trainer(tiny(coarse_to_fine=2, coarse_first=3), discs(2, 0), discs(1, 1), "unused")
     with pytest.raises(InputError, match="budget"):
         Trainer(tiny(cpu_budget_min=0), discs(2, 0), discs(1, 1), "unused")
 
@@ -85,6 +87,7 @@ def test_coarse_to_fine_radius_shrinks_to_the_truth():
     g = torch.zeros(1, 9, 9)
     g[0, 4, 4] = 1
     assert int(dilate(g, 2).sum()) == 25 and torch.equal(dilate(g, 0), g)
+    assert [step_radius(t, 10, 0, first=4) for t in range(1, 11)] == [4] + [0] * 9
 
 
 def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
@@ -99,9 +102,11 @@ def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
     common = dict(t_max=3, gamma=0.95, reward_balance=False, generator=torch.Generator().manual_seed(0))
     _, plain = pa3c_loss(net, x, y, **common)
     _, coarse = pa3c_loss(net, x, y, coarse_to_fine=4, **common)
+    _, first = pa3c_loss(net, x, y, coarse_first=4, **common)
     ring = float((dilate(y, 4) - y).mean())  # the margin's share of the pixels
     assert plain.mean_reward == pytest.approx(float(1 - 2 * y.mean()), abs=1e-5)
     assert coarse.mean_reward == pytest.approx(plain.mean_reward - 2 * ring, abs=1e-5)
+    assert first.mean_reward == pytest.approx(coarse.mean_reward, abs=1e-5)
 
 
 def test_supervised_term_on_the_last_step_only(tiny_config):

@@ -31,8 +31,22 @@ def test_fft_reward_map_matches_conv2d_in_values_and_gradients(k, shape):
     assert torch.allclose(gw, gw_ref, atol=1e-3, rtol=1e-4)
 
 
+def _state_reference(features, low_mask):
+    """Prototype similarities by F.cosine_similarity against weighted means, image by image."""
+    out = []
+    for f, m in zip(features, low_mask):
+        maps = []
+        for w in (m, 1 - m):
+            mean = (f * w).sum(dim=(1, 2)) / w.sum() if w.sum() > 0 else torch.zeros(f.shape[0])
+            maps.append(F.cosine_similarity(f, mean[:, None, None].expand_as(f), dim=0))
+        out.append(torch.stack(maps))
+    return torch.stack(out)
+
+
 def _concat_head(head: LowResHead, low, fine, mask, low_mask):
     """The lite head as one convolution per layer over the concatenated inputs."""
+    if head.state_in:
+        low = torch.cat([low, _state_reference(low, low_mask)], dim=1)
     x = torch.cat([low, low_mask], dim=1) if head.mask_in else low
     coarse = F.pixel_shuffle(head.to_full(head.body(x)), head.scale)
     return coarse + head.out(torch.cat([fine, mask], dim=1))
@@ -47,11 +61,12 @@ def _concat_step(self, context, mask, with_value=True):
     return _concat_head(self.policy, *args), (_concat_head(self.value, *args) if with_value else None)
 
 
-@pytest.mark.parametrize("shared_head", [True, False])
+@pytest.mark.parametrize("shared_head, state_prototypes", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("mask_channel", [True, False])
-def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head):
+def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head, state_prototypes):
     torch.manual_seed(0)
-    net = build_model(tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head))
+    config = tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head, state_prototypes=state_prototypes)
+    net = build_model(config)
     x = torch.rand(2, 1, 64, 64)
     mask = (torch.rand(2, 1, 64, 64) > 0.3).float()
     ctx = net.encode(x)

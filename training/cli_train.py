@@ -97,6 +97,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                             "heads' cost per step (default off; not in the paper)")
         p.add_argument("--extractor-norm", choices=("none", "instance"), default=None,
                        help="normalisation after each extractor convolution (default none, as VGG16; not in the paper)")
+        p.add_argument("--state-prototypes", action=argparse.BooleanOptionalAction, default=None,
+                       help="lite heads: also see each pixel's similarity to the mean features inside and outside "
+                            "m(t), a cheap view of the state (default off; not in the paper)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long (the weights trained since the last validation are validated at the stop and kept if best)")
@@ -120,6 +123,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="step t's target is the truth dilated by PIXELS (t_max - t) / (t_max - 1), in its reward and "
                         "supervised term: the first steps remove far background, the last settle the boundary "
                         "(default 0: off; not in the paper)")
+    p.add_argument("--coarse-first", type=int, default=None, metavar="PIXELS",
+                   help="step 1's target is the truth dilated by PIXELS, the later steps' the truth: the first step "
+                        "keeps a margin that the later ones, seeing m(1), trim (default 0: off; not in the paper)")
     p.add_argument("--supervised-steps", choices=("every", "last"), default=None,
                    help="put the supervised term on every step's pi(keep) (default) or on the last step only, "
                         "so that the earlier steps learn from the reward alone (not in the paper)")
@@ -203,7 +209,7 @@ def _config_from_args(args, finetune: bool):
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
-                       ("coarse_to_fine", "coarse_to_fine"), ("supervised_steps", "supervised_steps")):
+                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("supervised_steps", "supervised_steps")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
@@ -256,15 +262,15 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--dilation/--shared-head/--extractor-norm become model overrides of a new run; a resumed run keeps its network."""
+    """--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
-    switches = {k: getattr(args, k, None) for k in ("sam", "dilation", "shared_head", "extractor_norm")}
+    switches = {k: getattr(args, k, None) for k in ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes")}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--dilation/--shared-head/--extractor-norm switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        raise InputError(f"--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:

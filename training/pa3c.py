@@ -128,8 +128,11 @@ def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0)
     return 1 - ((2 * inter + smooth) / (total + smooth)).mean()
 
 
-def step_radius(t: int, t_max: int, radius: int) -> int:
-    """Coarse to fine: the dilation of step t's target, ``radius`` at t = 1 down to 0 at t_max."""
+def step_radius(t: int, t_max: int, radius: int, first: int = 0) -> int:
+    """The dilation of step t's target: coarse to fine, ``radius`` at t = 1 down to 0 at
+    t_max; or ``first`` at t = 1 and 0 after."""
+    if first > 0:
+        return first if t == 1 else 0
     if radius <= 0 or t_max <= 1:
         return 0
     return int(round(radius * (t_max - t) / (t_max - 1)))
@@ -164,6 +167,7 @@ def pa3c_loss(
     live_pixels_only: bool = False,
     supervised_dice: bool = False,
     coarse_to_fine: int = 0,
+    coarse_first: int = 0,
     supervised_steps: str = "every",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
@@ -179,7 +183,8 @@ def pa3c_loss(
     U-Net's loss has: it scores the overlap, so neither the all-zero nor an
     over-segmenting keep map scores well on a small object, whatever the weights.
     ``coarse_to_fine`` R > 0 replaces G at step t by G dilated by :func:`step_radius`
-    pixels, in the reward, the balance weights and the supervised term alike.
+    pixels, in the reward, the balance weights and the supervised term alike;
+    ``coarse_first`` R > 0 does so for step 1 only, by R pixels.
     ``supervised_steps`` "last" puts the supervised term on the last step only: the earlier
     steps learn from the reward alone, which pays for zeroing background early but costs
     more for zeroing object than waiting does, so they can leave uncertain pixels to later
@@ -192,7 +197,7 @@ def pa3c_loss(
     prev = torch.ones_like(truth)
     by_radius: dict[int, tuple] = {}  # (target, weights) per dilation: without a schedule, one for all steps
     for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
-        radius = step_radius(step.t, t_max, coarse_to_fine)
+        radius = step_radius(step.t, t_max, coarse_to_fine, coarse_first)
         if radius not in by_radius:
             target = dilate(truth, radius)
             by_radius[radius] = (target, balance_weights(target, balance_power) if reward_balance else None)

@@ -76,14 +76,15 @@ def train_defaults(preset: str) -> dict:
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
 LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine",
-                "supervised_steps")
+                "coarse_first", "supervised_steps")
 # Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
-          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every"}
+          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
+          "coarse_first": 0}
 
 
 @dataclass
@@ -122,6 +123,9 @@ class TrainConfig:
     # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
     # the first steps remove far background and the last ones settle the boundary. 0: off.
     coarse_to_fine: int = 0
+    # Step 1's target only is the truth dilated by this many pixels (0: off): the first
+    # step keeps a margin round the object, which the later steps, seeing m(1), trim.
+    coarse_first: int = 0
     # "every": the supervised term on every step's pi(keep); "last": on the last step only,
     # the earlier steps learn from the reward alone (pa3c_loss).
     supervised_steps: str = "every"
@@ -194,6 +198,9 @@ class TrainConfig:
         number("balance_power", 0.0, 1.0, optional=True)
         number("val_every", 1, whole=True, label="validation interval (epochs)")
         number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")
+        number("coarse_first", 0, 64, whole=True, label="first step's margin (pixels)")
+        if self.coarse_to_fine and self.coarse_first:
+            raise InputError("--coarse-to-fine and --coarse-first are two schedules of the same targets; give one")
         number("time_budget_min", 0.0, low_open=True, optional=True, label="time budget (minutes)")
         number("cpu_budget_min", 0.0, low_open=True, optional=True, label="CPU budget (minutes)")
         if self.reward_conv_lr_scale not in (None, "1/k^2"):
