@@ -11,8 +11,6 @@ package version, ...). Writes are atomic: a temporary file in the same folder, t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +18,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from napari_pixeldrl import __version__
-from napari_pixeldrl.errors import CheckpointError, InputError
+from napari_pixeldrl.core import __version__
+from napari_pixeldrl.core.atomic import atomic_write
+from napari_pixeldrl.core.errors import CheckpointError, InputError
 
 from .config import ModelConfig
 from .network import build_model
@@ -37,26 +36,6 @@ class LoadedModel:
     config: ModelConfig
     info: dict = field(default_factory=dict)
     path: Path | None = None
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result over ``path`` only if it succeeded."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp (or the writer) made it 0600: the usual permissions
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path, model: torch.nn.Module, config: ModelConfig, info: dict | None = None, *, half: bool = False) -> Path:

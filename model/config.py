@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 
 # Per-image normalisation every preset uses (see model/preprocess.py); stored in checkpoints
 # so that a later change of the default cannot silently change a trained model's input.

@@ -14,12 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_pixeldrl.errors import InputError, PixelDRLError
+from napari_pixeldrl.core.errors import InputError, PixelDRLError
 
 from .config import ModelConfig
 from .episode import run_episode
 from .postprocess import apply_postprocess
-from .preprocess import check_finite_numeric, normalize_slice
+from napari_pixeldrl.core.checks import check_finite_numeric
+
+from .preprocess import normalize_slice
 
 MULTIPLE = 8  # three 2x poolings in the extractor
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 
 POSTPROCESS = ("none", "largest-component")
 CHOICES = ("auto", *POSTPROCESS)  # command-line choices; "auto": the checkpoint's own

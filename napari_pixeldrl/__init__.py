@@ -4,4 +4,6 @@ Importing this package never imports napari or Qt, so the library and the
 ``pixeldrl`` command work on machines without a display.
 """
 
-__version__ = "0.1.0"
+from napari_pixeldrl.core import __version__
+
+__all__ = ["__version__"]

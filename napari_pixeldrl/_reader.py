@@ -1,4 +1,4 @@
-"""napari reader for NIfTI (.nii, .nii.gz), through :mod:`napari_pixeldrl.io`.
+"""napari reader for NIfTI (.nii, .nii.gz), through :mod:`napari_pixeldrl.core.io`.
 
 A volume opens as (Z, Y, X) with ``scale`` = the voxel spacing (sz, sy, sx) and
 ``translate`` = the affine's origin in the same order (world z, y, x of voxel 0). The
@@ -54,7 +54,7 @@ def origin_zyx(affine, ndim: int) -> tuple[float, ...]:
 
 def layer_data_from_image(image, name: str | None = None) -> list[tuple]:
     """LayerData tuples for an io.ImageFile (image or labels, geometry in metadata)."""
-    from napari_pixeldrl.io import split_suffix
+    from napari_pixeldrl.core.io import split_suffix
 
     name = name or split_suffix(image.path)[0]
     array = image.array
@@ -79,7 +79,7 @@ def layer_data_from_image(image, name: str | None = None) -> list[tuple]:
 
 def read_nifti(path) -> list[tuple]:
     """Read one or several NIfTI files into LayerData tuples."""
-    from napari_pixeldrl.io import read_image
+    from napari_pixeldrl.core.io import read_image
 
     paths = path if isinstance(path, (list, tuple)) else [path]
     layers: list[tuple] = []

@@ -3,7 +3,7 @@
 No napari or Qt import here, so everything is testable without a display. The checks
 (:func:`painted_slices`, :func:`layer_training_data`, :func:`check_channels`,
 :func:`held_back_split`, :func:`start_channels`) raise
-:class:`~napari_pixeldrl.errors.InputError` / :class:`~napari_pixeldrl.errors.CheckpointError`
+:class:`~napari_pixeldrl.core.errors.InputError` / :class:`~napari_pixeldrl.core.errors.CheckpointError`
 with a message that says what to do; the widget runs them *before* starting a worker
 and shows the message as a notification.
 
@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from napari_pixeldrl._workers import Failed, Stage, checkpoint_hint
-from napari_pixeldrl.errors import CheckpointError, InputError, PixelDRLError
+from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
 
 DATASET_KINDS = ("lgg", "msd", "folder")
 HELD_BACK = 0.2  # fraction of the painted slices held back for validation

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl._workers import notify as _notify
+from napari_pixeldrl.core.device import available_devices
 
 LOAD_ITEM = "Load checkpoint file..."
 ROLES = ("mask", "steps", "actions", "value")
@@ -37,18 +38,6 @@ POSTPROCESS_CHOICES = {
     "none": "none",
     "largest object per slice": "largest-component",
 }
-
-
-def device_choices() -> list[str]:
-    out = ["cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            out.append("cuda")
-    except Exception:  # noqa: BLE001
-        pass
-    return out
 
 
 class SegmentWidget(QWidget):
@@ -74,7 +63,7 @@ class SegmentWidget(QWidget):
         self.tmax_spin.setRange(1, 50)
         self.tmax_spin.setValue(10)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(device_choices())
+        self.device_combo.addItems(available_devices())
         self.post_combo = QComboBox()
         for label, value in POSTPROCESS_CHOICES.items():
             self.post_combo.addItem(label, value)

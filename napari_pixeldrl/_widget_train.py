@@ -38,8 +38,8 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _registry
 from napari_pixeldrl import _train_worker as T
 from napari_pixeldrl import _workers as W
-from napari_pixeldrl._widget_segment import device_choices
-from napari_pixeldrl.errors import PixelDRLError
+from napari_pixeldrl.core.device import available_devices
+from napari_pixeldrl.core.errors import PixelDRLError
 from napari_pixeldrl._workers import notify as _notify
 
 FRESH = "fresh lite model"
@@ -114,7 +114,7 @@ class TrainWidget(QWidget):
         self.start_combo = QComboBox()
         self.start_combo.activated.connect(self._start_activated)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(device_choices())
+        self.device_combo.addItems(available_devices())
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder under ~/.cache/napari-pixeldrl/runs")
         out_browse = Q.button("Browse...", self._browse_out)

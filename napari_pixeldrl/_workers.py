@@ -3,7 +3,7 @@
 Nothing here imports napari or Qt at import time, so the jobs and the helpers can be
 tested (and reused) without a display. Each job is a generator that yields typed
 progress messages and *returns* one typed outcome: ``...Done``, :class:`Failed` or
-:class:`Cancelled`. Expected problems (:class:`~napari_pixeldrl.errors.PixelDRLError`:
+:class:`Cancelled`. Expected problems (:class:`~napari_pixeldrl.core.errors.PixelDRLError`:
 bad input, a foreign checkpoint) become :class:`Failed` with a message that says what
 to do, so the widget shows a notification instead of napari's traceback relay; only
 genuine bugs reach the worker's ``errored`` signal.
@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from napari_pixeldrl.errors import CheckpointError, InputError, PixelDRLError
+from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
 
 # Values of the action layer (paper Fig. 4): what each pixel's agent did at a step.
 ACTION_ZERO, ACTION_KEEP, ACTION_CHANGED = 1, 2, 3
@@ -267,7 +267,7 @@ def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_na
     """Six metrics per slice (3D) or for the image (2D), then the overall rows. ``label``
     picks the object in multi-label layers (see :func:`scored_pair`); without it a layer
     with several labels is refused rather than scored as their union."""
-    from napari_pixeldrl.model.preprocess import scored_pair
+    from napari_pixeldrl.core.checks import scored_pair
     from napari_pixeldrl.training.metrics import aggregate, slice_metrics, volume_metrics
 
     yield Stage("evaluating")

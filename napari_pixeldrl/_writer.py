@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 
 
 def _like(data: np.ndarray, meta: dict):
     """An io.ImageFile describing the grid to write on, or None for TIF/PNG."""
-    from napari_pixeldrl.io import ImageFile
+    from napari_pixeldrl.core.io import ImageFile
 
     md = dict(meta.get("metadata") or {})
     ndim = data.ndim
@@ -47,7 +47,7 @@ def _like(data: np.ndarray, meta: dict):
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """Write one Labels layer to ``path`` (.nii, .nii.gz, .tif, .tiff, .png)."""
-    from napari_pixeldrl.io import file_format, write_mask
+    from napari_pixeldrl.core.io import file_format, write_mask
 
     data = np.asarray(data)
     if data.max(initial=0) > 255 or data.min(initial=0) < 0:

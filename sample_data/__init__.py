@@ -48,7 +48,7 @@ def load_lgg_sample() -> Sample:
 
 def load_heart_sample() -> Sample:
     """8 axial MRI slices of one MSD heart subject and the left-atrium mask, in (Z, Y, X) with the affine."""
-    from napari_pixeldrl.io import read_image
+    from napari_pixeldrl.core.io import read_image
 
     image_path, mask_path = HERE / "heart_image.nii.gz", HERE / "heart_mask.nii.gz"
     image = read_image(image_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_pixeldrl.errors import CheckpointError
+from napari_pixeldrl.core.errors import CheckpointError
 from napari_pixeldrl.model import checkpoint as ckpt
 from napari_pixeldrl.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from napari_pixeldrl.model.network import build_model
@@ -122,7 +122,7 @@ def test_config_of_wrong_type_or_size_is_refused_before_building(tmp_path, tiny_
 
     from safetensors.torch import load_file, save_file
 
-    from napari_pixeldrl.errors import CheckpointError
+    from napari_pixeldrl.core.errors import CheckpointError
 
     cfg = tiny_config("lite")
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg)
@@ -139,7 +139,7 @@ def test_info_that_is_not_an_object_is_refused(tmp_path, tiny_config):
 
     from safetensors.torch import load_file, save_file
 
-    from napari_pixeldrl.errors import CheckpointError
+    from napari_pixeldrl.core.errors import CheckpointError
 
     cfg = tiny_config("lite")
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg)

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.training.data import (
     kfold_by_patient,
     kfold_by_slice,

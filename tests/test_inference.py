@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.inference import Cancelled, iter_segment, resolve_layout, segment
 from napari_pixeldrl.model.network import build_model
 

@@ -1,4 +1,4 @@
-"""napari_pixeldrl.io: axis convention, round trips, atomic writes, errors naming the file."""
+"""napari_pixeldrl.core.io: axis convention, round trips, atomic writes, errors naming the file."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import ImageFile, UnreadableFileError, read_image, read_mask, write_mask
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import ImageFile, UnreadableFileError, read_image, read_mask, write_mask
 
 
 def _nifti(path, data, zooms=(0.8, 0.9, 2.5), origin=(10.0, -5.0, 3.0)):
@@ -160,7 +160,7 @@ def test_tif_without_pages_is_unreadable(tmp_path):
 def test_write_mask_keeps_a_qform_that_differs_from_the_sform(tmp_path):
     import nibabel as nib
 
-    from napari_pixeldrl.io import read_image, write_mask
+    from napari_pixeldrl.core.io import read_image, write_mask
 
     data = np.zeros((8, 8, 3), np.float32)
     data[2:5, 2:5, 1] = 1

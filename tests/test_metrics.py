@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import erosion
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.training.metrics import (
     EPS,
     METRIC_NAMES,

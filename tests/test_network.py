@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.config import ModelConfig, preset_config
 from napari_pixeldrl.model.network import prototype_similarity, PixelDRLNet, build_model, count_parameters
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.measure import label
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.inference import segment
 from napari_pixeldrl.model.postprocess import apply_postprocess, largest_component, with_postprocess

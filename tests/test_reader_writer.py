@@ -7,8 +7,8 @@ import tifffile
 
 from napari_pixeldrl._reader import napari_get_reader, origin_zyx
 from napari_pixeldrl._writer import write_labels
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import read_image
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import read_image
 
 
 def _affine():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.model.network import KEEP, build_model
 from napari_pixeldrl.training.cli import main
@@ -174,7 +174,7 @@ def test_options_that_cannot_mean_what_they_say_are_refused(option, value):
 
 
 def test_weights_that_are_not_finite_are_refused_on_load(tmp_path, tiny_config):
-    from napari_pixeldrl.errors import CheckpointError
+    from napari_pixeldrl.core.errors import CheckpointError
     from napari_pixeldrl.model.checkpoint import save_checkpoint
 
     cfg = tiny_config("lite")

@@ -7,7 +7,7 @@ import pytest
 
 from napari_pixeldrl import _train_worker as T
 from napari_pixeldrl import _workers as W
-from napari_pixeldrl.errors import CheckpointError, InputError
+from napari_pixeldrl.core.errors import CheckpointError, InputError
 from napari_pixeldrl.model.checkpoint import LoadedModel, save_checkpoint
 from napari_pixeldrl.model.network import build_model
 from napari_pixeldrl.training.trainer import BEST, LAST, TrainConfig

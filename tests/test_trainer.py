@@ -205,7 +205,7 @@ def test_pure_pa3c_on_imbalanced_discs_learns_without_collapsing(tmp_path):
 
 
 def test_config_checks_and_old_configs_get_the_old_loss():
-    from napari_pixeldrl.errors import InputError
+    from napari_pixeldrl.core.errors import InputError
 
     with pytest.raises(InputError, match="balance power"):
         Trainer(tiny(balance_power=-1.0), discs(2, 0), discs(1, 1), "unused")
@@ -292,7 +292,7 @@ def test_moving_average_is_what_is_validated_saved_and_resumed(tmp_path, preset)
 
 
 def test_moving_average_decay_is_checked():
-    from napari_pixeldrl.errors import InputError
+    from napari_pixeldrl.core.errors import InputError
 
     for bad in (0.0, 1.0, 1.5, float("nan")):
         with pytest.raises(InputError, match="EMA decay"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pixeldrl import _workers as W
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import save_checkpoint
 from napari_pixeldrl.model.network import build_model
 from _helpers import drain

@@ -150,7 +150,7 @@ def bench_training(
     train = TrainConfig(preset=preset)
     config = preset_config(preset, in_channels=channels, **(overrides or {}))
     if config.arch != "pixeldrl":
-        from napari_pixeldrl.errors import InputError
+        from napari_pixeldrl.core.errors import InputError
 
         raise InputError(f"--train times a PixelDRL-MG preset against the peer; {preset!r} is a U-Net")
     net = build_model(config).to(dev).train()

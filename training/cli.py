@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 
-from napari_pixeldrl import __version__
-from napari_pixeldrl.errors import PixelDRLError
+from napari_pixeldrl.core import __version__
+from napari_pixeldrl.core.device import choose_device
+from napari_pixeldrl.core.errors import PixelDRLError
 
 DATASETS = ("lgg", "msd", "hecktor", "folder")
 
@@ -23,16 +24,6 @@ def _print(result: dict, as_json: bool) -> None:
         width = max(len(k) for k in result)
         for key, value in result.items():
             print(f"{key:<{width}}  {value}")
-
-
-def pick_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PixelDRLError("--device cuda was asked for, but PyTorch sees no CUDA device")
-    return name
 
 
 # -- info -------------------------------------------------------------------------------
@@ -98,8 +89,8 @@ def cmd_data_summary(args) -> None:
 def cmd_metrics(args) -> None:
     import numpy as np
 
-    from napari_pixeldrl.io import label_array, read_image
-    from napari_pixeldrl.model.preprocess import scored_pair
+    from napari_pixeldrl.core.io import label_array, read_image
+    from napari_pixeldrl.core.checks import scored_pair
     from napari_pixeldrl.training.metrics import METRIC_NAMES, slice_metrics, volume_metrics
 
     gt = read_image(args.gt)
@@ -132,7 +123,7 @@ def cmd_metrics(args) -> None:
 def cmd_predict(args) -> None:
     import numpy as np
 
-    from napari_pixeldrl.io import check_output_file, read_image, write_mask
+    from napari_pixeldrl.core.io import check_output_file, read_image, write_mask
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.inference import iter_segment
     from napari_pixeldrl.model.postprocess import with_postprocess
@@ -148,7 +139,7 @@ def cmd_predict(args) -> None:
         image.array,
         channel_axis=args.channel_axis,
         t_max=args.t_max,
-        device=pick_device(args.device),
+        device=choose_device(args.device),
         source=str(args.input),
     ), "segmenting", enabled=not args.json and sys.stderr.isatty())
     mask = seg.mask
@@ -180,12 +171,12 @@ def cmd_bench(args) -> None:
         if args.checkpoint:
             raise PixelDRLError("--train times a fresh network of --preset; it takes no --checkpoint")
         result = bench_training(args.preset, args.size, batch=args.batch, channels=args.channels, threads=args.threads,
-                                repeats=args.repeats, warmup=args.warmup, device=pick_device(args.device))
+                                repeats=args.repeats, warmup=args.warmup, device=choose_device(args.device))
         _print(result, args.json)
         return
     loaded = slice_ = None
     if args.checkpoint:
-        from napari_pixeldrl.io import read_image
+        from napari_pixeldrl.core.io import read_image
         from napari_pixeldrl.model.checkpoint import load_checkpoint
         from napari_pixeldrl.model.inference import prepare_slices, resolve_layout
 
@@ -204,7 +195,7 @@ def cmd_bench(args) -> None:
         warmup=args.warmup,
         loaded=loaded,
         slice_=slice_,
-        device=pick_device(args.device),
+        device=choose_device(args.device),
     )
     _print(result, args.json)
 
@@ -213,11 +204,11 @@ def cmd_bench(args) -> None:
 def cmd_demo(args) -> None:
     from napari_pixeldrl.training.demo import format_demo, run_demo
 
-    from napari_pixeldrl.io import check_output_folder
+    from napari_pixeldrl.core.io import check_output_folder
 
     check_output_folder(args.out)
     samples = ["lgg", "heart"] if args.sample == "all" else [args.sample]
-    results = [run_demo(s, args.checkpoint, args.out, device=pick_device(args.device),
+    results = [run_demo(s, args.checkpoint, args.out, device=choose_device(args.device),
                         progress=not args.json and sys.stderr.isatty()) for s in samples]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))

@@ -15,7 +15,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from napari_pixeldrl.errors import InputError, PixelDRLError
+from napari_pixeldrl.core.device import choose_device
+from napari_pixeldrl.core.errors import InputError, PixelDRLError
 
 DATASETS = ("lgg", "msd", "hecktor", "folder")
 COMMANDS = "commands.jsonl"  # in a run folder: one line per train/finetune command that ran there
@@ -285,7 +286,7 @@ def cmd_train(args) -> int:
     finetune = not hasattr(args, "preset")
     cfg = _config_from_args(args, finetune)
     cfg.check()  # before any data is read
-    from napari_pixeldrl.io import check_output_folder
+    from napari_pixeldrl.core.io import check_output_folder
 
     check_output_folder(args.out)
     d = cfg.data
@@ -333,7 +334,7 @@ def _record(out, record: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from napari_pixeldrl.io import check_output_folder
+    from napari_pixeldrl.core.io import check_output_folder
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
@@ -364,7 +365,7 @@ def cmd_evaluate(args) -> int:
     subset = select(data, provenance, args.split)
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
-    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    device = choose_device(args.device)
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured

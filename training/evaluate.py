@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_pixeldrl.model.checkpoint import atomic_write
+from napari_pixeldrl.core.atomic import atomic_write
 
 from .metrics import METRIC_NAMES, aggregate, overlap_metrics, patient_bootstrap, slice_metrics
 from .predict import predict_slices

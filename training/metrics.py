@@ -57,8 +57,8 @@ import torch
 from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.model.preprocess import check_finite_numeric
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.checks import check_finite_numeric
 
 EPS = 1e-4
 METRIC_NAMES = ("dice", "ppv", "sen", "iou", "biou", "hd95")

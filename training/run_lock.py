@@ -14,7 +14,7 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 
 LOCK = ".lock"
 

@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from napari_pixeldrl.errors import CheckpointError
-from napari_pixeldrl.model.checkpoint import atomic_write
+from napari_pixeldrl.core.errors import CheckpointError
+from napari_pixeldrl.core.atomic import atomic_write
 
 STATE_FORMAT = "napari-pixeldrl-training-state"
 STATE_VERSION = "1"

@@ -35,8 +35,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from napari_pixeldrl.errors import CheckpointError, InputError, PixelDRLError
-from napari_pixeldrl.model.checkpoint import atomic_write, load_checkpoint, read_header, save_checkpoint
+from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
+from napari_pixeldrl.core.atomic import atomic_write
+from napari_pixeldrl.core.device import choose_device
+from napari_pixeldrl.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from napari_pixeldrl.model.config import dataclass_from_json, ModelConfig, preset_config
 from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
 
@@ -397,18 +399,10 @@ class Trainer:
             self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
     def _pick_device(self) -> torch.device:
-        want = self.config.device
-        if want == "auto":
-            want = "cuda" if torch.cuda.is_available() else "cpu"
-        if want.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise InputError("--device cuda asked for, but no CUDA GPU is available")
-            if want == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                want = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(torch.device(want))
-        elif want != "cpu":
-            raise InputError(f"unknown device {want!r}; use auto, cpu or cuda")
-        return torch.device(want)
+        device = torch.device(choose_device(self.config.device))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
 
     def _build(self) -> None:
         c = self.config

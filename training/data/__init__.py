@@ -2,7 +2,7 @@
 
 Every loader returns a :class:`SliceSet` of 2D slices: images (C, H, W) float32 in [0, 1]
 (``normalize_slice``), masks (H, W) uint8 {0, 1} (``binarize_mask``). Volumes are cut into
-axial slices in the package's (Z, Y, X) order (see :mod:`napari_pixeldrl.io`).
+axial slices in the package's (Z, Y, X) order (see :mod:`napari_pixeldrl.core.io`).
 """
 
 from .cache import CACHE_FORMAT_VERSION, clear_cache, default_cache_dir

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from napari_pixeldrl.core.atomic import atomic_write
 from napari_pixeldrl.model.preprocess import PERCENTILES
 
 from .records import SliceSet
@@ -76,18 +76,15 @@ def write_cache(path: Path, data: SliceSet, key: str) -> bool:
         arrays[f"order_{g}"] = np.array(idx, dtype=np.int64)
         arrays[f"images_{g}"] = np.stack([data.images[i] for i in idx]).astype(np.float32, copy=False)
         arrays[f"masks_{g}"] = np.stack([data.masks[i] for i in idx]).astype(np.uint8, copy=False)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: given a name, np.savez would add ".npz"
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write)
         return True
     except OSError as exc:
         warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=3)
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
         return False
 
 

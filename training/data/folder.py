@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_pixeldrl.io import IMAGE_SUFFIXES, split_suffix
+from napari_pixeldrl.core.io import IMAGE_SUFFIXES, split_suffix
 
 from .items import Item, RawSlice
 from .slicing import read_pair

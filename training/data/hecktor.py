@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import UnreadableFileError, load_nifti, nifti_to_zyx
-from napari_pixeldrl.model.preprocess import binarize_mask
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import UnreadableFileError, load_nifti, nifti_to_zyx
+from napari_pixeldrl.core.checks import binarize_mask
 
 from .items import Item, RawSlice
 

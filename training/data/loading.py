@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import UnreadableFileError
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import UnreadableFileError
 from napari_pixeldrl.model.preprocess import normalize_slice
 
 from . import cache as _cache

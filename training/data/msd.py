@@ -3,7 +3,7 @@
 Layout: ``dataset.json``, ``imagesTr/<case>.nii.gz``, ``labelsTr/<case>.nii.gz``. The pairs
 are taken from ``dataset.json``'s ``training`` list when present, otherwise by equal file
 names in ``imagesTr`` and ``labelsTr``. macOS ``._*`` files are ignored. Volumes are read
-with :func:`napari_pixeldrl.io.read_image` as (Z, Y, X) and cut into axial slices (1, H, W)
+with :func:`napari_pixeldrl.core.io.read_image` as (Z, Y, X) and cut into axial slices (1, H, W)
 (a 4D multi-modal volume gives (C, H, W)); in-plane spacing (sy, sx) from the header.
 Patient = the file name without ``.nii.gz``; slice index = z.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import NIFTI_SUFFIXES, split_suffix
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import NIFTI_SUFFIXES, split_suffix
 
 from .items import Item, RawSlice
 from .slicing import read_pair

@@ -1,4 +1,4 @@
-"""Cutting what :func:`napari_pixeldrl.io.read_image` returns into (C, H, W) slices with their masks."""
+"""Cutting what :func:`napari_pixeldrl.core.io.read_image` returns into (C, H, W) slices with their masks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.io import ImageFile, read_image
-from napari_pixeldrl.model.preprocess import binarize_mask
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import ImageFile, read_image
+from napari_pixeldrl.core.checks import binarize_mask
 
 from .items import RawSlice
 

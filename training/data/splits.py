@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
+from napari_pixeldrl.core.errors import InputError
 
 PARTS3 = ("train", "val", "test")
 

@@ -14,7 +14,7 @@ Axis convention (used everywhere in this package):
   ``(Z, H, W)``); their spacing is 1 per spatial axis.
 
 Errors: a missing, empty or undecodable file raises :class:`UnreadableFileError` (an
-:class:`~napari_pixeldrl.errors.InputError`) naming the file.
+:class:`~napari_pixeldrl.core.errors.InputError`) naming the file.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pixeldrl.errors import InputError
-from napari_pixeldrl.model.preprocess import binarize_mask, grey_of_rgb_mask
+from napari_pixeldrl.core.atomic import atomic_write
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.checks import binarize_mask, grey_of_rgb_mask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 TIF_SUFFIXES = (".tif", ".tiff")
@@ -241,11 +242,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, like: ImageFile | None
         raise InputError(f"PNG holds one 2D mask; got shape {data.shape} for {path} (use .tif or .nii.gz)")
     if data.ndim not in (2, 3):
         raise InputError(f"mask must be 2D or 3D, got shape {data.shape} for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = split_suffix(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if fmt == "nifti":
             import nibabel as nib
 
@@ -276,9 +274,5 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, like: ImageFile | None
             from PIL import Image
 
             Image.fromarray(data, mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write, keep_suffix=split_suffix(path)[1])
