@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -100,3 +101,20 @@ def run_episode(
         mask = new_mask.detach()
         if early_stop and step.fixed_point:
             return
+
+
+# What each pixel's agent did at a step (paper Fig. 4), as label values. A pixel zeroed at an
+# earlier step does nothing any more (0): zeroing is absorbing. A live pixel was kept at
+# every earlier step, so its action changes exactly when it is zeroed.
+KEPT, ZEROED = 2, 3
+
+
+def action_map(step_masks: np.ndarray) -> np.ndarray:
+    """(T, ...) uint8 from the masks m(1)..m(T): KEPT, ZEROED (at this step) or 0."""
+    masks = np.asarray(step_masks).astype(bool)
+    before = np.concatenate([np.ones_like(masks[:1]), masks[:-1]])  # m(t-1), with m(0) = 1
+    out = np.zeros(masks.shape, np.uint8)
+    out[before & masks] = KEPT
+    out[before & ~masks] = ZEROED
+    return out
+

@@ -20,14 +20,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
+from napari_pixeldrl.model.episode import KEPT, ZEROED, action_map
 
-# Values of the action layer (paper Fig. 4): what each pixel's agent did at a step.
-ACTION_ZERO, ACTION_KEEP, ACTION_CHANGED = 1, 2, 3
+# Colours of the action layer (paper Fig. 4), one per code of model.episode.action_map.
 ACTION_COLORS = {
-    0: (0.0, 0.0, 0.0, 0.0),
-    ACTION_ZERO: (0.15, 0.35, 0.85, 0.55),  # blue: set to zero
-    ACTION_KEEP: (0.2, 0.8, 0.3, 0.55),  # green: keep
-    ACTION_CHANGED: (1.0, 0.0, 0.0, 1.0),  # red: action differs from the previous step
+    0: (0.0, 0.0, 0.0, 0.0),  # zeroed at an earlier step: no action any more
+    KEPT: (0.2, 0.8, 0.3, 0.55),  # green: kept
+    ZEROED: (1.0, 0.0, 0.0, 1.0),  # red: zeroed at this step (its action changed from keep)
 }
 
 
@@ -51,7 +50,7 @@ class SegmentProgress:
 class SegmentDone:
     mask: np.ndarray  # (H, W) or (Z, H, W) uint8
     steps: np.ndarray  # (t_max, *spatial) uint8 masks m(1..t_max)
-    actions: np.ndarray  # (t_max, *spatial) uint8, ACTION_* codes
+    actions: np.ndarray  # (t_max, *spatial) uint8, model.episode.action_map codes
     value: np.ndarray  # (*spatial) float32
     steps_taken: np.ndarray
     t_max: int
@@ -132,29 +131,6 @@ def prepare_image(data, *, rgb: bool, in_channels: int, name: str = "image") -> 
             "pick a model trained on one-channel images"
         )
     return np.asarray(data), None
-
-
-def action_codes(step_masks: np.ndarray, step_actions: np.ndarray) -> np.ndarray:
-    """Per step: 1 = zero, 2 = keep, 3 = the pixel's action changed since the previous step.
-
-    Only pixels still in the mask before a step act (zeroing is absorbing), so pixels
-    already zeroed are left transparent (0). Before step 1 every pixel is in the mask
-    with nothing done, which counts as *keep*: pixels zeroed at step 1 show as changed.
-    """
-    step_actions = np.asarray(step_actions).astype(bool)
-    t_max = step_actions.shape[0]
-    prev_mask = np.ones(step_actions.shape[1:], bool)  # m(0) = 1
-    prev_action = np.ones(step_actions.shape[1:], bool)  # "keep" before the first step
-    out = np.zeros(step_actions.shape, np.uint8)
-    for t in range(t_max):
-        act = step_actions[t]
-        code = np.where(act, ACTION_KEEP, ACTION_ZERO).astype(np.uint8)
-        code[act != prev_action] = ACTION_CHANGED
-        code[~prev_mask] = 0
-        out[t] = code
-        prev_action = act | ~prev_mask  # a zeroed pixel's later "action" is moot
-        prev_mask = np.asarray(step_masks[t]).astype(bool)
-    return out
 
 
 # --------------------------------------------------------------------------- model
@@ -239,7 +215,7 @@ def segment_job(
         return SegmentDone(
             mask=seg.mask,
             steps=seg.step_masks,
-            actions=action_codes(seg.step_masks, seg.step_actions),
+            actions=action_map(seg.step_masks),
             value=seg.value,
             steps_taken=seg.steps_taken,
             t_max=seg.t_max,

@@ -20,6 +20,7 @@ from _helpers import Heartbeat  # noqa: E402
 from napari_pixeldrl import _workers as W  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
 from napari_pixeldrl._widget_segment import TAG, SegmentWidget  # noqa: E402
+from napari_pixeldrl.model.episode import ZEROED  # noqa: E402
 from napari_pixeldrl.model.checkpoint import save_checkpoint  # noqa: E402
 from napari_pixeldrl.model.config import preset_config  # noqa: E402
 from napari_pixeldrl.model.network import build_model  # noqa: E402
@@ -84,7 +85,7 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     assert viewer.dims.axis_labels[0] == "step"
     # the action colours: changed pixels red
     cmap = roles["actions"].colormap
-    np.testing.assert_allclose(cmap.color_dict[W.ACTION_CHANGED][:3], (1, 0, 0))
+    np.testing.assert_allclose(cmap.color_dict[ZEROED][:3], (1, 0, 0))
     # play animates the step axis
     w.play_button.setChecked(True)
     qtbot.waitUntil(lambda: viewer.dims.current_step[0] >= 2, timeout=5000)

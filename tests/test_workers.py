@@ -8,6 +8,7 @@ import pytest
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import save_checkpoint
+from napari_pixeldrl.model.episode import KEPT, ZEROED, action_map
 from napari_pixeldrl.model.network import build_model
 from _helpers import drain
 
@@ -35,14 +36,12 @@ def test_prepare_image_maps_rgb_and_refuses_mismatches():
         W.prepare_image(np.zeros((2, 3, 32, 32)), rgb=False, in_channels=1)
 
 
-def test_action_codes():
+def test_action_map():
     # one pixel row of 3: pixel 0 zeroed at step 1, pixel 1 at step 2, pixel 2 always kept
-    actions = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8)
     masks = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 1]], np.uint8)
-    codes = W.action_codes(masks, actions)
-    z, k, c = W.ACTION_ZERO, W.ACTION_KEEP, W.ACTION_CHANGED
-    assert codes.tolist() == [[c, k, k], [0, c, k], [0, 0, k]]
-    assert z == 1 and k == 2 and c == 3
+    k, z = KEPT, ZEROED
+    assert action_map(masks).tolist() == [[z, k, k], [0, z, k], [0, 0, k]]
+    assert set(W.ACTION_COLORS) == {0, KEPT, ZEROED}
 
 
 def test_segment_job_outcomes(ckpt, tmp_path):

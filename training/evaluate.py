@@ -8,7 +8,7 @@
 * ``table.md``: the summary laid out like the paper's Table 2 (mean ± SD);
 * ``dice_per_step.png``: mean DICE against t (Fig. 7);
 * ``steps.png``: for a few slices, the mask m(t) and the action map a(t) of every step,
-  pixels whose action changed from step t-1 in red (Fig. 4).
+  pixels zeroed at step t, the only change of action an absorbing episode has, in red (Fig. 4).
 
 HD95 is in pixels (the slices' spacing is not applied), as the paper reports it on 2D slices.
 """
@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from napari_pixeldrl.core.atomic import atomic_write
+from napari_pixeldrl.model.episode import ZEROED, action_map
 
 from .metrics import METRIC_NAMES, aggregate, overlap_metrics, patient_bootstrap, slice_metrics
 from .predict import predict_slices
@@ -144,16 +145,6 @@ def plot_dice_per_step(dice_per_step: Sequence[float], path) -> None:
     _save(fig, Path(path))
 
 
-def steps_to_show(p) -> int:
-    """The steps an episode took: up to the first step that changed nothing (where argmax
-    inference stops; later entries repeat it), else all of them."""
-    masks = p.step_masks
-    for t in range(1, len(masks)):
-        if np.array_equal(masks[t], masks[t - 1]):
-            return t + 1
-    return len(masks)
-
-
 def _crop_box(*masks, margin: int = 12, least: int = 64):
     """Rows and columns around everything in ``masks`` (with a margin), so that a small
     object's changing boundary is large enough to see; the whole slice if all are empty."""
@@ -183,7 +174,7 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
 
     if not preds:
         return
-    shown = [steps_to_show(p) if p.step_masks is not None else 0 for p in preds]
+    shown = [int(p.steps_taken) if p.step_masks is not None else 0 for p in preds]
     cols = 1 + max(shown)
     fig = _figure(figsize=(2.1 * cols, 4.3 * len(preds)))
     axes = np.atleast_2d(fig.subplots(2 * len(preds), cols))
@@ -207,12 +198,12 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
                                   Patch(color="red", label="zeroed at step t"),
                                   Patch(color=(1.0, 0.75, 0.6), label="zeroed at step 1 (faint)")],
                          loc="center", fontsize=8, frameon=False)
-        prev = np.ones_like(truth)
+        actions = action_map(p.step_masks[:n]) if n else None
         rgb = np.dstack([g] * 3).astype(float)
         rgb = (rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-9)
         for t in range(n):
             m = p.step_masks[t][box] > 0
-            zeroed = prev & ~m
+            zeroed = actions[t][box] == ZEROED
             over = rgb.copy()
             kept = rgb.copy()
             kept[m] = 0.55 * kept[m] + 0.45 * np.array([0.25, 0.5, 1.0])
@@ -224,7 +215,6 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
             over[zeroed] = (1 - weight) * over[zeroed] + weight * np.array(colour)
             bottom[t + 1].imshow(over)
             bottom[t + 1].set_title(f"a({t + 1}): {int(zeroed.sum())} px zeroed", fontsize=8)
-            prev = m
         for ax in list(top[n + 1:]) + list(bottom[n + 1:]):
             ax.axis("off")
     for ax in axes.ravel():
