@@ -26,7 +26,8 @@ import torch
 from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.predict import predict_slices
 from napari_pixeldrl.training.synthetic import discs
-from napari_pixeldrl.training.trainer import TrainConfig, Trainer
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
 
 OUT = Path(__file__).parent / "results"
 READING = "## Reading"

@@ -317,7 +317,7 @@ def default_run_dir(now: datetime | None = None) -> Path:
 
 
 def check_out_dir(out) -> Path:
-    from napari_pixeldrl.training.trainer import STATE
+    from napari_pixeldrl.training.run_folder import STATE
 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -371,7 +371,8 @@ def train_job(
     """
     from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
     from napari_pixeldrl.training.loader import batches_per_epoch
-    from napari_pixeldrl.training.trainer import EndEvent, EpisodeEvent, EpochEvent, Trainer
+    from napari_pixeldrl.training.events import EndEvent, EpisodeEvent, EpochEvent
+    from napari_pixeldrl.training.trainer import Trainer
 
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()

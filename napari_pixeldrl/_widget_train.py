@@ -226,7 +226,7 @@ class TrainWidget(QWidget):
         """The TrainConfig for a run: the injected base (or defaults) with the widget's choices."""
         import dataclasses
 
-        from napari_pixeldrl.training.trainer import TrainConfig
+        from napari_pixeldrl.training.train_config import TrainConfig
 
         cfg = dataclasses.replace(self.base_config) if self.base_config is not None else TrainConfig()
         cfg.epochs = int(self.epochs_spin.value())
@@ -246,7 +246,7 @@ class TrainWidget(QWidget):
         model_channels = T.start_channels(start)  # foreign checkpoint -> CheckpointError
         cfg = self.train_config()
         if start is not None:
-            from napari_pixeldrl.training.trainer import trained_options
+            from napari_pixeldrl.training.train_config import trained_options
 
             cfg.model_overrides = {}
             cfg.preset = self._preset_of(start) or cfg.preset

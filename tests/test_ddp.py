@@ -15,7 +15,8 @@ import sys
 sys.path.insert(0, {tests!r})
 import torch
 from _synthetic import TINY, discs
-from napari_pixeldrl.training.trainer import TrainConfig, Trainer
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
 cfg = TrainConfig(preset="lite", model_overrides=dict(TINY), epochs=2, crop=None, t_max=2, progress=False, threads=1, device="cpu")
 t = Trainer(cfg, discs(8), discs(2, 1), sys.argv[1])
 r = t.fit()

@@ -14,7 +14,8 @@ from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.model.network import KEEP, build_model
 from napari_pixeldrl.training.cli import main
 from napari_pixeldrl.training.pa3c import dilate, pa3c_loss, step_radius
-from napari_pixeldrl.training.trainer import TrainConfig, Trainer
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
 
 from _synthetic import TINY, discs
 
@@ -148,7 +149,8 @@ def test_a_diverging_run_stops_before_saving_its_nan_weights(tmp_path, monkeypat
     import dataclasses
 
     import napari_pixeldrl.training.pa3c as pa3c
-    from napari_pixeldrl.training.trainer import LAST, TrainingDiverged
+    from napari_pixeldrl.training.events import TrainingDiverged
+    from napari_pixeldrl.training.run_folder import LAST
 
     Trainer(tiny(epochs=1), discs(2, 0), discs(1, 1), tmp_path).fit()
     good = load_checkpoint(tmp_path / LAST).model.state_dict()
@@ -202,7 +204,7 @@ def test_the_end_event_comes_while_the_run_still_holds_its_folder(tmp_path):
     """What a caller writes into the folder at the end (the CLI's "ended" record) is the run's:
     a second run cannot have taken the folder in between."""
     from napari_pixeldrl.training.run_lock import RunFolderLock
-    from napari_pixeldrl.training.trainer import EndEvent
+    from napari_pixeldrl.training.events import EndEvent
 
     seen = []
 
@@ -218,7 +220,7 @@ def test_the_end_event_comes_while_the_run_still_holds_its_folder(tmp_path):
 
 
 def test_resume_without_training_state_is_refused_and_keeps_the_best(tmp_path):
-    from napari_pixeldrl.training.trainer import BEST, STATE
+    from napari_pixeldrl.training.run_folder import BEST, STATE
 
     Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit()
     (tmp_path / STATE).unlink()
@@ -231,7 +233,7 @@ def test_resume_without_training_state_is_refused_and_keeps_the_best(tmp_path):
 
 
 def test_temporaries_of_a_killed_write_are_removed_on_start(tmp_path):
-    from napari_pixeldrl.training.trainer import STATE
+    from napari_pixeldrl.training.run_folder import STATE
 
     Trainer(tiny(), discs(2, 0), discs(1, 1), tmp_path).fit()
     stale = tmp_path / f".{STATE}.abc123.tmp"

@@ -22,7 +22,8 @@ from napari_pixeldrl._widget_segment import SegmentWidget  # noqa: E402
 from napari_pixeldrl._widget_train import FRESH, SEGMENT, TrainWidget  # noqa: E402
 from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint  # noqa: E402
 from napari_pixeldrl.model.network import build_model  # noqa: E402
-from napari_pixeldrl.training.trainer import BEST, LAST, TrainConfig  # noqa: E402
+from napari_pixeldrl.training.run_folder import BEST, LAST  # noqa: E402
+from napari_pixeldrl.training.train_config import TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -10,7 +10,8 @@ from napari_pixeldrl import _workers as W
 from napari_pixeldrl.core.errors import CheckpointError, InputError
 from napari_pixeldrl.model.checkpoint import LoadedModel, save_checkpoint
 from napari_pixeldrl.model.network import build_model
-from napari_pixeldrl.training.trainer import BEST, LAST, TrainConfig
+from napari_pixeldrl.training.run_folder import BEST, LAST
+from napari_pixeldrl.training.train_config import TrainConfig
 
 from _synthetic import TINY
 from _helpers import drain

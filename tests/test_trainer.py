@@ -13,7 +13,10 @@ import pytest
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.training import state as state_mod
 from napari_pixeldrl.training.state import load_training_state
-from napari_pixeldrl.training.trainer import BEST, LAST, METRICS, STATE, CURVE, EpisodeEvent, TrainConfig, Trainer, write_curve
+from napari_pixeldrl.training.events import EpisodeEvent
+from napari_pixeldrl.training.run_folder import BEST, CURVE, LAST, METRICS, STATE, write_curve
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
 
 from _synthetic import TINY, discs
 
@@ -155,7 +158,9 @@ SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from _synthetic import TINY, discs
-from napari_pixeldrl.training.trainer import EpisodeEvent, TrainConfig, Trainer
+from napari_pixeldrl.training.events import EpisodeEvent
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
 out, resume = sys.argv[1], sys.argv[2] == "1"
 cfg = TrainConfig(preset="lite", model_overrides=dict(TINY), epochs=4, crop=None, t_max=2, progress=False, threads=1)
 def cb(e):

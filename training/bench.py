@@ -142,7 +142,8 @@ def bench_training(
     machine load hits both alike. ``overrides``: model config fields changed from the preset's."""
     from napari_pixeldrl.training.pa3c import PA3CObjective
     from napari_pixeldrl.training.supervised import SupervisedObjective
-    from napari_pixeldrl.training.trainer import TrainConfig, param_groups
+    from napari_pixeldrl.training.train_config import TrainConfig
+    from napari_pixeldrl.training.trainer import param_groups
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -56,7 +56,8 @@ def cmd_info(args) -> None:
         "bundled_models": sorted(bundled_models()),
     }
     if config.arch == "pixeldrl":
-        from napari_pixeldrl.training.trainer import TrainConfig, reward_filter_lr_scale
+        from napari_pixeldrl.training.train_config import TrainConfig
+        from napari_pixeldrl.training.trainer import reward_filter_lr_scale
 
         train = TrainConfig(preset=config.preset)
         result["train_defaults"] = {k: train.resolved(k) for k in (

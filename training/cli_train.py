@@ -172,7 +172,8 @@ def add_train_commands(subparsers) -> None:
 
 
 def _config_from_args(args, finetune: bool):
-    from napari_pixeldrl.training.trainer import CONFIG, TrainConfig, trained_options
+    from napari_pixeldrl.training.run_folder import CONFIG
+    from napari_pixeldrl.training.train_config import TrainConfig, trained_options
 
     cfg_path = args.out / CONFIG
     if args.epochs is not None and args.epochs < 1:
@@ -300,7 +301,7 @@ def cmd_train(args) -> int:
     cpu_started = time.process_time()
 
     def log_epoch(event):
-        from napari_pixeldrl.training.trainer import EndEvent, EpochEvent, StartEvent
+        from napari_pixeldrl.training.events import EndEvent, EpochEvent, StartEvent
 
         if isinstance(event, EndEvent) and trainer.rank == 0:
             # The run folder keeps every command that trained it: a run continued in stages,

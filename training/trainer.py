@@ -1,16 +1,6 @@
 """The trainer: PixelDRL-MG by PA3C (METHOD.md §2) or the U-Net baseline, one loop.
 
-A run lives in a folder::
-
-    config.json                   the TrainConfig and the model config
-    checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
-    checkpoint_best.safetensors   the model with the best validation DICE so far
-    training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
-    metrics.jsonl                 one JSON object per epoch
-    curve.png                     learning curves (loss, mean reward, validation DICE)
-
-With ``ema_decay`` set, "the model" in both checkpoints is the moving average of the
-weights, which the training state holds beside the raw weights.
+A run lives in a folder, its files named in run_folder.py.
 
 ``Trainer.fit(resume=True)`` continues a killed run from its last finished epoch.
 Hooks (``on_start``, ``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
@@ -21,302 +11,36 @@ on GPUs); process 0 validates and writes the files.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
+from napari_pixeldrl.core.errors import CheckpointError, InputError
 from napari_pixeldrl.core.atomic import atomic_write
 from napari_pixeldrl.core.device import choose_device
 from napari_pixeldrl.model.checkpoint import load_checkpoint, read_header, save_checkpoint
-from napari_pixeldrl.model.config import dataclass_from_json, ModelConfig, preset_config
+from napari_pixeldrl.model.config import ModelConfig, preset_config
 from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
 
 from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
-from .pa3c import ENTROPY_BETA, LossStats, PA3CObjective
+from .pa3c import PA3CObjective
 from .predict import predict_slices
 from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
 
-LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "training_state.safetensors"
-CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
-
-# The training defaults of each preset: what a TrainConfig field left at None means.
-# ``paper`` trains the paper's loss (Eqs. 12-16): the plain reward over all pixels, no
-# supervised term, PyTorch's initialisation and one learning rate for every weight; each
-# deviation is an explicit option. ``lite`` carries this project's gap-filling choices
-# (pa3c.py docstring, benchmarks/results/pa3c_collapse.md). keep_init "random": no change
-# to the initialisation.
-TRAIN_DEFAULTS = {
-    "paper": {"supervised_weight": 0.0, "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-              "supervised_dice": False, "keep_init": "random", "reward_conv_lr_scale": 1.0},
-    # keep_init "random": with the supervised term on, a fresh run does not fall into the
-    # all-zero policy, and pi(keep) started at 0.9 (which scales the output layers by 0.1)
-    # learned several times slower from scratch (README, "the lite recipe").
-    "lite": {"supervised_weight": 5.0, "reward_balance": True, "balance_power": 0.5, "live_pixels_only": True,
-             "supervised_dice": True, "keep_init": "random", "reward_conv_lr_scale": "1/k^2"},
-}
-PRESET_DEFAULTED = tuple(TRAIN_DEFAULTS["paper"])
-
-
-def train_defaults(preset: str) -> dict:
-    """The training defaults of ``preset`` (a preset without its own, e.g. a U-Net: lite's)."""
-    return dict(TRAIN_DEFAULTS.get(preset, TRAIN_DEFAULTS["lite"]))
-
-
-# The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
-LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine",
-                "coarse_first", "supervised_steps")
-# Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
-# fine-tune takes over from its starting checkpoint.
-PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
-
-# Options added after runs were first saved: the value a saved config without them ran with.
-_ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
-          "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
-          "coarse_first": 0}
-
-
-@dataclass
-class TrainConfig:
-    """Every training option; JSON-serialisable (``to_dict`` / ``from_dict``)."""
-
-    preset: str = "lite"
-    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. narrower widths
-    epochs: int = 200
-    batch_size: int = 2
-    lr: float = 1e-3
-    lr_decay: float = 0.9  # x0.9 ...
-    lr_step_epochs: int = 25  # ... every 25 epochs
-    t_max: int | None = None  # None: the model config's (10)
-    gamma: float | None = None  # None: the model config's (0.95)
-    entropy_beta: float = ENTROPY_BETA
-    value_weight: float = 1.0  # c_v; Eq. 16 implies 1, PixelRL's code 0.25
-    supervised_weight: float | None = None  # None: the preset's (TRAIN_DEFAULTS)
-    # Adam moves each of the 33x33 = 1089 weights of the reward-map filter by up to lr per
-    # step; at the shared lr the filter's mass grows by ~1 per step and the returns blow up.
-    # Its lr is lr * this factor (lite: 1/1089, the filter's sum moves like one weight;
-    # paper: 1, one learning rate). None: the preset's.
-    reward_conv_lr_scale: float | None = None
-    # pi(keep) at the start of a fresh run (bias of the policy output). Zeroing is absorbing,
-    # so a sampled episode keeps an object pixel only if every step keeps it; starting near
-    # 0.5 nearly every object pixel is zeroed while exploring and the run falls into the
-    # all-zero policy. "random" leaves PyTorch's initialisation; None: the preset's (both "random").
-    keep_init: float | str | None = None
-    # Gap-filling choices against the collapse to the all-zero policy (pa3c.py docstring,
-    # benchmarks/results/pa3c_collapse.md): class-balanced reward, loss over live pixels.
-    reward_balance: bool | None = None  # weigh each pixel's reward by its class's fraction^-power (None: preset's)
-    balance_power: float | None = None  # 1: balanced accuracy (over-segments small objects), 0.5: softer (None: preset's)
-    supervised_dice: bool | None = None  # add soft Dice on pi(keep) to the supervised BCE (None: preset's)
-    live_pixels_only: bool | None = None  # policy/entropy/value terms over pixels not yet zeroed (None: preset's)
-    # Coarse to fine (not in the paper): step t's target is the truth dilated by
-    # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
-    # the first steps remove far background and the last ones settle the boundary. 0: off.
-    coarse_to_fine: int = 0
-    # Step 1's target only is the truth dilated by this many pixels (0: off): the first
-    # step keeps a margin round the object, which the later steps, seeing m(1), trim.
-    coarse_first: int = 0
-    # "every": the supervised term on every step's pi(keep); "last": on the last step only,
-    # the earlier steps learn from the reward alone (pa3c_loss).
-    supervised_steps: str = "every"
-    # Exponential moving average of the weights (decay per episode; None: off). When on, the
-    # average is what is validated and saved (checkpoint_best, checkpoint_last); the raw
-    # weights are validated too and logged as val_dice_raw, so a run shows what it gave.
-    ema_decay: float | None = None
-    crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
-    augment: bool = True
-    rotate: float = 15.0  # degrees
-    foreground_p: float = 0.5
-    threads: int | None = None  # torch CPU threads (None: torch's default)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # autocast on CUDA (bf16 where supported, else fp16 with a grad scaler)
-    seed: int = 0
-    time_budget_min: float | None = None  # wall clock
-    # Process CPU time (all threads): a budget that other load on the machine does not
-    # change, for comparisons under "the same budget".
-    cpu_budget_min: float | None = None
-    val_every: int = 1
-    val_max_slices: int | None = None
-    progress: bool = True  # progress bar with ETA on stderr
-    data: dict = field(default_factory=dict)  # provenance: dataset, path, split, fold, n-shot
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        # A run saved before these options existed was trained without them: resume it so.
-        if "supervised_steps" not in data:
-            # Saved before the presets had training defaults: None meant what it said then.
-            data = dict(data)
-            if data.get("reward_conv_lr_scale", None) is None:
-                data["reward_conv_lr_scale"] = "1/k^2"
-            if "keep_init" in data and data["keep_init"] is None:
-                data["keep_init"] = "random"
-            if data.get("threads") == 0:
-                data["threads"] = None
-        return dataclass_from_json(cls, {**_ADDED, **data}, "training config")
-
-    def check(self) -> None:
-        """Refuse options and combinations that cannot mean what they say."""
-        def number(name, low, high=math.inf, *, whole=False, optional=False, low_open=False, label=None):
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            ok = isinstance(v, int) if whole else isinstance(v, (int, float))
-            ok = ok and not isinstance(v, bool) and math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
-            if not ok:
-                kind = "a whole number" if whole else "a number"
-                bound = f"above {low}" if low_open else f"at least {low}"
-                raise InputError(f"{label or name.replace('_', ' ')} must be {kind} {bound}"
-                                 + (f" and at most {high}" if high != math.inf else "") + f", got {v!r}")
-
-        number("epochs", 0, whole=True)
-        number("batch_size", 1, whole=True)
-        number("lr", 0.0, low_open=True)
-        number("lr_decay", 0.0, 1.0, low_open=True)
-        number("lr_step_epochs", 1, whole=True)
-        number("t_max", 1, whole=True, optional=True)
-        number("gamma", 0.0, 1.0, optional=True)
-        number("value_weight", 0.0)
-        number("entropy_beta", 0.0)
-        number("supervised_weight", 0.0, optional=True)
-        number("crop", 8, whole=True, optional=True)
-        number("threads", 1, whole=True, optional=True)
-        number("val_max_slices", 1, whole=True, optional=True)
-        number("foreground_p", 0.0, 1.0)
-        number("balance_power", 0.0, 1.0, optional=True)
-        number("val_every", 1, whole=True, label="validation interval (epochs)")
-        number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")
-        number("coarse_first", 0, 64, whole=True, label="first step's margin (pixels)")
-        if self.coarse_to_fine and self.coarse_first:
-            raise InputError("--coarse-to-fine and --coarse-first are two schedules of the same targets; give one")
-        number("time_budget_min", 0.0, low_open=True, optional=True, label="time budget (minutes)")
-        number("cpu_budget_min", 0.0, low_open=True, optional=True, label="CPU budget (minutes)")
-        if self.reward_conv_lr_scale not in (None, "1/k^2"):
-            number("reward_conv_lr_scale", 0.0)
-        d = self.ema_decay
-        if d is not None and not (isinstance(d, (int, float)) and 0.0 < d < 1.0):
-            raise InputError(f"EMA decay must be a number between 0 and 1 (exclusive), got {d!r}")
-        if self.supervised_steps not in ("every", "last"):
-            raise InputError(f"supervised steps must be 'every' or 'last', got {self.supervised_steps!r}")
-        k = self.resolved("keep_init")
-        if k != "random" and not (isinstance(k, (int, float)) and 0.0 < k < 1.0):
-            raise InputError(f"keep_init must be a number in (0, 1) or 'random', got {k!r}")
-        if self.supervised_dice is True and self.resolved_supervised_weight() == 0.0:  # asked for, not a preset's default
-            raise InputError(
-                "--supervised-dice adds to the supervised term, whose weight is 0 here "
-                f"(preset {self.preset!r}); give --supervised-weight too"
-            )
-
-    def pa3c_options(self) -> dict:
-        """The keyword options of :func:`pa3c_loss` this config sets (t_max and gamma come
-        from the model config)."""
-        return {k: self.resolved(k) for k in PA3C_FIELDS}
-
-    def resolved(self, name: str):
-        """The value of option ``name``, the preset's default where it is None."""
-        value = getattr(self, name)
-        if value is None and name in PRESET_DEFAULTED:
-            value = train_defaults(self.preset)[name]
-        if name == "supervised_weight":
-            return float(value)
-        return value
-
-    def resolved_supervised_weight(self) -> float:
-        return self.resolved("supervised_weight")
-
-
-def trained_options(checkpoint) -> dict:
-    """The loss options and the training crop ``checkpoint`` was trained with (its header's
-    training config): a fine-tune continues with them unless told otherwise (the crop sets
-    how much context the heads learned to use). Empty for a checkpoint that does not say
-    (e.g. one saved outside a training run)."""
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
-    if not trained:
-        return {}
-    read = TrainConfig.from_dict(trained)  # an old header's None keeps the meaning it had then
-    return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained}
-
-
-class TrainingDiverged(PixelDRLError):
-    """The loss became NaN or infinite; raised before the optimiser step, so nothing is saved from it."""
-
-
-# ------------------------------------------------------------------------- events
-
-
-@dataclass
-class StartEvent:
-    out_dir: Path  # the run folder, now locked by this run
-    start_epoch: int  # epochs already done (a resume)
-
-
-@dataclass
-class EpisodeEvent:
-    epoch: int  # 1-based epoch this episode belongs to
-    episode: int  # 1-based within the epoch
-    episodes_per_epoch: int
-    stats: LossStats
-    lr: float
-    elapsed: float  # seconds since fit() started
-
-
-@dataclass
-class EpochEvent:
-    epoch: int  # 1-based, the epoch just finished
-    epochs: int
-    train: dict  # mean loss, policy_loss, value_loss, supervised_loss, entropy, mean_reward, keep_fraction
-    val_dice: float | None
-    best_dice: float
-    best_epoch: int
-    is_best: bool
-    lr: float
-    seconds: float
-    elapsed: float
-
-
-@dataclass
-class EndEvent:
-    reason: str  # "done" | "time_budget" | "cancelled"
-    epochs_done: int
-    best_dice: float
-    best_epoch: int
-    out_dir: Path
-    stop_val_dice: float | None = None  # the weights validated at a budget stop, if any
-
-
-Callback = Callable[[object], None]
-
-
-@dataclass
-class TrainResult:
-    reason: str
-    epochs_done: int
-    best_dice: float
-    best_epoch: int
-    out_dir: Path
-    history: list = field(default_factory=list)
-    stop_val_dice: float | None = None  # validation DICE of the weights at a stop, when they were validated
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.out_dir / BEST
-
+from .events import Callback, EndEvent, EpisodeEvent, EpochEvent, StartEvent, TrainingDiverged, TrainResult
+from .run_folder import BEST, CONFIG, CURVE, LAST, METRICS, STATE, write_curve
+from .train_config import LOSS_OPTIONS, TrainConfig
 
 class _Slices:
     """images/masks lists from a SliceSet, a (images, masks) pair, or None."""
@@ -770,45 +494,3 @@ def param_groups(net: torch.nn.Module, lr: float, reward_conv_scale: float | str
     ids = {id(p) for p in rc.parameters()}
     rest = [p for p in net.parameters() if id(p) not in ids]
     return [{"params": rest}, {"params": list(rc.parameters()), "lr": lr * reward_conv_scale}]
-
-
-# ------------------------------------------------------------------------- curve
-
-
-def write_curve(history: Sequence[dict], path) -> None:
-    """Learning curves: training loss and mean reward, validation DICE, per epoch (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(10, 3.5))
-    ax1, ax2, ax3 = fig.subplots(1, 3)
-    ax1.plot(epochs, [r.get("train_loss", math.nan) for r in history], marker=".")
-    ax1.set(title="training loss", xlabel="epoch")
-    ax2.plot(epochs, [r.get("train_mean_reward", math.nan) for r in history], marker=".", color="tab:green")
-    ax2.set(title="mean reward per pixel (episode)", xlabel="epoch")
-    val = [(r["epoch"], r["val_dice"]) for r in history if r.get("val_dice") is not None]
-    raw = [(r["epoch"], r["val_dice_raw"]) for r in history if r.get("val_dice_raw") is not None]
-    if val:
-        ax3.plot(*zip(*val), marker=".", color="tab:red", label="saved (the average where on)" if raw else None)
-    if raw:  # --ema-decay: the raw weights' score beside the average's
-        ax3.plot(*zip(*raw), marker=".", color="tab:red", alpha=0.35, ls=":", label="raw weights")
-        ax3.legend(fontsize=7, loc="lower right")
-    ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
-    # A run resumed with other options: loss and reward change scale there, or the average starts.
-    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:])
-               if (a.get("objective"), a.get("ema_decay")) != (b.get("objective"), b.get("ema_decay"))]
-    for x in changes:
-        for ax in (ax1, ax2, ax3):
-            ax.axvline(x, color="gray", ls="--", lw=0.8)
-    if changes:
-        ax1.annotate("training options changed", (changes[0], 1), xycoords=("data", "axes fraction"),
-                     fontsize=7, color="gray", ha="left", va="top", xytext=(3, -3), textcoords="offset points")
-    fig.tight_layout()
-
-    def write(tmp):
-        fig.savefig(tmp, format="png", dpi=80)
-
-    atomic_write(Path(path), write)

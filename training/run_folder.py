@@ -1,0 +1,63 @@
+"""What a run folder holds: the names of its files, and its learning-curve figure.
+
+    config.json                   the TrainConfig and the model config
+    checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
+    checkpoint_best.safetensors   the model with the best validation DICE so far
+    training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
+    metrics.jsonl                 one JSON object per epoch
+    curve.png                     learning curves (loss, mean reward, validation DICE)
+
+With ``ema_decay`` set, "the model" in both checkpoints is the moving average of the
+weights, which the training state holds beside the raw weights.
+
+The folder is locked by one run at a time (run_lock.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from napari_pixeldrl.core.atomic import atomic_write
+
+LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "training_state.safetensors"
+CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
+
+
+def write_curve(history: Sequence[dict], path) -> None:
+    """Learning curves: training loss and mean reward, validation DICE, per epoch (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 3.5))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(epochs, [r.get("train_loss", math.nan) for r in history], marker=".")
+    ax1.set(title="training loss", xlabel="epoch")
+    ax2.plot(epochs, [r.get("train_mean_reward", math.nan) for r in history], marker=".", color="tab:green")
+    ax2.set(title="mean reward per pixel (episode)", xlabel="epoch")
+    val = [(r["epoch"], r["val_dice"]) for r in history if r.get("val_dice") is not None]
+    raw = [(r["epoch"], r["val_dice_raw"]) for r in history if r.get("val_dice_raw") is not None]
+    if val:
+        ax3.plot(*zip(*val), marker=".", color="tab:red", label="saved (the average where on)" if raw else None)
+    if raw:  # --ema-decay: the raw weights' score beside the average's
+        ax3.plot(*zip(*raw), marker=".", color="tab:red", alpha=0.35, ls=":", label="raw weights")
+        ax3.legend(fontsize=7, loc="lower right")
+    ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
+    # A run resumed with other options: loss and reward change scale there, or the average starts.
+    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:])
+               if (a.get("objective"), a.get("ema_decay")) != (b.get("objective"), b.get("ema_decay"))]
+    for x in changes:
+        for ax in (ax1, ax2, ax3):
+            ax.axvline(x, color="gray", ls="--", lw=0.8)
+    if changes:
+        ax1.annotate("training options changed", (changes[0], 1), xycoords=("data", "axes fraction"),
+                     fontsize=7, color="gray", ha="left", va="top", xytext=(3, -3), textcoords="offset points")
+    fig.tight_layout()
+
+    def write(tmp):
+        fig.savefig(tmp, format="png", dpi=80)
+
+    atomic_write(Path(path), write)
