@@ -1,6 +1,7 @@
 """The pixel-wise episode of METHOD.md §2.
 
-Every pixel is an agent whose state is the mask value m(t). m(0) = 1 everywhere; at
+Every pixel is an agent whose state is the mask value m(t). m(0) = 1 everywhere (or a
+rough start mask, for a user's box or stroke: the agents can only remove); at
 step t the policy picks a(t) per pixel (1 keep, 0 set to zero) and m(t) = m(t-1) * a(t),
 so zeroing is absorbing and the segmentation after step t is f(t) = m(t). With the
 ground truth G the reward is r(t) = (m(t-1) - G)^2 - (m(t) - G)^2, which is +1 for
@@ -56,6 +57,7 @@ def run_episode(
     early_stop: bool | None = None,
     generator: torch.Generator | None = None,
     with_value: bool = True,
+    start_mask: torch.Tensor | None = None,
 ) -> Iterator[Step]:
     """Yield the steps t = 1..t_max of one episode on a batch ``image`` (B, C, H, W).
 
@@ -63,13 +65,17 @@ def run_episode(
     ``sample=False`` takes the argmax. ``early_stop`` (default: on for argmax) stops
     after the first step at which no pixel of any slice changed, which is exact for
     argmax because the state, and so every later step, repeats. ``with_value=False``
-    skips the value head (argmax inference does not need it).
+    skips the value head (argmax inference does not need it). ``start_mask`` (B, 1, H, W)
+    0/1 is m(0), a rough mask to refine (a box, a stroke); default all ones.
     """
     if early_stop is None:
         early_stop = not sample
     b, _, h, w = image.shape
     context = net.encode(image)
-    mask = torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device)
+    if start_mask is None:
+        mask = torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device)
+    else:
+        mask = (start_mask.reshape(b, 1, h, w) > 0).to(image.dtype)
     for t in range(1, t_max + 1):
         logits, value = net.step(context, mask, with_value=with_value or sample)
         if sample:

@@ -128,6 +128,17 @@ def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.n
     return out, constant
 
 
+def start_slices(start_mask: np.ndarray, layout: Layout, source=None) -> np.ndarray:
+    """A start mask as (N, H, W) float32 0/1, one per slice; refused unless it has the
+    image's spatial shape."""
+    start = check_finite_numeric(np.asarray(start_mask), f"start mask for {source}" if source else "start mask")
+    if tuple(start.shape) != tuple(layout.shape):
+        raise InputError(f"the start mask has shape {tuple(start.shape)} but the image's slices are "
+                         f"{tuple(layout.shape)}; draw it on the same image")
+    start = (start != 0).astype(np.float32)
+    return start if layout.is_volume else start[None]
+
+
 def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     h, w = x.shape[-2:]
     ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
@@ -146,18 +157,26 @@ class BatchResult:
 
 
 def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int], t_max: int, *,
-              early_stop: bool = True, return_steps: bool = False) -> BatchResult:
-    """One argmax episode (or one U-Net forward) on a padded batch ``x`` (B, C, H, W)."""
+              early_stop: bool = True, return_steps: bool = False, start: torch.Tensor | None = None) -> BatchResult:
+    """One argmax episode (or one U-Net forward) on a padded batch ``x`` (B, C, H, W).
+
+    ``start`` (B, H', W') 0/1, padded like ``x``: the episode's m(0) (default all ones). A
+    U-Net has no episode: its mask is cut to ``start``, the prompt's plain use."""
     h, w = size
     b = x.shape[0]
+    if start is not None:
+        start = start.reshape(b, 1, *x.shape[-2:]).to(x.dtype)
     if config.arch == "unet":
-        raw = (model(x)[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
+        logits = model(x)
+        if start is not None:
+            logits = torch.where(start > 0, logits, torch.full_like(logits, -1.0))
+        raw = (logits[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
         stack = np.repeat(raw[None], t_max, axis=0) if return_steps else None
         final = apply_postprocess(raw, config.postprocess)
         return BatchResult(final, np.ones(b, np.int32), stack, stack, torch.from_numpy(raw)[:, None])
     steps_taken = np.full(b, t_max, np.int32)
     masks, actions = [], []
-    for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False):
+    for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False, start_mask=start):
         unchanged = ~step.changed.cpu().numpy()
         steps_taken = np.where(unchanged & (steps_taken == t_max) & (step.t < t_max), step.t, steps_taken)
         final = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()
@@ -188,10 +207,15 @@ def iter_segment(
     device: str | torch.device = "cpu",
     cancel: Callable[[], bool] | None = None,
     source: str | None = None,
+    start_mask: np.ndarray | None = None,
 ) -> Iterator[Progress]:
-    """Generator form of :func:`segment`; its return value is the Segmentation."""
+    """Generator form of :func:`segment`; its return value is the Segmentation.
+
+    ``start_mask``: the episodes' m(0), a rough mask of the image's spatial shape (any
+    nonzero value is inside) that the agents refine; default all ones."""
     layout = resolve_layout(np.shape(image), config.in_channels, channel_axis, source)
     slices, constant = prepare_slices(np.asarray(image), layout, source)
+    starts = None if start_mask is None else start_slices(start_mask, layout, source)
     t_max = config.t_max if t_max is None else t_max
     if isinstance(t_max, bool) or not isinstance(t_max, (int, np.integer)) or t_max < 1:
         raise InputError(f"t_max must be a whole number of steps, at least 1, got {t_max!r}")
@@ -213,7 +237,9 @@ def iter_segment(
                 raise Cancelled("segmentation cancelled")
             idx = todo[start : start + batch_size]
             x, _ = pad_to_multiple(torch.from_numpy(slices[idx]).to(device))
-            res = run_batch(model, config, x, (h, w), t_max, early_stop=early_stop, return_steps=return_steps)
+            start = None if starts is None else pad_to_multiple(torch.from_numpy(starts[idx]).to(device))[0]
+            res = run_batch(model, config, x, (h, w), t_max, early_stop=early_stop, return_steps=return_steps,
+                            start=start)
             mask[idx] = res.mask
             steps_taken[idx] = res.steps_taken
             if return_steps:

@@ -30,7 +30,7 @@ def test_paper_preset_trains_the_papers_loss():
     paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
     assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
                                     "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0,
+                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0, "start_boxes": 0.0,
                                     "supervised_steps": "every"}
     assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
     assert paper.resolved("keep_init") == "random" and paper.resolved("reward_conv_lr_scale") == 1.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from napari_pixeldrl.core import __version__
 from napari_pixeldrl.core.device import choose_device
@@ -132,6 +133,7 @@ def cmd_predict(args) -> None:
     check_output_file(args.output)  # before the work, not after it
     loaded = load_checkpoint(args.checkpoint)
     image = read_image(args.input)
+    start = None if args.start_mask is None else read_image(args.start_mask).array
     from napari_pixeldrl.training.predict import run_with_progress
 
     seg = run_with_progress(iter_segment(
@@ -142,6 +144,7 @@ def cmd_predict(args) -> None:
         t_max=args.t_max,
         device=choose_device(args.device),
         source=str(args.input),
+        start_mask=start,
     ), "segmenting", enabled=not args.json and sys.stderr.isatty())
     mask = seg.mask
     if not str(args.output).lower().endswith((".nii", ".nii.gz")):
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-max", type=int, help="steps (default: the model's t_max)")
     p.add_argument("--channel-axis", type=int, help="axis of the channels, when it cannot be guessed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--start-mask", type=Path, default=None, metavar="FILE",
+                   help="a rough mask of the image's shape (a box, a stroke; nonzero = inside) that the episode "
+                        "starts from instead of all ones: the agents remove what does not belong")
     from napari_pixeldrl.training.cli_train import add_postprocess_option
 
     add_postprocess_option(p)

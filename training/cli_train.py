@@ -127,6 +127,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--coarse-first", type=int, default=None, metavar="PIXELS",
                    help="step 1's target is the truth dilated by PIXELS, the later steps' the truth: the first step "
                         "keeps a margin that the later ones, seeing m(1), trim (default 0: off; not in the paper)")
+    p.add_argument("--start-boxes", type=float, default=None, metavar="P",
+                   help="start each training episode, with probability P, from the truth's bounding box grown by "
+                        "0-20 pixels instead of all ones, so that the agents learn to refine a user's box "
+                        "(default 0; not in the paper)")
     p.add_argument("--supervised-steps", choices=("every", "last"), default=None,
                    help="put the supervised term on every step's pi(keep) (default) or on the last step only, "
                         "so that the earlier steps learn from the reward alone (not in the paper)")
@@ -163,6 +167,11 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<model>_<split> in the current folder)")
     p.add_argument("--fig-slices", type=int, default=4)
+    p.add_argument("--start-from", default="ones", metavar="ones|box:N",
+                   help="m(0) of every episode: all ones (default), or the truth's bounding box grown by N pixels, a "
+                        "simulated user's box; with a box only the slices that hold the object are scored")
+    p.add_argument("--object-slices", action="store_true",
+                   help="score only the slices whose truth holds the object (what --start-from box:N scores)")
     add_postprocess_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_evaluate)
@@ -211,7 +220,7 @@ def _config_from_args(args, finetune: bool):
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
-                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("supervised_steps", "supervised_steps")):
+                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
@@ -339,9 +348,11 @@ def cmd_evaluate(args) -> int:
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
+    from napari_pixeldrl.training.prompts import parse_start, truth_box
 
     import torch
 
+    grow = parse_start(args.start_from)
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)
@@ -366,19 +377,29 @@ def cmd_evaluate(args) -> int:
     subset = select(data, provenance, args.split)
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
+    if grow is not None or args.object_slices:  # a user boxes an object that is there
+        subset = subset.subset([i for i, p in enumerate(subset.positive) if p])
+        if len(subset) == 0:
+            raise InputError(f"no slice of the {args.split} split holds the object; there is nothing to box")
+    starts = None if grow is None else [truth_box(m, grow) for m in subset.masks]
     device = choose_device(args.device)
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
+    if grow is not None:
+        name += f", from the box + {grow} px"
     result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name,
-                      progress=not args.json and sys.stderr.isatty())
+                      progress=not args.json and sys.stderr.isatty(), start_masks=starts)
     if args.json:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")
-        print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess}))
+        print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess,
+                          "start_from": args.start_from, "object_slices_only": grow is not None or args.object_slices}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
+        if grow is not None or args.object_slices:
+            print(f"scored on the {result['slices']} slices that hold the object; episodes start from {args.start_from}")
         lo, hi = result["dice_ci95"]
         print(f"DICE {result['dice']:.4f}, 95 % interval {lo:.4f}-{hi:.4f} (bootstrap over {result['patients']} patients); "
               f"empty predictions {result['empty_predictions']} of {result['slices']}; "

@@ -44,8 +44,10 @@ def evaluate(
     name: str = "PixelDRL-MG",
     batch_size: int = 4,
     progress: bool = False,
+    start_masks=None,
 ) -> dict:
     """Metrics of ``model`` on ``data`` (a SliceSet, or an (images, masks) pair).
+    ``start_masks``: each slice's m(0) (H, W), default all ones.
 
     Returns ``{"dice", "ppv", "sen", "iou", "biou", "hd95"`` (means), ``"sd"`` (per metric),
     ``"slices"``, ``"dice_per_step"``, ``"summary"`` (aggregate's dict), ``"rows"``}.
@@ -55,7 +57,7 @@ def evaluate(
     slice_index = list(getattr(data, "slice_index", range(len(images))))
     t_max = int(config.t_max if t_max is None else t_max)
     preds = predict_slices(model, config, images, t_max=t_max, return_steps=True, device=device, batch_size=batch_size,
-                           progress=progress)
+                           progress=progress, start_masks=start_masks)
     rows, results = [], []
     per_step = np.zeros((len(images), preds[0].step_masks.shape[0] if preds else 0))
     for i, (p, gt) in enumerate(zip(preds, masks)):

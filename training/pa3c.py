@@ -61,7 +61,10 @@ from napari_pixeldrl.model.episode import reward, run_episode
 from napari_pixeldrl.model.network import KEEP, ZERO
 from napari_pixeldrl.model.reward_map import fft_size, kernel_spectrum, reward_map_conv
 
+from .prompts import box_starts
+
 ENTROPY_BETA = 0.01
+BOX_GROW_MAX = 20  # pixels: the largest margin of a training episode's start box
 
 
 @dataclass
@@ -169,6 +172,7 @@ def pa3c_loss(
     coarse_to_fine: int = 0,
     coarse_first: int = 0,
     supervised_steps: str = "every",
+    start_boxes: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """Loss of one batch. ``image`` (B, C, H, W) in [0, 1], ``truth`` (B, H, W) 0/1 float.
@@ -189,14 +193,20 @@ def pa3c_loss(
     steps learn from the reward alone, which pays for zeroing background early but costs
     more for zeroing object than waiting does, so they can leave uncertain pixels to later
     steps instead of each being a finished segmenter ("every", the default).
+    ``start_boxes`` P > 0 starts each image's episode, with probability P, from its truth's
+    bounding box grown by 0..BOX_GROW_MAX pixels instead of all ones (training/prompts.py):
+    the agents learn to refine a user's box.
     """
     if supervised_steps not in ("every", "last"):
         raise ValueError(f"supervised_steps must be 'every' or 'last', got {supervised_steps!r}")
     truth = truth.float()
     rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
-    prev = torch.ones_like(truth)
+    start = box_starts(truth, start_boxes, BOX_GROW_MAX, generator) if start_boxes else None
+    prev = torch.ones_like(truth) if start is None else start
     by_radius: dict[int, tuple] = {}  # (target, weights) per dilation: without a schedule, one for all steps
-    for step in run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator):
+    episode = run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator,
+                          start_mask=None if start is None else start.unsqueeze(1))
+    for step in episode:
         radius = step_radius(step.t, t_max, coarse_to_fine, coarse_first)
         if radius not in by_radius:
             target = dilate(truth, radius)

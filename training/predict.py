@@ -39,9 +39,11 @@ def predict_slices(
     device: str | torch.device = "cpu",
     cancel: Callable[[], bool] | None = None,
     progress: bool = False,
+    start_masks: Sequence[np.ndarray] | None = None,
 ) -> list[SlicePrediction | None]:
     """Argmax episodes (or one U-Net forward) on slices (C, H, W) in [0, 1]; same-shape slices
-    are batched. ``progress``: a progress bar on stderr."""
+    are batched. ``progress``: a progress bar on stderr. ``start_masks``: each slice's
+    m(0) (H, W) 0/1, default all ones."""
     t_max = int(config.t_max if t_max is None else t_max)
     device = torch.device(device)
     was_training = model.training
@@ -62,7 +64,11 @@ def predict_slices(
                     break
                 idx = idx_all[start : start + batch_size]
                 x, size = pad_to_multiple(torch.from_numpy(np.stack([images[i] for i in idx])).float().to(device))
-                res = run_batch(model, config, x, size, t_max, return_steps=return_steps)
+                start = None
+                if start_masks is not None:
+                    start = torch.from_numpy(np.stack([start_masks[i] for i in idx])).float().to(device)
+                    start = pad_to_multiple(start)[0]
+                res = run_batch(model, config, x, size, t_max, return_steps=return_steps, start=start)
                 for j, i in enumerate(idx):
                     out[i] = SlicePrediction(
                         res.mask[j].copy(),
