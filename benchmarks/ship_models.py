@@ -83,10 +83,10 @@ def chosen(info: dict) -> str:
     return f"epoch {info.get('epoch')}"
 
 
-def ship(name: str, spec: dict) -> dict:
-    base = ROOT / "runs" / f"race-{name}"
+def ship(name: str, spec: dict, race_name: str) -> dict:
+    base = ROOT / "runs" / f"race-{race_name}"
     lite_run, peer_run = base / "lite", base / "basicunet"
-    race = json.loads((RESULTS / f"race_{name}.json").read_text())
+    race = json.loads((RESULTS / f"race_{race_name}.json").read_text())
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
@@ -99,7 +99,7 @@ def ship(name: str, spec: dict) -> dict:
     # The float16 file that ships, scored as it is; kept in the run folder so that a second call
     # finds the same bytes and reads its scores back (evaluate's reuse compares the file's hash).
     candidate = lite_run / f"shipped_{name}.safetensors"
-    info["source_run"] = f"runs/race-{name}/lite ({chosen(info)})"
+    info["source_run"] = f"runs/race-{race_name}/lite ({chosen(info)})"
     save_checkpoint(candidate, loaded.model, config, info, half=True)
     test = score_test_once(candidate, spec, lite_run / "eval_test_shipped", "auto", f"bundled {name}")
     info["test_metrics"] = {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")} | {
@@ -137,7 +137,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   (the paper's protocol). The bundled sample patient ({spec['sample']}) is in the test split.
 - **Network**: `lite` preset: VGG16-half extractor with instance normalisation, run once per
   image; self-attention; one shared policy-and-value head body at 1/4 resolution; t_max {loaded.config.t_max};
-  {loaded.config.in_channels} input channel(s).
+  {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
 {chr(10).join(f"  - `{c}`" for c in recorded_commands(lite_run, ended_only=True))}
 - **Budget**: {lite_budget:.1f} min of process CPU time (1 thread), on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
@@ -171,7 +171,7 @@ this split by patient), after far longer training on a GPU.
 
 DICE after each step t = 1..{len(test['dice_per_step'])} (raw masks m(t), no post-processing): {step_dice}.
 
-Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{name}.png`
+Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{race_name}.png`
 ({', '.join(f"{k}: best {max((d for _, d in v), default=float('nan')):.3f}" for k, v in curve.items())}).
 
 ## Every scoring of this dataset's test split by this project's benchmarks
@@ -180,7 +180,7 @@ Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{nam
 
 Earlier bundled models (shipped 2026-11-23, cards in git history) were scored once each on this test split then.
 
-Regenerate: `python benchmarks/ship_models.py --model {name}` (after `python benchmarks/race.py`); the scores of
+Regenerate: `python benchmarks/ship_models.py --model {name} --race {race_name}` (after `python benchmarks/race.py`); the scores of
 files already scored are read back, not scored again.
 """
     (WEIGHTS / f"{name}.md").write_text(card)
@@ -195,13 +195,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", choices=sorted(MODELS),
                         help="ship only this model (repeatable; default: all); the others keep their files and entries")
-    names = list(dict.fromkeys(parser.parse_args().model or MODELS))
+    parser.add_argument("--race", action="append", default=[], metavar="MODEL=RACE",
+                        help="ship MODEL from runs/race-RACE (default: runs/race-MODEL), e.g. lgg=lgg-refine")
+    args = parser.parse_args()
+    names = list(dict.fromkeys(args.model or MODELS))
+    races = {n: n for n in names} | dict(r.split("=", 1) for r in args.race)
     path = RESULTS / "shipped_models.json"
     old = json.loads(path.read_text()) if path.exists() else {"models": []}
     kept = [m for m in old["models"] if m["model"] not in names]
     shipped = []
     for name in names:
-        shipped.append(ship(name, MODELS[name]))
+        shipped.append(ship(name, MODELS[name], races[name]))
         print(f"shipped {name}: {json.dumps(shipped[-1])}")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for entry in shipped:
