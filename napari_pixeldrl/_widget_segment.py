@@ -28,6 +28,7 @@ from napari_pixeldrl._workers import notify as _notify
 from napari_pixeldrl.core.device import available_devices
 
 LOAD_ITEM = "Load checkpoint file..."
+WHOLE_IMAGE = "whole image (m(0) = 1)"
 ROLES = ("mask", "steps", "actions", "value")
 TAG = "pixeldrl"
 
@@ -57,6 +58,10 @@ class SegmentWidget(QWidget):
         self._step_axis: int | None = None
 
         self.image_combo = QComboBox()
+        self.start_combo = QComboBox()
+        self.start_combo.setToolTip("Start the agents from a rough mask (a Shapes layer's rectangles or polygons, "
+                                    "or a Labels layer's painted region) instead of the whole image: they can only "
+                                    "remove pixels, so the steps refine your box")
         self.model_combo = QComboBox()
         self.model_combo.activated.connect(self._model_activated)
         self.tmax_spin = QSpinBox()
@@ -79,6 +84,7 @@ class SegmentWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
+        form.addRow("Start from", self.start_combo)
         form.addRow("Model", self.model_combo)
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
@@ -99,20 +105,33 @@ class SegmentWidget(QWidget):
     # ------------------------------------------------------------------ choices
 
     def _refresh_layers(self, event=None) -> None:
-        from napari.layers import Image
+        from napari.layers import Image, Labels, Shapes
 
-        current = self.image_combo.currentText()
-        names = [
-            layer.name
-            for layer in self.viewer.layers
-            if isinstance(layer, Image) and not self._owns(layer)
-        ]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
+        def fill(combo, names, first=()):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([*first, *names])
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+
+        mine = [layer for layer in self.viewer.layers if not self._owns(layer)]
+        fill(self.image_combo, [layer.name for layer in mine if isinstance(layer, Image)])
+        fill(self.start_combo, [layer.name for layer in mine if isinstance(layer, (Labels, Shapes))], first=(WHOLE_IMAGE,))
+
+    def _start_source(self):
+        """The chosen start layer as the job's ``start_mask``: a Labels layer's data, or a function
+        that draws a Shapes layer's shapes as one mask (in the worker, not here); None: all ones."""
+        from napari.layers import Shapes
+
+        name = self.start_combo.currentText()
+        if name == WHOLE_IMAGE or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        if isinstance(layer, Shapes):
+            return lambda shape: layer.to_masks(mask_shape=shape).any(axis=0)
+        return layer.data
 
     def refresh_models(self, select: str | None = None) -> None:
         from napari_pixeldrl.model.checkpoint import bundled_models
@@ -196,6 +215,7 @@ class SegmentWidget(QWidget):
             cancel=self._cancel,
             name=name,
             postprocess=self.post_combo.currentData(),
+            start_mask=self._start_source(),
         )
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)

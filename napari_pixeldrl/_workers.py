@@ -171,11 +171,15 @@ def segment_job(
     cancel: threading.Event | None = None,
     name: str = "image",
     postprocess: str = "auto",
+    start_mask=None,
 ) -> Iterator[Stage | SegmentProgress]:
     """Load the model, run :func:`iter_segment` with all steps, return SegmentDone/Failed/Cancelled.
 
     ``postprocess``: "auto" (the model's own, chosen on validation), "none" or
     "largest-component"; it changes the final mask only, never the step layers.
+    ``start_mask``: the episodes' m(0), a rough mask to refine: an array of the image's spatial
+    shape, or a function of that shape that draws one (a Shapes layer's ``to_masks``);
+    None: all ones.
     """
     from napari_pixeldrl.model.inference import Cancelled as _Cancelled
     from napari_pixeldrl.model.inference import iter_segment
@@ -192,6 +196,12 @@ def segment_job(
         if cancel.is_set():
             return Cancelled()
         array, channel_axis = prepare_image(data, rgb=rgb, in_channels=loaded.config.in_channels, name=name)
+        if callable(start_mask):
+            axis = None if channel_axis is None else channel_axis % array.ndim
+            start_mask = start_mask(tuple(s for i, s in enumerate(array.shape) if i != axis))
+        if start_mask is not None and not np.any(start_mask):
+            return Failed("the start layer is empty: draw a box or paint a region on it, or start from the whole image",
+                          "input")
         yield Stage("segmenting")
         gen = iter_segment(
             loaded.model,
@@ -204,6 +214,7 @@ def segment_job(
             device=device,
             cancel=cancel.is_set,
             source=f"layer {name!r}",
+            start_mask=start_mask,
         )
         while True:
             try:

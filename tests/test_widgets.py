@@ -19,7 +19,7 @@ from _helpers import Heartbeat  # noqa: E402
 
 from napari_pixeldrl import _workers as W  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
-from napari_pixeldrl._widget_segment import TAG, SegmentWidget  # noqa: E402
+from napari_pixeldrl._widget_segment import TAG, WHOLE_IMAGE, SegmentWidget  # noqa: E402
 from napari_pixeldrl.model.episode import ZEROED  # noqa: E402
 from napari_pixeldrl.model.checkpoint import save_checkpoint  # noqa: E402
 from napari_pixeldrl.model.config import preset_config  # noqa: E402
@@ -98,6 +98,25 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     assert user in viewer.layers and user_labels in viewer.layers
     assert len(w.own_layers()) == 4
     assert not errors
+
+
+def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
+    box = viewer.add_shapes([np.array([[4, 6], [4, 20], [18, 20], [18, 6]])], shape_type="rectangle", name="box")
+    w = make_widget(viewer, ckpt(1))
+    assert w.start_combo.currentText() == WHOLE_IMAGE
+    w.start_combo.setCurrentText("box")
+    res = run_and_wait(qtbot, w)
+    assert isinstance(res, W.SegmentDone), res
+    inside = np.zeros((32, 40), bool)
+    inside[4:19, 6:21] = True
+    assert not (res.steps.astype(bool) & ~inside).any()  # every step stays inside the box
+    assert res.steps[0][inside].any()
+    box.data = []
+    res = run_and_wait(qtbot, w)
+    assert isinstance(res, W.Failed) and "start layer is empty" in res.message
+    assert errors == [("error", res.message)]  # told to the user, once
 
 
 def test_segment_rgb_2d_with_rgb_model(make_napari_viewer, qtbot, ckpt, errors):
