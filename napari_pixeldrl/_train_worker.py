@@ -173,12 +173,14 @@ def held_back_split(n: int, fraction: float = HELD_BACK, seed: int = 0) -> tuple
     return train, val, f"{len(val)} of {n} slices held back for validation"
 
 
-def cap_n_shot(train: list[int], n_shot: int | None, seed: int = 0) -> list[int]:
-    """At most ``n_shot`` of the training indices (chosen by seed); None/0: all."""
-    if not n_shot or n_shot >= len(train):
+def pick_n_shot(train: list[int], n_shot: int | None, seed: int = 0) -> list[int]:
+    """``n_shot`` of the training indices, chosen by seed as ``pixeldrl train --n-shot`` does;
+    None/0: all. More than there are is refused, not capped."""
+    from napari_pixeldrl.training.data import n_shot as choose
+
+    if not n_shot:
         return list(train)
-    chosen = np.random.default_rng(seed).choice(len(train), size=int(n_shot), replace=False)
-    return sorted(train[i] for i in chosen)
+    return [int(i) for i in choose(train, n_shot, seed)]
 
 
 def check_channels(data_channels: int, model_channels: int | None, model_name: str = "the starting model") -> None:
@@ -260,7 +262,7 @@ def layer_training_data(
         images.append(normalize_slice(np.asarray(vol[i]), where))
         masks.append((lab[i] == value).astype(np.uint8))
     train, val, note = held_back_split(len(z), seed=seed)
-    train = cap_n_shot(train, n_shot, seed)
+    train = pick_n_shot(train, n_shot, seed)
     if n_shot and len(z) > 1:
         note += f"; training on {len(train)} slice(s) (N-shot)"
     return TrainData(
@@ -284,20 +286,24 @@ def check_dataset(kind: str, path) -> Path:
 
 
 def dataset_training_data(kind: str, path, *, label: int | None = None, n_shot: int | None = None, seed: int = 0) -> TrainData:
-    """Training/validation slices of a dataset folder (its non-empty slices), 20 % held back."""
+    """Training/validation slices of a dataset folder, split as ``pixeldrl train`` splits it:
+    by patient, 70/10/20 with ``seed`` (the test part left alone), N-shot drawn from the
+    training part and refused when larger."""
     from napari_pixeldrl.training.data import load_dataset
+    from napari_pixeldrl.training.data.splits import select_split
 
     data = load_dataset(kind, check_dataset(kind, path), label=label)
-    n = len(data.images)
-    if n == 0:
+    if len(data.images) == 0:
         raise InputError(f"{path} holds no slice with the object; check the folder and the dataset kind")
-    train, val, note = held_back_split(n, seed=seed)
-    train = cap_n_shot(train, n_shot, seed)
-    images, masks = data.images, data.masks
+    provenance = {"split_by": "patient", "seed": seed, "n_shot": n_shot or None}
+    train, val = select_split(data, provenance, "train"), select_split(data, provenance, "val")
+    note = (f"split by patient as pixeldrl train splits it (seed {seed}): {len(train)} training slices of "
+            f"{len(train.patient_ids)} patients, {len(val)} validation slices of {len(val.patient_ids)}; "
+            "the test part is left out")
     return TrainData(
-        train=([images[i] for i in train], [masks[i] for i in train]),
-        val=([images[i] for i in val], [masks[i] for i in val]),
-        channels=int(images[0].shape[0]),
+        train=(list(train.images), list(train.masks)),
+        val=(list(val.images), list(val.masks)),
+        channels=int(data.images[0].shape[0]),
         note=note,
     )
 

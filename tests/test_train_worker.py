@@ -60,8 +60,11 @@ def test_held_back_split():
     assert T.held_back_split(10, seed=3) == T.held_back_split(10, seed=3)
     train, val, note = T.held_back_split(1)
     assert train == val == [0] and "training slice itself" in note
-    assert T.cap_n_shot([1, 4, 6, 8], 2, seed=0) == T.cap_n_shot([1, 4, 6, 8], 2, seed=0)
-    assert len(T.cap_n_shot([1, 4, 6, 8], 2)) == 2 and T.cap_n_shot([1, 4], None) == [1, 4]
+    assert T.pick_n_shot([1, 4, 6, 8], 2, seed=0) == T.pick_n_shot([1, 4, 6, 8], 2, seed=0)
+    assert len(T.pick_n_shot([1, 4, 6, 8], 2)) == 2 and T.pick_n_shot([1, 4], None) == [1, 4]
+    assert set(T.pick_n_shot([1, 4, 6, 8], 3)) <= {1, 4, 6, 8}
+    with pytest.raises(InputError, match="n-shot asks for 5"):  # refused as the CLI refuses it, not capped
+        T.pick_n_shot([1, 4, 6, 8], 5)
 
 
 def test_layer_training_data_volume_rgb_and_errors():
@@ -148,21 +151,33 @@ def test_train_job_plain_call(tmp_path):
 
 
 def test_train_job_from_a_dataset_folder(tmp_path):
-    """kind 'folder' (X.png + X_mask.png) loaded in the job; 20 % held back, N-shot caps the rest."""
+    """kind 'folder' (X.png + X_mask.png) loaded in the job and split as the CLI splits it:
+    by patient (p3__0 and p3__1 are one patient), N-shot from the training part, refused when larger."""
     import imageio.v3 as iio
     import torch
 
+    from napari_pixeldrl.training.data import load_dataset
+    from napari_pixeldrl.training.data.splits import select_split
+
     torch.set_num_threads(1)
-    image, labels = disc_volume(z=5, painted=range(5))
+    image, labels = disc_volume(z=10, painted=range(10))
     folder = tmp_path / "data"
     folder.mkdir()
-    for i in range(5):
-        iio.imwrite(folder / f"s{i}.png", (image[i] / image[i].max() * 255).astype(np.uint8))
-        iio.imwrite(folder / f"s{i}_mask.png", labels[i] * 255)
+    for i in range(10):
+        name = f"p{i // 2}__{i % 2}"  # five patients of two slices each
+        iio.imwrite(folder / f"{name}.png", (image[i] / image[i].max() * 255).astype(np.uint8))
+        iio.imwrite(folder / f"{name}_mask.png", labels[i] * 255)
+    data = load_dataset("folder", folder)
+    cli = {"split_by": "patient", "seed": 0}
+    cli_train, cli_val = select_split(data, cli, "train"), select_split(data, cli, "val")
+    assert not set(cli_train.patients) & set(cli_val.patients)
     msgs, done = drain(T.train_job(None, tiny_train_config(), tmp_path / "run", dataset=("folder", str(folder), None), n_shot=2))
     assert isinstance(done, T.TrainDone), done
-    assert done.n_val == 1 and done.n_train == 2
+    assert done.n_val == len(cli_val) and done.n_train == 2
     assert isinstance(msgs[0], W.Stage) and "dataset" in msgs[0].text
+    _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run3", dataset=("folder", str(folder), None),
+                                  n_shot=len(cli_train) + 1))
+    assert isinstance(failed, W.Failed) and "n-shot asks for" in failed.message
     _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run2", dataset=("folder", str(tmp_path / "nope"), None)))
     assert isinstance(failed, W.Failed) and "not a folder" in failed.message
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from napari_pixeldrl.core.device import choose_device
 from napari_pixeldrl.core.errors import InputError, PixelDRLError
+from napari_pixeldrl.training.data.splits import select_split
 
 DATASETS = ("lgg", "msd", "hecktor", "folder")
 COMMANDS = "commands.jsonl"  # in a run folder: one line per train/finetune command that ran there
@@ -36,35 +37,6 @@ def _load(kind: str, path, label=None):
     from napari_pixeldrl.training.data import load_dataset
 
     return load_dataset(kind, path, label=label)
-
-
-def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0) -> dict:
-    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split."""
-    from napari_pixeldrl.training.data import kfold_by_patient, kfold_by_slice, split_by_patient, split_by_slice
-
-    if split_by not in ("patient", "slice"):
-        raise InputError(f"--split-by must be patient or slice, got {split_by!r}")
-    if fold is not None:
-        fn = kfold_by_patient if split_by == "patient" else kfold_by_slice
-        return fn(data, k=folds, fold=fold, seed=seed, val_fraction=0.1)
-    fn = split_by_patient if split_by == "patient" else split_by_slice
-    return fn(data, seed=seed)
-
-
-def select(data, provenance: dict, which: str):
-    """The slices of split ``which`` (train/val/test/all) for a run's data provenance."""
-    if which == "all":
-        return data
-    split = make_split(data, split_by=provenance.get("split_by", "patient"), fold=provenance.get("fold"),
-                       folds=provenance.get("folds", 5), seed=provenance.get("seed", 0))
-    idx = split.get(which)
-    if idx is None:
-        raise InputError(f"the split has no {which!r} part")
-    if which == "train" and provenance.get("n_shot"):
-        from napari_pixeldrl.training.data import n_shot
-
-        idx = n_shot(idx, provenance["n_shot"], seed=provenance.get("seed", 0))
-    return data.subset(idx)
 
 
 # ----------------------------------------------------------------------------- options
@@ -301,7 +273,7 @@ def cmd_train(args) -> int:
     check_output_folder(args.out)
     d = cfg.data
     data = _load(d["dataset"], d["path"], d.get("label"))
-    train, val = select(data, d, "train"), select(data, d, "val")
+    train, val = select_split(data, d, "train"), select_split(data, d, "val")
     init = d.get("init_checkpoint")
     print(f"training {cfg.preset} on {len(train)} slices, validating on {len(val)}; run folder {args.out}", file=sys.stderr)
 
@@ -374,7 +346,7 @@ def cmd_evaluate(args) -> int:
     if data.in_channels != loaded.config.in_channels:
         raise InputError(f"{loaded.path} takes {loaded.config.in_channels}-channel images, but {path} holds "
                          f"{data.in_channels}-channel ones; pick the checkpoint trained for this data")
-    subset = select(data, provenance, args.split)
+    subset = select_split(data, provenance, args.split)
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
     if grow is not None or args.object_slices:  # a user boxes an object that is there

@@ -134,3 +134,30 @@ def n_shot(indices, n: int, seed: int = 0) -> np.ndarray:
         raise InputError(f"n-shot asks for {n} training slices but only {len(idx)} are available")
     chosen = np.random.default_rng(seed).choice(len(idx), size=int(n), replace=False)
     return np.sort(idx[chosen])
+
+
+def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0) -> dict:
+    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split."""
+    if split_by not in ("patient", "slice"):
+        raise InputError(f"--split-by must be patient or slice, got {split_by!r}")
+    if fold is not None:
+        fn = kfold_by_patient if split_by == "patient" else kfold_by_slice
+        return fn(data, k=folds, fold=fold, seed=seed, val_fraction=0.1)
+    fn = split_by_patient if split_by == "patient" else split_by_slice
+    return fn(data, seed=seed)
+
+
+def select_split(data, provenance: dict, which: str):
+    """The slices of split ``which`` (train/val/test/all) for a run's data provenance
+    (split_by, fold, folds, seed, n_shot): the one rule the command line and the plugin
+    both train and evaluate by."""
+    if which == "all":
+        return data
+    split = make_split(data, split_by=provenance.get("split_by", "patient"), fold=provenance.get("fold"),
+                       folds=provenance.get("folds", 5), seed=provenance.get("seed", 0))
+    idx = split.get(which)
+    if idx is None:
+        raise InputError(f"the split has no {which!r} part")
+    if which == "train" and provenance.get("n_shot"):
+        idx = n_shot(idx, provenance["n_shot"], seed=provenance.get("seed", 0))
+    return data.subset(idx)
