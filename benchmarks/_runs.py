@@ -57,12 +57,15 @@ def train_at_once(jobs: dict[Path, list[str]], command: str = "train", resume: b
 
 
 def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: Path,
-             postprocess: str = "none", threads: int = 2, reuse: bool = False) -> dict:
+             postprocess: str = "none", threads: int = 2, reuse: bool = False, extra: tuple[str, ...] = ()) -> dict:
     """`pixeldrl evaluate --json` on one split; the report folder goes to ``out``
     (``postprocess="auto"``: the one the checkpoint carries). With ``reuse``, a report in
     ``out`` made by the same request from the same checkpoint file is read back instead
-    (rescoring a table must not cost another pass over the test split)."""
+    (rescoring a table must not cost another pass over the test split). ``extra``: more
+    options of `pixeldrl evaluate` (e.g. --start-from box:10)."""
     request = {"checkpoint": str(checkpoint), "dataset": dataset, "data": str(data), "split": split, "postprocess": postprocess}
+    if extra:
+        request["extra"] = list(extra)
     path = Path(checkpoint)
     if path.exists():  # the file's content, so that the same weights rewritten are not scored again
         request["checkpoint_sha256"] = file_sha256(path)
@@ -73,7 +76,7 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
             return before["result"]
     done = subprocess.run(
         pixeldrl("evaluate", "--checkpoint", checkpoint, "--dataset", dataset, "--data", data, "--split", split,
-                 "--json", "--out", out, "--threads", threads, "--postprocess", postprocess),
+                 "--json", "--out", out, "--threads", threads, "--postprocess", postprocess, *extra),
         capture_output=True, text=True, cwd=ROOT,
     )
     if done.returncode != 0:
