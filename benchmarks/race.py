@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_records, cpu_minutes_spent, metric_rows, recorded_commands, train_at_once, validations
+from _runs import DATA, OUT, ROOT, command_records, recorded_commands, train_at_once, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -30,14 +30,16 @@ LABEL = {"lite": "PixelDRL-MG lite", "basicunet": "MONAI BasicUNet"}
 
 
 def curve(run) -> list[tuple[float, float]]:
-    """(cumulative CPU minutes, validation DICE) per validation: each epoch's, then the one at
-    a budget stop (its CPU time is the budget of the stages)."""
+    """(cumulative CPU minutes, validation DICE) per validation: each epoch's, and the one at
+    each stage's budget stop (at the CPU time the stages had spent by then)."""
     points = [(cpu, dice) for _, cpu, dice in validations(run)]
-    records = command_records(run)
-    if records and records[-1].get("stop_val_dice") is not None:
-        cpu = sum(r.get("cpu_seconds", 0.0) for r in metric_rows(run)) / 60
-        points.append((max(cpu_minutes_spent(run), cpu), records[-1]["stop_val_dice"]))
-    return points
+    spent = 0.0
+    for r in command_records(run):
+        if r.get("status") == "ended":
+            spent += r.get("cpu_minutes") or 0.0
+            if r.get("stop_val_dice") is not None:
+                points.append((spent, r["stop_val_dice"]))
+    return sorted(points)
 
 
 def projected_minutes(points: list[tuple[float, float]], target: float) -> float | None:
@@ -107,11 +109,12 @@ def main() -> None:
                        for p in runs})
         load = os.getloadavg()[0]
     curves = {p: curve(r) for p, r in runs.items()}
+    note = args.note or old.get("note", "")  # a rescoring keeps the results file's note
     target = TARGET[args.dataset]
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "stages": stages,
               "load_at_end_of_training": load, "machine": machine(),
               "budget": "process CPU time per run, 1 thread each", "target": target,
-              "note": args.note, "curves": {p: [[round(c, 2), round(d, 4)] for c, d in pts] for p, pts in curves.items()}}
+              "note": note, "curves": {p: [[round(c, 2), round(d, 4)] for c, d in pts] for p, pts in curves.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(result, indent=2) + "\n")
     plot(curves, target, OUT / f"race_{name}.png")
@@ -135,7 +138,7 @@ def main() -> None:
     lines += ["", "The last column fits validation DICE as a straight line in log(CPU minutes) and reads where it "
               "crosses the paper's level: a rough guide to the budget the curve points to, from a few noisy points, "
               "not a prediction."]
-    lines += ["", f"![validation DICE against CPU time](race_{name}.png)", "", *([args.note, ""] if args.note else []),
+    lines += ["", f"![validation DICE against CPU time](race_{name}.png)", "", *([note, ""] if note else []),
               "Validation only: no test split was scored for this table. One seed; the validation split is a few "
               "patients, so differences of a few points are inside its noise.", ""]
     (OUT / f"race_{name}.md").write_text("\n".join(lines))
