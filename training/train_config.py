@@ -213,4 +213,5 @@ def trained_options(checkpoint) -> dict:
     if not trained:
         return {}
     read = TrainConfig.from_dict(trained)  # an old header's None keeps the meaning it had then
-    return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained}
+    # An option the header does not hold, added since, was off when it trained (_ADDED).
+    return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained or k in _ADDED}
