@@ -10,6 +10,7 @@ import torch
 
 from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import save_checkpoint
+from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.episode import run_episode
 from napari_pixeldrl.model.inference import segment
 from napari_pixeldrl.model.network import build_model
@@ -58,6 +59,13 @@ def test_an_episode_only_removes_from_its_start(tiny_config):
         segment(net, tiny_config("lite"), np.random.rand(32, 32), start_mask=np.ones((16, 16)))
     seg = segment(net, tiny_config("lite"), np.random.rand(32, 32), start_mask=start[0, 0].numpy())
     assert not (seg.mask.astype(bool) & ~start[0, 0].numpy().astype(bool)).any()
+    # A U-Net has no episode: its mask is cut to the start mask.
+    unet_config = preset_config("unet", unet_base=4)
+    unet = build_model(unet_config)
+    with torch.no_grad():
+        unet.out.bias.fill_(10.0)  # everything is object without the box
+    seg = segment(unet, unet_config, np.random.rand(32, 32), start_mask=start[0, 0].numpy())
+    assert np.array_equal(seg.mask.astype(bool), start[0, 0].numpy().astype(bool))
 
 
 def test_loss_from_boxes_rewards_less_to_remove(tiny_config):
