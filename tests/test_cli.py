@@ -346,3 +346,30 @@ def test_demo_shows_progress_when_asked(capsys, tmp_path, tiny_config):
     assert "segmenting the heart sample" in capsys.readouterr().err
     run_demo("heart", str(ckpt), tmp_path / "demo", progress=False)
     assert "segmenting" not in capsys.readouterr().err
+
+
+def test_predict_a_folder_skips_bad_files_and_resumes(capsys, tmp_path, tiny_config, blob_image):
+    import tifffile
+
+    ckpt = _tiny_checkpoint(tmp_path, tiny_config)
+    src, out = tmp_path / "scans", tmp_path / "masks"
+    src.mkdir()
+    tifffile.imwrite(src / "a.tif", blob_image[0])
+    tifffile.imwrite(src / "b.tif", blob_image[0][::-1].copy())
+    (src / "broken.tif").write_bytes(b"not a tiff")
+    (src / "notes.txt").write_text("not an image")
+    code, out_text, err = run(capsys, "predict", "--checkpoint", str(ckpt), str(src), str(out), "--json")
+    result = json.loads(out_text)
+    assert code == 2 and result["segmented"] == 2 and result["failed"] == ["broken.tif"] and result["not_images"] == 1
+    assert "skipped broken.tif" in err and "Traceback" not in err
+    assert tifffile.imread(out / "a.tif").shape == blob_image[0].shape
+    # A second run resumes: the masks that are there are kept, not computed again.
+    before = (out / "a.tif").stat().st_mtime_ns
+    (out / "b.tif").unlink()
+    code, out_text, _ = run(capsys, "predict", "--checkpoint", str(ckpt), str(src), str(out), "--json")
+    result = json.loads(out_text)
+    assert result["segmented"] == 1 and result["already_done"] == 1 and (out / "b.tif").exists()
+    assert (out / "a.tif").stat().st_mtime_ns == before
+    code, _, err = run(capsys, "predict", "--checkpoint", str(ckpt), str(tmp_path / "masks"), str(tmp_path / "m2"),
+                       "--start-mask", str(out / "a.tif"))
+    assert code == 2 and "not a folder" in err

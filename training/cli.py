@@ -122,34 +122,37 @@ def cmd_metrics(args) -> None:
 
 
 # -- predict ----------------------------------------------------------------------------
-def cmd_predict(args) -> None:
-    import numpy as np
-
-    from napari_pixeldrl.core.io import check_output_file, read_image, write_mask
+def cmd_predict(args) -> int:
+    from napari_pixeldrl.core.errors import InputError
+    from napari_pixeldrl.core.io import check_output_file, check_output_folder, read_image
     from napari_pixeldrl.model.checkpoint import load_checkpoint
-    from napari_pixeldrl.model.inference import iter_segment
     from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.training.predict_files import segment_file, segment_folder
 
-    check_output_file(args.output)  # before the work, not after it
+    folder = Path(args.input).is_dir()
+    if folder:
+        if args.start_mask is not None:
+            raise InputError("--start-mask belongs to one image; give an image file, not a folder")
+        check_output_folder(args.output)  # before the work, not after it
+    else:
+        check_output_file(args.output)
     loaded = load_checkpoint(args.checkpoint)
-    image = read_image(args.input)
+    config = with_postprocess(loaded.config, args.postprocess)
+    options = dict(channel_axis=args.channel_axis, t_max=args.t_max, device=choose_device(args.device))
+    progress = not args.json and sys.stderr.isatty()
+    if folder:
+        done = segment_folder(loaded.model, config, Path(args.input), Path(args.output), overwrite=args.overwrite,
+                              progress=progress, **options)
+        for name, why in done.failed:
+            print(f"skipped {name}: {why}", file=sys.stderr)
+        _print({"output": str(args.output), "segmented": len(done.segmented), "already_done": len(done.already_done),
+                "failed": [name for name, _ in done.failed], "not_images": len(done.not_images)}, args.json)
+        if not done.segmented and not done.already_done:
+            raise InputError(f"no image in {args.input} could be segmented (TIF, PNG or NIfTI files)")
+        return 2 if done.failed else 0
     start = None if args.start_mask is None else read_image(args.start_mask).array
-    from napari_pixeldrl.training.predict import run_with_progress
-
-    seg = run_with_progress(iter_segment(
-        loaded.model,
-        with_postprocess(loaded.config, args.postprocess),
-        image.array,
-        channel_axis=args.channel_axis,
-        t_max=args.t_max,
-        device=choose_device(args.device),
-        source=str(args.input),
-        start_mask=start,
-    ), "segmenting", enabled=not args.json and sys.stderr.isatty())
-    mask = seg.mask
-    if not str(args.output).lower().endswith((".nii", ".nii.gz")):
-        mask = (mask * 255).astype(np.uint8)  # 0/255 like the LGG release, visible in any viewer
-    write_mask(args.output, mask, like=image)
+    seg = segment_file(loaded.model, config, Path(args.input), Path(args.output), start_mask=start,
+                       progress=progress, **options)
     result = {
         "output": str(args.output),
         "shape": list(seg.mask.shape),
@@ -160,6 +163,7 @@ def cmd_predict(args) -> None:
     if seg.constant_slices:
         result["constant_slices"] = seg.constant_slices
     _print(result, args.json)
+    return 0
 
 
 # -- bench ------------------------------------------------------------------------------
@@ -262,10 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("predict", help="segment an image or volume file and write the mask")
+    p = sub.add_parser("predict", help="segment an image or volume file (or every image of a folder) and write the mask")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a bundled model name")
-    p.add_argument("input")
-    p.add_argument("output", help="mask file: .nii/.nii.gz keeps the input's affine; .tif/.png for 2D")
+    p.add_argument("input", help="an image file, or a folder of them")
+    p.add_argument("output", help="mask file: .nii/.nii.gz keeps the input's affine; .tif/.png for 2D; "
+                                  "for a folder input, the folder the masks go to under the images' names")
+    p.add_argument("--overwrite", action="store_true",
+                   help="folder input: segment again the images whose mask is already there (default: skip them, "
+                        "so a stopped run resumes)")
     p.add_argument("--t-max", type=int, help="steps (default: the model's t_max)")
     p.add_argument("--channel-axis", type=int, help="axis of the channels, when it cannot be guessed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
