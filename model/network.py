@@ -228,5 +228,27 @@ def build_model(config: ModelConfig) -> nn.Module:
     return PixelDRLNet(config)
 
 
+def with_state_prototypes(net: PixelDRLNet) -> PixelDRLNet:
+    """A copy of a lite network with the state-prototype inputs added at zero weight: it
+    computes what ``net`` computes until training moves those weights, so a fine-tune can
+    teach a network that already segments to use the state."""
+    c = net.config
+    if c.state_prototypes or c.head_scale == 1:
+        raise ValueError("the network already has state prototypes, or has no lite heads")
+    wide = PixelDRLNet(c.replace(state_prototypes=True))
+    old = net.state_dict()
+    state = {}
+    for name, tensor in wide.state_dict().items():
+        if tensor.shape != old[name].shape:  # a head's first layer: [context | prototypes | mask]
+            n = c.context_channels
+            w = torch.zeros_like(tensor)
+            w[:, :n], w[:, n + STATE_CHANNELS:] = old[name][:, :n], old[name][:, n:]
+            state[name] = w
+        else:
+            state[name] = old[name]
+    wide.load_state_dict(state)
+    return wide
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

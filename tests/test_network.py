@@ -116,3 +116,19 @@ def test_state_prototypes_need_the_lite_heads_and_see_the_state(tiny_config):
     # m(0) = 1: nothing is outside, so that channel is 0; inside is the mean of both kinds.
     start = prototype_similarity({"context": features}, torch.ones_like(left))
     assert torch.all(start[0, 1] == 0) and torch.allclose(start[0, 0], torch.full((4, 4), 2 ** -0.5))
+
+
+def test_state_prototypes_added_at_zero_weight_change_nothing(tiny_config):
+    from napari_pixeldrl.model.network import with_state_prototypes
+
+    torch.manual_seed(0)
+    for shared in (True, False):
+        net = build_model(tiny_config("lite", shared_head=shared)).eval()
+        wide = with_state_prototypes(net).eval()
+        assert wide.config.state_prototypes and count_parameters(wide) > count_parameters(net)
+        x, mask = torch.rand(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
+        with torch.no_grad():
+            (a, va), (b, vb) = net(x, mask), wide(x, mask)
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(va, vb, atol=1e-5)
+    with pytest.raises(ValueError, match="already"):
+        with_state_prototypes(wide)

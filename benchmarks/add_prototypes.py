@@ -1,0 +1,32 @@
+"""Give a lite checkpoint the state-prototype inputs without changing what it computes
+(``model.network.with_state_prototypes``: the new inputs at zero weight), so that a
+fine-tune (`pixeldrl finetune --checkpoint FILE --coarse-first 4 ...`) learns to use the
+state from a network that already segments.
+
+    python benchmarks/add_prototypes.py heart runs/heart-widened/heart_prototypes.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+from napari_pixeldrl.model.network import with_state_prototypes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    loaded = load_checkpoint(args.checkpoint)
+    net = with_state_prototypes(loaded.model)
+    info = dict(loaded.info)
+    info["widened_from"] = f"{args.checkpoint}: state-prototype inputs added at zero weight"
+    save_checkpoint(args.out, net, net.config, info)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
