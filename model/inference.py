@@ -14,13 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_pixeldrl.core.checks import check_finite_numeric
 from napari_pixeldrl.core.errors import InputError, PixelDRLError
 
 from .config import ModelConfig
 from .episode import run_episode
 from .postprocess import apply_postprocess
-from napari_pixeldrl.core.checks import check_finite_numeric
-
 from .preprocess import normalize_slice
 
 MULTIPLE = 8  # three 2x poolings in the extractor
@@ -160,12 +159,12 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
               early_stop: bool = True, return_steps: bool = False, start: torch.Tensor | None = None) -> BatchResult:
     """One argmax episode (or one U-Net forward) on a padded batch ``x`` (B, C, H, W).
 
-    ``start`` (B, H', W') 0/1, padded like ``x``: the episode's m(0) (default all ones). A
-    U-Net has no episode: its mask is cut to ``start``, the prompt's plain use."""
+    ``start`` (B, h, w) 0/1: the episode's m(0) (default all ones), padded here as ``x``
+    was. A U-Net has no episode: its mask is cut to ``start``, the prompt's plain use."""
     h, w = size
     b = x.shape[0]
     if start is not None:
-        start = start.reshape(b, 1, *x.shape[-2:]).to(x.dtype)
+        start = pad_to_multiple(start.to(x.dtype))[0].reshape(b, 1, *x.shape[-2:])
     if config.arch == "unet":
         logits = model(x)
         if start is not None:
@@ -237,9 +236,8 @@ def iter_segment(
                 raise Cancelled("segmentation cancelled")
             idx = todo[start : start + batch_size]
             x, _ = pad_to_multiple(torch.from_numpy(slices[idx]).to(device))
-            start = None if starts is None else pad_to_multiple(torch.from_numpy(starts[idx]).to(device))[0]
             res = run_batch(model, config, x, (h, w), t_max, early_stop=early_stop, return_steps=return_steps,
-                            start=start)
+                            start=None if starts is None else torch.from_numpy(starts[idx]).to(device))
             mask[idx] = res.mask
             steps_taken[idx] = res.steps_taken
             if return_steps:

@@ -64,10 +64,7 @@ def predict_slices(
                     break
                 idx = idx_all[start : start + batch_size]
                 x, size = pad_to_multiple(torch.from_numpy(np.stack([images[i] for i in idx])).float().to(device))
-                start = None
-                if start_masks is not None:
-                    start = torch.from_numpy(np.stack([start_masks[i] for i in idx])).float().to(device)
-                    start = pad_to_multiple(start)[0]
+                start = None if start_masks is None else torch.from_numpy(np.stack([start_masks[i] for i in idx])).to(device)
                 res = run_batch(model, config, x, size, t_max, return_steps=return_steps, start=start)
                 for j, i in enumerate(idx):
                     out[i] = SlicePrediction(
