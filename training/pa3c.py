@@ -64,7 +64,6 @@ from napari_pixeldrl.model.reward_map import fft_size, kernel_spectrum, reward_m
 from .prompts import box_starts
 
 ENTROPY_BETA = 0.01
-BOX_GROW_MAX = 20  # pixels: the largest margin of a training episode's start box
 
 
 @dataclass
@@ -194,14 +193,14 @@ def pa3c_loss(
     more for zeroing object than waiting does, so they can leave uncertain pixels to later
     steps instead of each being a finished segmenter ("every", the default).
     ``start_boxes`` P > 0 starts each image's episode, with probability P, from its truth's
-    bounding box grown by 0..BOX_GROW_MAX pixels instead of all ones (training/prompts.py):
+    bounding box grown by 0..prompts.BOX_GROW_MAX pixels instead of all ones:
     the agents learn to refine a user's box.
     """
     if supervised_steps not in ("every", "last"):
         raise ValueError(f"supervised_steps must be 'every' or 'last', got {supervised_steps!r}")
     truth = truth.float()
     rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
-    start = box_starts(truth, start_boxes, BOX_GROW_MAX, generator) if start_boxes else None
+    start = box_starts(truth, start_boxes, generator=generator) if start_boxes else None
     prev = torch.ones_like(truth) if start is None else start
     by_radius: dict[int, tuple] = {}  # (target, weights) per dilation: without a schedule, one for all steps
     episode = run_episode(net, image, t_max, sample=True, early_stop=False, generator=generator,

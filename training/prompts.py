@@ -12,6 +12,8 @@ import torch
 
 from napari_pixeldrl.core.errors import InputError
 
+BOX_GROW_MAX = 20  # pixels: the largest margin of a training episode's start box
+
 
 def parse_start(text: str | None) -> int | None:
     """``box:N`` -> N (pixels the box is grown by); ``ones`` or None -> None (all ones)."""
@@ -34,22 +36,16 @@ def truth_box(truth: np.ndarray, grow: int) -> np.ndarray:
     return box
 
 
-def box_starts(truth: torch.Tensor, fraction: float, max_grow: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def box_starts(truth: torch.Tensor, fraction: float, max_grow: int = BOX_GROW_MAX,
+               generator: torch.Generator | None = None) -> torch.Tensor:
     """Start masks (B, H, W) for a training batch: each image with an object starts, with
-    probability ``fraction``, from its truth's box grown by 0..``max_grow`` pixels (drawn
-    per image); the others, and images without an object, start from all ones."""
-    b, h, w = truth.shape
+    probability ``fraction``, from its :func:`truth_box` grown by 0..``max_grow`` pixels
+    (drawn per image); the others, and images without an object, start from all ones."""
     start = torch.ones_like(truth, dtype=torch.float32)
-    pick = torch.rand(b, generator=generator) < fraction
-    grow = torch.randint(0, max_grow + 1, (b,), generator=generator)
-    ys = torch.arange(h, device=truth.device).view(1, h, 1)
-    xs = torch.arange(w, device=truth.device).view(1, 1, w)
-    rows, cols = truth.amax(dim=2) > 0, truth.amax(dim=1) > 0  # (B, H), (B, W)
-    for i in range(b):
-        if not bool(pick[i]) or not bool(rows[i].any()):
-            continue
-        r, c = torch.nonzero(rows[i])[:, 0], torch.nonzero(cols[i])[:, 0]
-        g = int(grow[i])
-        inside = (ys[0] >= r[0] - g) & (ys[0] <= r[-1] + g) & (xs[0] >= c[0] - g) & (xs[0] <= c[-1] + g)
-        start[i] = inside.float()
+    pick = torch.rand(truth.shape[0], generator=generator) < fraction
+    grow = torch.randint(0, max_grow + 1, (truth.shape[0],), generator=generator)
+    for i in torch.nonzero(pick)[:, 0].tolist():
+        box = truth_box(truth[i].detach().cpu().numpy(), int(grow[i]))
+        if box.any():
+            start[i] = torch.from_numpy(box).to(start)
     return start
