@@ -123,4 +123,3 @@ def action_map(step_masks: np.ndarray) -> np.ndarray:
     out[before & masks] = KEPT
     out[before & ~masks] = ZEROED
     return out
-

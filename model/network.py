@@ -168,7 +168,7 @@ class PixelDRLNet(nn.Module):
             if c.mask_channel:
                 x = torch.cat([x, mask], dim=1)
             context = self._features(x)
-        pooled = F.avg_pool2d(mask, c.head_scale) if c.head_scale > 1 else None
+        pooled = F.avg_pool2d(mask, c.head_scale) if c.head_scale > 1 and (c.mask_channel or c.state_prototypes) else None
         low_mask = pooled if c.mask_channel else None
         state = prototype_similarity(context, pooled) if c.state_prototypes else None
 

@@ -349,7 +349,8 @@ def cmd_evaluate(args) -> int:
     subset = select_split(data, provenance, args.split)
     if len(subset) == 0:
         raise InputError(f"the {args.split} split is empty")
-    if grow is not None or args.object_slices:  # a user boxes an object that is there
+    object_only = grow is not None or args.object_slices  # a user boxes an object that is there
+    if object_only:
         subset = subset.subset([i for i, p in enumerate(subset.positive) if p])
         if len(subset) == 0:
             raise InputError(f"no slice of the {args.split} split holds the object; there is nothing to box")
@@ -366,11 +367,11 @@ def cmd_evaluate(args) -> int:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess,
-                          "start_from": args.start_from, "object_slices_only": grow is not None or args.object_slices}))
+                          "start_from": args.start_from, "object_slices_only": object_only}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
-        if grow is not None or args.object_slices:
+        if object_only:
             print(f"scored on the {result['slices']} slices that hold the object; episodes start from {args.start_from}")
         lo, hi = result["dice_ci95"]
         print(f"DICE {result['dice']:.4f}, 95 % interval {lo:.4f}-{hi:.4f} (bootstrap over {result['patients']} patients); "
