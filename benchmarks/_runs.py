@@ -66,7 +66,7 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     request = {"checkpoint": str(checkpoint), "dataset": dataset, "data": str(data), "split": split, "postprocess": postprocess}
     if extra:
         request["extra"] = list(extra)
-    path = Path(checkpoint)
+    path = Path(checkpoint) if Path(checkpoint).is_absolute() else ROOT / checkpoint  # the command runs in ROOT
     if path.exists():  # the file's content, so that the same weights rewritten are not scored again
         request["checkpoint_sha256"] = file_sha256(path)
     sidecar = Path(out) / "scored.json"
