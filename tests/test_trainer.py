@@ -63,6 +63,44 @@ def test_cancel_stops_within_one_episode(tmp_path):
     assert (tmp_path / BEST).exists()  # still a usable model
 
 
+def test_run_yields_the_events_in_order_and_returns_the_result(tmp_path):
+    from _helpers import drain
+    from napari_pixeldrl.training.events import EndEvent, EpochEvent, StartEvent
+
+    events, result = drain(Trainer(tiny(epochs=2, batch_size=2), discs(4), discs(2, 1), tmp_path).run())
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["StartEvent", "EpisodeEvent", "EpisodeEvent", "EpochEvent",
+                     "EpisodeEvent", "EpisodeEvent", "EpochEvent", "EndEvent"]
+    assert isinstance(events[0], StartEvent) and isinstance(events[-1], EndEvent)
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [1, 2]
+    assert result.epochs_done == 2 and result.best_dice == events[-1].best_dice
+
+
+def test_closing_the_run_releases_its_folder(tmp_path):
+    events = Trainer(tiny(epochs=5), discs(4), discs(2, 1), tmp_path).run()
+    next(events), next(events)  # started, one episode
+    events.close()
+    # The folder is free again: a resume of it runs (the first epoch never finished).
+    result = Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit(resume=True)
+    assert result.epochs_done == 1
+
+
+def test_a_starting_model_in_memory_is_trained_as_a_copy(tmp_path):
+    import torch
+
+    from napari_pixeldrl.model.checkpoint import LoadedModel
+    from napari_pixeldrl.model.config import preset_config
+    from napari_pixeldrl.model.network import build_model
+
+    config = preset_config("lite", in_channels=1, **TINY)
+    start = LoadedModel(build_model(config), config, {}, None)
+    before = {k: v.clone() for k, v in start.model.state_dict().items()}
+    result = Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path, init_checkpoint=start).fit()
+    assert all(torch.equal(before[k], v) for k, v in start.model.state_dict().items())
+    trained = load_checkpoint(result.best_checkpoint).model.state_dict()
+    assert any(not torch.equal(before[k], trained[k]) for k in before)
+
+
 def test_time_budget_stops_cleanly_with_a_best_checkpoint(tmp_path):
     result = Trainer(tiny(epochs=1000, time_budget_min=0.05), discs(4), discs(2, 1), tmp_path).fit()
     assert result.reason == "time_budget" and result.epochs_done < 1000

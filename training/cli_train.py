@@ -263,6 +263,7 @@ def _set_architecture_switches(cfg, args, resumed: bool) -> None:
 
 
 def cmd_train(args) -> int:
+    from napari_pixeldrl.training.events import drive
     from napari_pixeldrl.training.trainer import Trainer
 
     finetune = not hasattr(args, "preset")
@@ -281,32 +282,35 @@ def cmd_train(args) -> int:
 
     cpu_started = time.process_time()
 
-    def log_epoch(event):
-        from napari_pixeldrl.training.events import EndEvent, EpochEvent, StartEvent
-
-        if isinstance(event, EndEvent) and trainer.rank == 0:
-            # The run folder keeps every command that trained it: a run continued in stages,
-            # maybe with other options, says how it was made. Written while the run holds the folder.
-            _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "ended",
-                               "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": event.reason,
-                               "epochs_done": event.epochs_done, "stop_val_dice": event.stop_val_dice,
-                               "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)})
-        if isinstance(event, StartEvent):
-            # Recorded as soon as the run holds its folder, so a killed command is on record too.
-            _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "started",
-                               "start_epoch": event.start_epoch})
-        if isinstance(event, EpochEvent) and not cfg.progress:
-            val_txt = "-" if event.val_dice is None else f"{event.val_dice:.4f}"
-            print(f"epoch {event.epoch}/{event.epochs}  loss {event.train.get('loss', 0):.4f}  reward {event.train.get('mean_reward', 0):.4f}  "
-                  f"keep {event.train.get('keep_fraction', 0):.3f}  val DICE {val_txt}  best {event.best_dice:.4f}  ({event.seconds:.1f} s)",
-                  file=sys.stderr, flush=True)
-
-    trainer = Trainer(cfg, train, val, args.out, callbacks=[log_epoch], init_checkpoint=init)
-    result = trainer.fit(resume=args.resume)
+    trainer = Trainer(cfg, train, val, args.out, init_checkpoint=init)
+    result = drive(trainer.run(resume=args.resume),
+                   lambda event: _report(event, args, cfg, started, cpu_started) if trainer.rank == 0 else None)
     if trainer.rank == 0:
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
     return 0
+
+
+def _report(event, args, cfg, started: str, cpu_started: float) -> None:
+    """What the command does with the run's events: commands.jsonl and one line per epoch."""
+    from napari_pixeldrl.training.events import EndEvent, EpochEvent, StartEvent
+
+    if isinstance(event, StartEvent):
+        # Recorded as soon as the run holds its folder, so a killed command is on record too.
+        _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "started",
+                           "start_epoch": event.start_epoch})
+    elif isinstance(event, EndEvent):
+        # The run folder keeps every command that trained it: a run continued in stages,
+        # maybe with other options, says how it was made. Written while the run holds the folder.
+        _record(args.out, {"argv": getattr(args, "argv", None), "started": started, "status": "ended",
+                           "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": event.reason,
+                           "epochs_done": event.epochs_done, "stop_val_dice": event.stop_val_dice,
+                           "cpu_minutes": round((time.process_time() - cpu_started) / 60, 3)})
+    elif isinstance(event, EpochEvent) and not cfg.progress:
+        val_txt = "-" if event.val_dice is None else f"{event.val_dice:.4f}"
+        print(f"epoch {event.epoch}/{event.epochs}  loss {event.train.get('loss', 0):.4f}  reward {event.train.get('mean_reward', 0):.4f}  "
+              f"keep {event.train.get('keep_fraction', 0):.3f}  val DICE {val_txt}  best {event.best_dice:.4f}  ({event.seconds:.1f} s)",
+              file=sys.stderr, flush=True)
 
 
 def _record(out, record: dict) -> None:

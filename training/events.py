@@ -63,6 +63,17 @@ class EndEvent:
 Callback = Callable[[object], None]
 
 
+def drive(events, handle: Callback | None = None):
+    """Run an event generator to its end, handing each event to ``handle``; its return value."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            return done.value
+        if handle is not None:
+            handle(event)
+
+
 @dataclass
 class TrainResult:
     reason: str

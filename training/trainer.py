@@ -2,15 +2,21 @@
 
 A run lives in a folder, its files named in run_folder.py.
 
-``Trainer.fit(resume=True)`` continues a killed run from its last finished epoch.
-Hooks (``on_start``, ``on_episode``, ``on_epoch``, ``on_end``) call every callback with a typed event;
-``trainer.cancel`` (a threading.Event) is checked before every episode (batch).
+``Trainer.run()`` is the run as a generator: it yields a typed event (events.py) at the
+start, after every episode and every epoch, and at the end, and returns the
+:class:`TrainResult`. The command line and the napari worker both drive it; ``fit()``
+drains it for callers that only want the result. ``run(resume=True)`` continues a
+killed run from its last finished epoch. Hooks (``on_start``, ``on_episode``,
+``on_epoch``, ``on_end``) see each event before it is yielded and hand it to the
+callbacks; ``trainer.cancel`` (a threading.Event) is checked before every episode.
+Closing the generator stops the run there and releases its folder.
 Under ``torchrun`` the objective is wrapped in DistributedDataParallel (gloo on CPU, NCCL
 on GPUs); process 0 validates and writes the files.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -18,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Generator, Iterable
 
 import numpy as np
 import torch
@@ -26,7 +32,7 @@ import torch
 from napari_pixeldrl.core.errors import CheckpointError, InputError
 from napari_pixeldrl.core.atomic import atomic_write
 from napari_pixeldrl.core.device import choose_device
-from napari_pixeldrl.model.checkpoint import load_checkpoint, read_header, save_checkpoint
+from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, read_header, save_checkpoint
 from napari_pixeldrl.model.config import ModelConfig, preset_config
 from napari_pixeldrl.model.network import KEEP, build_model, count_parameters
 
@@ -38,7 +44,7 @@ from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
 
-from .events import Callback, EndEvent, EpisodeEvent, EpochEvent, StartEvent, TrainingDiverged, TrainResult
+from .events import Callback, EndEvent, EpisodeEvent, EpochEvent, StartEvent, TrainingDiverged, TrainResult, drive
 from .run_folder import BEST, CONFIG, CURVE, LAST, METRICS, STATE, write_curve
 from .train_config import LOSS_OPTIONS, TrainConfig
 
@@ -94,6 +100,12 @@ class Trainer:
         self._stop_val_dice: float | None = None
 
     # ---------------------------------------------------------------- hooks
+    @staticmethod
+    def _hook(hook, event):
+        """Call ``hook`` with ``event`` and hand the event on (to be yielded)."""
+        hook(event)
+        return event
+
     def emit(self, event) -> None:
         if self.rank != 0:
             return
@@ -132,7 +144,11 @@ class Trainer:
         c = self.config
         in_ch = int(self.train_data.images[0].shape[0])
         if self.init_checkpoint is not None:
-            loaded = load_checkpoint(self.init_checkpoint)
+            # A model handed over in memory (the plugin's) is copied: training must not
+            # change the model the caller still holds.
+            init = self.init_checkpoint
+            loaded = (LoadedModel(copy.deepcopy(init.model), init.config, init.info, init.path)
+                      if isinstance(init, LoadedModel) else load_checkpoint(init))
             if loaded.config.in_channels != in_ch:
                 raise InputError(
                     f"the checkpoint's model takes {loaded.config.in_channels} channel(s), the data has {in_ch}"
@@ -292,11 +308,17 @@ class Trainer:
             dist.barrier()
 
     def fit(self, resume: bool = False) -> TrainResult:
-        """Train; with ``resume`` continue the run in the folder. The folder is locked for
-        the whole call (process 0): a second run on it is refused (run_lock.py)."""
+        """Train to the end and return the result (``run`` without looking at its events)."""
+        return drive(self.run(resume))
+
+    def run(self, resume: bool = False) -> Generator[object, None, TrainResult]:
+        """Train, yielding StartEvent, EpisodeEvent, EpochEvent and EndEvent as they happen;
+        returns the TrainResult. With ``resume`` continue the run in the folder. The folder
+        is locked until the generator ends or is closed (process 0): a second run on it is
+        refused (run_lock.py)."""
         self._lock = None
         try:
-            return self._fit(resume)
+            return (yield from self._run(resume))
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -312,7 +334,7 @@ class Trainer:
             raise InputError(f"{self.out_dir} holds {held[0]} but not {STATE}, so the run cannot be resumed (its optimiser "
                              f"state and logged epochs are gone); fine-tune from {held[0]} into another --out instead")
 
-    def _fit(self, resume: bool) -> TrainResult:
+    def _run(self, resume: bool) -> Generator[object, None, TrainResult]:
         c = self.config
         started = time.monotonic()
         self._cpu_started = time.process_time()
@@ -329,7 +351,7 @@ class Trainer:
         start_epoch = self._resume() if resume else 0
         if self.rank == 0:
             self._write_config()
-            self.on_start(StartEvent(self.out_dir, start_epoch))
+            yield self._hook(self.on_start, StartEvent(self.out_dir, start_epoch))
         n_batches = batches_per_epoch(len(self.train_data), c.batch_size, self.world_size)
         settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p)
         bar = None
@@ -342,7 +364,7 @@ class Trainer:
         epochs_done = start_epoch  # stays there when no epoch is left to run
         try:
             for epoch in range(start_epoch, c.epochs):
-                reason = self._train_epoch(epoch, n_batches, settings, started, bar)
+                reason = yield from self._train_epoch(epoch, n_batches, settings, started, bar)
                 if reason != "done":
                     break
                 epochs_done = epoch + 1
@@ -356,7 +378,8 @@ class Trainer:
         # can abort the process at exit ("terminate called without an active exception").
         self.step_module = self.objective
         # Emitted while this run still holds its folder, so what a callback writes there is the run's.
-        self.on_end(EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, self._stop_val_dice))
+        yield self._hook(self.on_end, EndEvent(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir,
+                                               self._stop_val_dice))
         return TrainResult(reason, epochs_done, self.best_dice, self.best_epoch, self.out_dir, list(self.history),
                            self._stop_val_dice)
 
@@ -375,7 +398,7 @@ class Trainer:
             info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
             save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, info)
 
-    def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> str:
+    def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> Generator[object, None, str]:
         c = self.config
         t0, t0_cpu = time.monotonic(), time.process_time()
         self.net.train()
@@ -422,10 +445,10 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
             lr = self.optimizer.param_groups[0]["lr"]
-            self.on_episode(EpisodeEvent(epoch + 1, episode, n_batches, stats, lr, time.monotonic() - started))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{stats.loss:.3f}", R=f"{stats.mean_reward:.3f}", keep=f"{stats.keep_fraction:.2f}", best=f"{max(self.best_dice, 0):.3f}")
+            yield self._hook(self.on_episode, EpisodeEvent(epoch + 1, episode, n_batches, stats, lr, time.monotonic() - started))
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         train = {k: v / max(count, 1) for k, v in sums.items()}
@@ -458,9 +481,8 @@ class Trainer:
             self._save_state(number)
             self._write_metrics()
             self._write_curve()
-            self.on_epoch(
-                EpochEvent(number, c.epochs, train, val_dice, self.best_dice, self.best_epoch, is_best, lr, seconds, time.monotonic() - started)
-            )
+            yield self._hook(self.on_epoch, EpochEvent(number, c.epochs, train, val_dice, self.best_dice, self.best_epoch,
+                                                       is_best, lr, seconds, time.monotonic() - started))
         self._barrier()
         return "done"
 
