@@ -37,6 +37,11 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def header(self) -> dict:
+        """What a checkpoint of this model holds besides its weights (as :func:`read_header`)."""
+        return {"model": self.config.to_dict(), "info": self.info}
+
 
 def save_checkpoint(path, model: torch.nn.Module, config: ModelConfig, info: dict | None = None, *, half: bool = False) -> Path:
     """Write ``model``'s weights and ``config`` to ``path`` (.safetensors), atomically."""
@@ -107,6 +112,11 @@ def read_header(path) -> dict:
         return json.loads(meta["config"])
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has a damaged config header ({err})") from None
+
+
+def header_of(start) -> dict:
+    """The header of a model given as a LoadedModel, a checkpoint file or a bundled name."""
+    return start.header if isinstance(start, LoadedModel) else read_header(start)
 
 
 def load_checkpoint(path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -40,6 +40,7 @@ from napari_pixeldrl import _train_worker as T
 from napari_pixeldrl import _workers as W
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.core.errors import PixelDRLError
+from napari_pixeldrl.training.events import EpisodeEvent, EpochEvent
 from napari_pixeldrl._workers import notify as _notify
 
 FRESH = "fresh lite model"
@@ -243,22 +244,17 @@ class TrainWidget(QWidget):
         if start_text not in sources:
             raise T.InputError("choose a starting model under 'Start from' (or 'Checkpoint file...')")
         start = sources[start_text]
-        model_channels = T.start_channels(start)  # foreign checkpoint -> CheckpointError
+        header = T.start_header(start)  # foreign checkpoint -> CheckpointError
+        model_channels = None if header is None else int(header["model"].get("in_channels", 1))
         cfg = self.train_config()
-        if start is not None:
-            from napari_pixeldrl.training.train_config import trained_options
+        if header is not None:
+            from napari_pixeldrl.training.train_config import finetune_config
 
-            cfg.model_overrides = {}
-            cfg.preset = self._preset_of(start) or cfg.preset
-            # Fine-tune with the loss and crop the starting model was trained with, as `pixeldrl finetune` does.
-            path = getattr(start, "path", start)
-            if path is not None:
-                for name, value in trained_options(path).items():
-                    setattr(cfg, name, value)
+            cfg = finetune_config(cfg, header)  # as `pixeldrl finetune` does
         n_shot = self.nshot_spin.value() or None
         out = T.check_out_dir(self.out_edit.text().strip() or T.default_run_dir())
         cfg.data = {"source": SOURCES[self.source_combo.currentIndex()], "n_shot": n_shot,
-                    "init_checkpoint": None if start is None else str(getattr(start, "path", start))}
+                    "init_checkpoint": None if start is None else str(getattr(start, "path", start) or start_text)}
         if self.source_combo.currentIndex() == 0:
             from napari.layers import Image, Labels
 
@@ -286,17 +282,6 @@ class TrainWidget(QWidget):
     @staticmethod
     def _start_label(text: str) -> str:
         return f"the starting model ({text})"
-
-    @staticmethod
-    def _preset_of(start) -> str | None:
-        from napari_pixeldrl.model.checkpoint import LoadedModel, read_header
-
-        try:
-            if isinstance(start, LoadedModel):
-                return start.config.preset
-            return read_header(start)["model"].get("preset")
-        except Exception:  # noqa: BLE001 - the preset only labels the run
-            return None
 
     def run(self):
         """Check the inputs and start training; returns the worker, or None (notified why)."""
@@ -350,16 +335,17 @@ class TrainWidget(QWidget):
             self.progress.setRange(0, max(1, msg.epochs * msg.episodes_per_epoch))
             self.progress.setValue(0)
             self.status.setText(f"Training on {msg.n_train} slice(s), validating on {msg.n_val} ({msg.note}).")
-        elif isinstance(msg, T.TrainEpisode):
+        elif isinstance(msg, EpisodeEvent):
             x = msg.epoch - 1 + msg.episode / max(1, msg.episodes_per_epoch)
-            self.canvas.add_episode(x, msg.loss, msg.mean_reward)
+            self.canvas.add_episode(x, float(msg.stats.loss), float(msg.stats.mean_reward))
             self.progress.setValue((msg.epoch - 1) * msg.episodes_per_epoch + msg.episode)
-        elif isinstance(msg, T.TrainEpoch):
+        elif isinstance(msg, EpochEvent):
             if msg.val_dice is not None:
                 self.canvas.add_validation(msg.epoch, msg.val_dice)
             val = "-" if msg.val_dice is None else f"{msg.val_dice:.3f}"
             self.status.setText(
-                f"Epoch {msg.epoch}/{msg.epochs}: loss {msg.loss:.3f}, reward {msg.mean_reward:.3f}, "
+                f"Epoch {msg.epoch}/{msg.epochs}: loss {msg.train.get('loss', math.nan):.3f}, "
+                f"reward {msg.train.get('mean_reward', math.nan):.3f}, "
                 f"validation DICE {val} (best {max(msg.best_dice, 0):.3f} at epoch {msg.best_epoch})"
             )
 

@@ -31,57 +31,74 @@ def disc_volume(z=4, size=64, painted=(0, 2, 3), label=1):
 
 
 def tiny_train_config(**kw):
-    return TrainConfig(model_overrides=dict(TINY), epochs=1, batch_size=2, crop=None, augment=False, t_max=2,
-                       device="cpu", progress=False, threads=1, **kw)
+    base = dict(model_overrides=dict(TINY), epochs=1, batch_size=2, crop=None, augment=False, t_max=2,
+                device="cpu", progress=False, threads=1)
+    return TrainConfig(**{**base, **kw})
 
 
 def test_painted_slices_of_a_volume():
+    from napari_pixeldrl.training.data.painted import painted_slices
+
     _, labels = disc_volume(painted=(0, 2, 3))
-    z, value = T.painted_slices(labels)
+    z, value = painted_slices(labels)
     assert z == [0, 2, 3] and value == 1
     # several labels: the chosen one decides which slices count
     labels[1, 5:9, 5:9] = 2
     with pytest.raises(InputError, match="several labels"):
-        T.painted_slices(labels)
-    assert T.painted_slices(labels, 2) == ([1], 2)
+        painted_slices(labels)
+    assert painted_slices(labels, 2) == ([1], 2)
     with pytest.raises(InputError, match="label 7 is not painted"):
-        T.painted_slices(labels, 7)
+        painted_slices(labels, 7)
     with pytest.raises(InputError, match="nothing is painted"):
-        T.painted_slices(np.zeros((3, 8, 8), np.uint8))
-    assert T.painted_slices(np.pad(np.ones((2, 2), np.uint8), 3)) == ([0], 1)  # a 2D layer is one slice
+        painted_slices(np.zeros((3, 8, 8), np.uint8))
+    assert painted_slices(np.pad(np.ones((2, 2), np.uint8), 3)) == ([0], 1)  # a 2D layer is one slice
 
 
-def test_held_back_split():
+def test_held_back_split_and_n_shot_by_select_split():
+    from napari_pixeldrl.training.data.splits import hold_back, select_split
+
     for n in range(2, 30):
-        train, val, note = T.held_back_split(n)
+        part = hold_back(n)
+        train, val = part["train"].tolist(), part["val"].tolist()
         assert len(val) >= 1 and len(train) >= 1 and sorted(train + val) == list(range(n))
         assert len(val) == min(n - 1, max(1, round(n * 0.2)))
-        assert "held back" in note
-    assert T.held_back_split(10, seed=3) == T.held_back_split(10, seed=3)
-    train, val, note = T.held_back_split(1)
-    assert train == val == [0] and "training slice itself" in note
-    assert T.pick_n_shot([1, 4, 6, 8], 2, seed=0) == T.pick_n_shot([1, 4, 6, 8], 2, seed=0)
-    assert len(T.pick_n_shot([1, 4, 6, 8], 2)) == 2 and T.pick_n_shot([1, 4], None) == [1, 4]
-    assert set(T.pick_n_shot([1, 4, 6, 8], 3)) <= {1, 4, 6, 8}
-    with pytest.raises(InputError, match="n-shot asks for 5"):  # refused as the CLI refuses it, not capped
-        T.pick_n_shot([1, 4, 6, 8], 5)
+    assert all((hold_back(10, seed=3)[k] == hold_back(10, seed=3)[k]).all() for k in ("train", "val"))
+    one = hold_back(1)
+    assert one["train"].tolist() == one["val"].tolist() == [0]
+    image, labels = disc_volume(z=6, painted=range(6))
+    data = T.layer_training_data(image, labels)
+    held = {"split_by": "held_back", "seed": 0}
+    assert select_split_slices(data.train) == select_split_slices(select_split(_painted(image, labels), held, "train"))
+    with pytest.raises(InputError, match="n-shot asks for 9"):  # refused as the CLI refuses it, not capped
+        T.layer_training_data(image, labels, n_shot=9)
+
+
+def _painted(image, labels):
+    from napari_pixeldrl.training.data.painted import painted_slice_set
+
+    return painted_slice_set(image, labels)
+
+
+def select_split_slices(data):
+    return list(data.slice_index)
 
 
 def test_layer_training_data_volume_rgb_and_errors():
     image, labels = disc_volume(z=4, painted=(0, 1, 2, 3))
     data = T.layer_training_data(image, labels)
     assert data.slices == [0, 1, 2, 3] and data.channels == 1
-    assert len(data.train[0]) == 3 and len(data.val[0]) == 1
-    im, m = data.train[0][0], data.train[1][0]
+    assert len(data.train) == 3 and len(data.val) == 1
+    assert sorted(data.train.slice_index + data.val.slice_index) == [0, 1, 2, 3]
+    im, m = data.train.images[0], data.train.masks[0]
     assert im.shape == (1, 64, 64) and im.dtype == np.float32 and 0 <= im.min() and im.max() <= 1
     assert m.dtype == np.uint8 and set(np.unique(m)) == {0, 1}
     data = T.layer_training_data(image, labels, n_shot=1)
-    assert len(data.train[0]) == 1 and "N-shot" in data.note
+    assert len(data.train) == 1 and "N-shot" in data.note
     one = T.layer_training_data(image[0], labels[0])
-    assert len(one.train[0]) == len(one.val[0]) == 1 and "itself" in one.note
+    assert len(one.train) == len(one.val) == 1 and "itself" in one.note
     rgb = np.repeat((image[..., None] / 200 * 255).clip(0, 255).astype(np.uint8), 3, -1)  # (Z, H, W, 3)
     data = T.layer_training_data(rgb, labels, rgb=True)
-    assert data.channels == 3 and data.train[0][0].shape == (3, 64, 64)
+    assert data.channels == 3 and data.train.images[0].shape == (3, 64, 64)
     with pytest.raises(InputError, match="nothing is painted"):
         T.layer_training_data(image, np.zeros_like(labels))
     with pytest.raises(InputError, match="has shape .* but image"):
@@ -134,11 +151,12 @@ def test_train_job_plain_call(tmp_path):
     assert (tmp_path / "run" / BEST).exists() and (tmp_path / "run" / LAST).exists()
     assert isinstance(done.loaded, LoadedModel)
     kinds = [type(m).__name__ for m in msgs]
-    assert kinds[0] == "TrainStarted" and "TrainEpisode" in kinds and "TrainEpoch" in kinds
-    # fine-tune from the in-memory model (no file): it is saved into the run folder first
+    assert kinds[:2] == ["TrainStarted", "StartEvent"] and "EpisodeEvent" in kinds and "EpochEvent" in kinds
+    assert kinds[-2:] == ["EndEvent", "Stage"]
+    # fine-tune from the in-memory model (no file): handed to the trainer as it is
     done.loaded.path = None
     _, again = drain(T.train_job(data, tiny_train_config(), tmp_path / "run2", start=done.loaded))
-    assert isinstance(again, T.TrainDone) and (tmp_path / "run2" / "init.safetensors").exists()
+    assert isinstance(again, T.TrainDone) and not (tmp_path / "run2" / "init.safetensors").exists()
     # cancelled before the first episode: still a usable best checkpoint
     ev = threading.Event()
     ev.set()
@@ -182,18 +200,28 @@ def test_train_job_from_a_dataset_folder(tmp_path):
     assert isinstance(failed, W.Failed) and "not a folder" in failed.message
 
 
-def test_train_job_inline_without_threads(tmp_path, monkeypatch):
-    """PIXELDRL_TRAIN_INLINE=1: fit runs in the caller's thread; same messages, after the run."""
+def test_train_job_trains_in_the_callers_thread_and_a_closed_job_frees_the_folder(tmp_path, monkeypatch):
+    """No helper thread: the trainer runs where the job is drained (napari's worker thread);
+    closing the job early ends the run and releases its folder."""
     import torch
 
-    torch.set_num_threads(1)
-    monkeypatch.setenv("PIXELDRL_TRAIN_INLINE", "1")
-    seen_threads = []
     import napari_pixeldrl.training.trainer as TR
 
-    fit = TR.Trainer.fit
-    monkeypatch.setattr(TR.Trainer, "fit", lambda self, *a, **k: (seen_threads.append(threading.current_thread()), fit(self, *a, **k))[1])
+    torch.set_num_threads(1)
+    seen_threads = []
+    run = TR.Trainer.run
+
+    def spy(self, *a, **k):
+        seen_threads.append(threading.current_thread())
+        return (yield from run(self, *a, **k))
+
+    monkeypatch.setattr(TR.Trainer, "run", spy)
     image, labels = disc_volume(painted=(0, 2))
     msgs, done = drain(T.train_job(T.layer_training_data(image, labels), tiny_train_config(), tmp_path / "run"))
     assert isinstance(done, T.TrainDone) and seen_threads == [threading.current_thread()]
-    assert {type(m).__name__ for m in msgs} >= {"TrainStarted", "TrainEpisode", "TrainEpoch"}
+    job = T.train_job(T.layer_training_data(image, labels), tiny_train_config(epochs=5), tmp_path / "run2")
+    while type(next(job)).__name__ != "EpisodeEvent":
+        pass
+    job.close()
+    _, again = drain(T.train_job(T.layer_training_data(image, labels), tiny_train_config(), tmp_path / "run2"))
+    assert isinstance(again, T.TrainDone), again

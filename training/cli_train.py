@@ -154,7 +154,7 @@ def add_train_commands(subparsers) -> None:
 
 def _config_from_args(args, finetune: bool):
     from napari_pixeldrl.training.run_folder import CONFIG
-    from napari_pixeldrl.training.train_config import TrainConfig, trained_options
+    from napari_pixeldrl.training.train_config import TrainConfig, finetune_config
 
     cfg_path = args.out / CONFIG
     if args.epochs is not None and args.epochs < 1:
@@ -175,10 +175,8 @@ def _config_from_args(args, finetune: bool):
         if finetune:
             from napari_pixeldrl.model.checkpoint import read_header
 
-            cfg.preset = read_header(args.checkpoint)["model"]["preset"]
             # The checkpoint's own loss options and crop; those given on the command line win (below).
-            for name, value in trained_options(args.checkpoint).items():
-                setattr(cfg, name, value)
+            cfg = finetune_config(cfg, read_header(args.checkpoint))
         else:
             cfg.preset = args.preset or "lite"
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,

@@ -202,16 +202,27 @@ class TrainConfig:
         return self.resolved("supervised_weight")
 
 
-def trained_options(checkpoint) -> dict:
-    """The loss options and the training crop ``checkpoint`` was trained with (its header's
-    training config): a fine-tune continues with them unless told otherwise (the crop sets
-    how much context the heads learned to use). Empty for a checkpoint that does not say
+def trained_options(header: dict) -> dict:
+    """The loss options and the training crop a checkpoint was trained with (its header's
+    training config, ``header`` as :func:`~napari_pixeldrl.model.checkpoint.header_of`
+    gives it): a fine-tune continues with them unless told otherwise (the crop sets how
+    much context the heads learned to use). Empty for a checkpoint that does not say
     (e.g. one saved outside a training run)."""
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    trained = (read_header(checkpoint).get("info") or {}).get("train") or {}
+    trained = (header.get("info") or {}).get("train") or {}
     if not trained:
         return {}
     read = TrainConfig.from_dict(trained)  # an old header's None keeps the meaning it had then
     # An option the header does not hold, added since, was off when it trained (_ADDED).
     return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained or k in _ADDED}
+
+
+def finetune_config(base: TrainConfig, header: dict) -> TrainConfig:
+    """The options of a fine-tune from the model whose header is ``header``: ``base`` with
+    the model's preset and network (no overrides: the checkpoint holds its architecture)
+    and the loss options and crop it was trained with. The one rule ``pixeldrl finetune``
+    and the Train widget share; options the user gives afterwards win."""
+    cfg = dataclasses.replace(base, model_overrides={})
+    cfg.preset = (header.get("model") or {}).get("preset") or cfg.preset
+    for name, value in trained_options(header).items():
+        setattr(cfg, name, value)
+    return cfg

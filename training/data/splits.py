@@ -136,8 +136,28 @@ def n_shot(indices, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(idx[chosen])
 
 
+HELD_BACK = 0.2  # the fraction of one image's painted slices held back for validation
+
+
+def hold_back(data, fraction: float = HELD_BACK, seed: int = 0) -> dict[str, np.ndarray]:
+    """{'train', 'val'}: ~``fraction`` of the slices (at least one when there are two or
+    more) held back for validation, the rule for one image's painted slices, which have no
+    patients to split by. A single slice is both: there is nothing to hold back."""
+    n = data if isinstance(data, (int, np.integer)) else len(_patients_of(data))
+    if n < 1:
+        raise InputError("no training slices")
+    if n == 1:
+        return {"train": np.zeros(1, np.int64), "val": np.zeros(1, np.int64)}
+    n_val = min(n - 1, max(1, int(round(n * fraction))))
+    order = np.random.default_rng(seed).permutation(n)
+    return {"train": np.sort(order[n_val:]).astype(np.int64), "val": np.sort(order[:n_val]).astype(np.int64)}
+
+
 def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0) -> dict:
-    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split."""
+    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split;
+    ``held_back``: {'train', 'val'} of :func:`hold_back`."""
+    if split_by == "held_back":
+        return hold_back(data, seed=seed)
     if split_by not in ("patient", "slice"):
         raise InputError(f"--split-by must be patient or slice, got {split_by!r}")
     if fold is not None:
