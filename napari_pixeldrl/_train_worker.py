@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -115,6 +117,33 @@ def start_channels(start) -> int | None:
     """Input channels of a starting model (see :func:`start_header`); None for a fresh one."""
     header = start_header(start)
     return None if header is None else int((header.get("model") or {}).get("in_channels", 1))
+
+
+@dataclass
+class PaintedLayers:
+    """An image layer's data and the labels painted on it, read into slices in the job."""
+
+    image: Any
+    labels: Any
+    rgb: bool = False
+    label: int | None = None
+    image_name: str = "image"
+    labels_name: str = "labels"
+
+
+def check_painted(painted: PaintedLayers, n_shot: int | None = None, seed: int = 0) -> tuple[list[int], int]:
+    """(z of the painted slices, channels): everything :func:`layer_training_data` would
+    refuse, without normalising a slice, so the widget can say it before a job starts."""
+    from napari_pixeldrl.training.data.painted import check_painted as check
+    from napari_pixeldrl.training.data.splits import hold_back, n_shot as choose
+
+    if isinstance(painted.image, (list, tuple)):
+        raise InputError(f"layer {painted.image_name!r} is multiscale; convert it to a single-resolution image first")
+    z, _, channels = check(np.shape(painted.image), painted.labels, rgb=painted.rgb, label=painted.label,
+                           image_name=painted.image_name, labels_name=painted.labels_name)
+    if n_shot:
+        choose(hold_back(len(z), seed=seed)["train"], n_shot, seed)
+    return z, channels
 
 
 def layer_training_data(
@@ -222,7 +251,7 @@ def preload_training_stack() -> None:
 
 
 def train_job(
-    data: TrainData | None,
+    data: TrainData | PaintedLayers | None,
     config,
     out_dir,
     *,
@@ -233,8 +262,8 @@ def train_job(
 ) -> Iterator[object]:
     """Train (``config``: a TrainConfig) and return TrainDone / Failed.
 
-    ``data``: slices from :func:`layer_training_data`, or None with ``dataset`` =
-    (kind, path, label) to load a folder here. ``start``: None (fresh ``config.preset``
+    ``data``: slices from :func:`layer_training_data`, :class:`PaintedLayers` to read
+    them here, or None with ``dataset`` = (kind, path, label) to load a folder here. ``start``: None (fresh ``config.preset``
     model), a checkpoint path / bundled name, or a LoadedModel, handed to the trainer as
     it is (the trainer trains a copy).
     """
@@ -247,7 +276,12 @@ def train_job(
     out_dir = Path(out_dir)
     device = str(getattr(config, "device", "cpu"))
     try:
-        if data is None:
+        if isinstance(data, PaintedLayers):
+            yield Stage("reading the painted slices")
+            p = data
+            data = layer_training_data(p.image, p.labels, rgb=p.rgb, label=p.label, n_shot=n_shot, seed=config.seed,
+                                       image_name=p.image_name, labels_name=p.labels_name)
+        elif data is None:
             yield Stage("loading the dataset")
             kind, path, label = dataset
             data = dataset_training_data(kind, path, label=label, n_shot=n_shot, seed=config.seed)

@@ -267,13 +267,12 @@ class TrainWidget(QWidget):
                     "paint a few slices, then pick it under 'Painted labels'"
                 )
             image, labels = self.viewer.layers[iname], self.viewer.layers[lname]
-            data = T.layer_training_data(
-                image.data, labels.data, rgb=bool(image.rgb), label=self.label_spin.value() or None,
-                n_shot=n_shot, seed=cfg.seed, image_name=iname, labels_name=lname,
-            )
-            T.check_channels(data.channels, model_channels, self._start_label(start_text))
-            cfg.data.update(image=iname, labels=lname, slices=data.slices)
-            return dict(data=data, config=cfg, out_dir=out, start=start, n_shot=n_shot)
+            painted = T.PaintedLayers(image.data, labels.data, rgb=bool(image.rgb), label=self.label_spin.value() or None,
+                                      image_name=iname, labels_name=lname)
+            slices, channels = T.check_painted(painted, n_shot, cfg.seed)  # the slices are read in the job
+            T.check_channels(channels, model_channels, self._start_label(start_text))
+            cfg.data.update(image=iname, labels=lname, slices=slices)
+            return dict(data=painted, config=cfg, out_dir=out, start=start, n_shot=n_shot)
         kind = self.kind_combo.currentText()
         path = T.check_dataset(kind, self.path_edit.text().strip())
         cfg.data.update(dataset=kind, path=str(path))

@@ -73,6 +73,22 @@ def test_held_back_split_and_n_shot_by_select_split():
         T.layer_training_data(image, labels, n_shot=9)
 
 
+def test_painted_layers_are_checked_before_and_read_in_the_job(tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    image, labels = disc_volume(painted=(0, 2, 3))
+    painted = T.PaintedLayers(image, labels, image_name="vol", labels_name="paint")
+    assert T.check_painted(painted) == ([0, 2, 3], 1)
+    with pytest.raises(InputError, match="n-shot asks for 3 training slices but only 2"):
+        T.check_painted(painted, n_shot=3)
+    with pytest.raises(InputError, match="nothing is painted in layer 'paint'"):
+        T.check_painted(T.PaintedLayers(image, np.zeros_like(labels), labels_name="paint"))
+    msgs, done = drain(T.train_job(painted, tiny_train_config(), tmp_path / "run"))
+    assert isinstance(msgs[0], W.Stage) and "painted" in msgs[0].text
+    assert isinstance(done, T.TrainDone) and (done.n_train, done.n_val) == (2, 1)
+
+
 def _painted(image, labels):
     from napari_pixeldrl.training.data.painted import painted_slice_set
 

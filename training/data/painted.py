@@ -72,21 +72,31 @@ def painted_slices(labels, label: int | None = None, name: str = "labels") -> tu
     return z, value
 
 
+def check_painted(image_shape, labels, *, rgb: bool = False, label: int | None = None,
+                  image_name: str = "image", labels_name: str = "labels") -> tuple[list[int], int, int]:
+    """(z of the painted slices, the label, the image's channels): the checks of
+    :func:`painted_slice_set` without reading the image, cheap enough to run before a job."""
+    shape = tuple(image_shape)
+    is_volume, channels = image_layout(shape, rgb, image_name)
+    spatial = shape[:-1] if rgb else shape
+    if tuple(np.shape(labels)) != tuple(spatial):
+        raise InputError(
+            f"labels layer {labels_name!r} has shape {np.shape(labels)} but image {image_name!r} has {spatial}; "
+            "paint in a labels layer made for this image (Layers > New Labels layer with the image selected)"
+        )
+    z, value = painted_slices(labels, label, labels_name)
+    return z, value, channels
+
+
 def painted_slice_set(image, labels, *, rgb: bool = False, label: int | None = None,
                       image_name: str = "image", labels_name: str = "labels") -> SliceSet:
     """The painted slices of ``image`` (normalised as every loader does) with their masks."""
     if isinstance(image, (list, tuple)):
         raise InputError(f"layer {image_name!r} is multiscale; convert it to a single-resolution image first")
-    shape = tuple(np.shape(image))
-    is_volume, _ = image_layout(shape, rgb, image_name)
-    spatial = shape[:-1] if rgb else shape
     labels = np.asarray(labels)
-    if tuple(labels.shape) != tuple(spatial):
-        raise InputError(
-            f"labels layer {labels_name!r} has shape {labels.shape} but image {image_name!r} has {spatial}; "
-            "paint in a labels layer made for this image (Layers > New Labels layer with the image selected)"
-        )
-    z, value = painted_slices(labels, label, labels_name)
+    z, value, _ = check_painted(np.shape(image), labels, rgb=rgb, label=label, image_name=image_name,
+                                labels_name=labels_name)
+    is_volume = labels.ndim == 3
     vol = np.asarray(image)
     vol = np.moveaxis(vol[..., :3], -1, -3) if rgb else vol[..., None, :, :]  # (..., C, H, W)
     vol, lab = (vol, labels) if is_volume else (vol[None], labels[None])
