@@ -52,3 +52,10 @@ def stack(parent: QWidget, *items: QWidget | QLayout, stretch: bool = True) -> Q
 
 
 __all__ = ["button", "progress_bar", "row", "stack", "status_label"]
+
+
+def notify(kind: str, message: str) -> None:
+    """A napari notification ('error', 'warning' or 'info'); napari is imported only here."""
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)

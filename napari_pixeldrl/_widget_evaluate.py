@@ -21,9 +21,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pixeldrl import _qt_parts as Q
-from napari_pixeldrl import _workers as W
+from napari_pixeldrl import _evaluate_job as E
+from napari_pixeldrl import _messages as M
 from napari_pixeldrl.training.metrics import METRIC_NAMES
-from napari_pixeldrl._workers import notify as _notify
+from napari_pixeldrl._qt_parts import notify as _notify
 
 HEADERS = {"dice": "DICE", "ppv": "PPV", "sen": "SEN", "iou": "IoU", "biou": "BIoU", "hd95": "HD95"}
 
@@ -82,7 +83,7 @@ class EvaluateWidget(QWidget):
         from napari.qt.threading import thread_worker
 
         spacing = tuple(float(s) for s in gt.scale)
-        worker = thread_worker(W.evaluate_job, start_thread=False)(
+        worker = thread_worker(E.evaluate_job, start_thread=False)(
             pred.data, gt.data, spacing=spacing, pred_name=pred_name, gt_name=gt_name, label=self.label_spin.value() or None
         )
         worker.returned.connect(self._on_returned)
@@ -96,10 +97,10 @@ class EvaluateWidget(QWidget):
 
     def _on_returned(self, msg) -> None:
         self.last_result = msg
-        if isinstance(msg, W.Failed):
+        if isinstance(msg, M.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
-        elif isinstance(msg, W.EvaluateDone):
+        elif isinstance(msg, M.EvaluateDone):
             self.fill(msg.rows)
             self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.")
         self.finished.emit(msg)

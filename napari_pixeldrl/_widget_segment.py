@@ -1,4 +1,4 @@
-"""Segment dock widget: draws and reacts only; the work runs in ``_workers.segment_job``.
+"""Segment dock widget: draws and reacts only; the work runs in ``_segment_job.segment_job``.
 
 Results are four layers the widget owns (tagged in their metadata with this widget's
 id and a role): the final mask, the masks of every step (step, [z,] y, x), the action
@@ -23,8 +23,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pixeldrl import _qt_parts as Q
-from napari_pixeldrl import _workers as W
-from napari_pixeldrl._workers import notify as _notify
+from napari_pixeldrl import _messages as M
+from napari_pixeldrl import _segment_job as S
+from napari_pixeldrl._qt_parts import notify as _notify
+from napari_pixeldrl.model.episode import KEPT, ZEROED
 from napari_pixeldrl.core.device import available_devices
 
 LOAD_ITEM = "Load checkpoint file..."
@@ -40,6 +42,13 @@ POSTPROCESS_CHOICES = {
     "largest object per slice": "largest-component",
 }
 
+
+# Colours of the action layer (paper Fig. 4), one per code of model.episode.action_map.
+ACTION_COLORS = {
+    0: (0.0, 0.0, 0.0, 0.0),  # zeroed at an earlier step: no action any more
+    KEPT: (0.2, 0.8, 0.3, 0.55),  # green: kept
+    ZEROED: (1.0, 0.0, 0.0, 1.0),  # red: zeroed at this step (its action changed from keep)
+}
 
 class SegmentWidget(QWidget):
     """Choose an image layer and a model, run PixelDRL-MG, browse its steps."""
@@ -203,7 +212,7 @@ class SegmentWidget(QWidget):
         self._cancel = threading.Event()
         self._image_layer = layer
         self.last_result = None
-        job = thread_worker(W.segment_job, start_thread=False)
+        job = thread_worker(S.segment_job, start_thread=False)
         worker = job(
             layer.data,
             rgb=bool(layer.rgb),
@@ -235,15 +244,15 @@ class SegmentWidget(QWidget):
         self.status.setText("Cancelling...")
 
     def _on_yielded(self, msg) -> None:
-        if isinstance(msg, W.Stage):
+        if isinstance(msg, M.Stage):
             self.status.setText(msg.text.capitalize() + "...")
-        elif isinstance(msg, W.SegmentProgress):
+        elif isinstance(msg, M.SegmentProgress):
             self.progress.setRange(0, max(1, msg.total))
             self.progress.setValue(msg.done)
 
     def _on_returned(self, msg) -> None:
         self.last_result = msg
-        if isinstance(msg, W.SegmentDone):
+        if isinstance(msg, M.SegmentDone):
             self._cache[msg.model_name] = msg.loaded
             self.status.setText(
                 f"Done in {msg.seconds:.1f} s; steps taken per slice: "
@@ -252,10 +261,10 @@ class SegmentWidget(QWidget):
             self._busy = True
             self._show_result(msg, then=lambda: self._done_showing(msg))
             return
-        elif isinstance(msg, W.Failed):
+        elif isinstance(msg, M.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
-        elif isinstance(msg, W.Cancelled):
+        elif isinstance(msg, M.Cancelled):
             self.status.setText("Cancelled.")
             _notify("info", "Segmentation cancelled; your layers are unchanged.")
         self.finished.emit(msg)
@@ -266,7 +275,7 @@ class SegmentWidget(QWidget):
         self.finished.emit(msg)
 
     def _on_errored(self, exc) -> None:  # a bug, not a bad input: napari also relays the traceback
-        self.last_result = W.Failed(f"{type(exc).__name__}: {exc}", "other")
+        self.last_result = M.Failed(f"{type(exc).__name__}: {exc}", "other")
         self.status.setText(f"Segmentation failed: {type(exc).__name__}: {exc}")
         self.finished.emit(self.last_result)
 
@@ -279,11 +288,11 @@ class SegmentWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if isinstance(self.last_result, W.SegmentDone) else 0)
+        self.progress.setValue(1 if isinstance(self.last_result, M.SegmentDone) else 0)
 
     # ------------------------------------------------------------------ results
 
-    def _show_result(self, res: W.SegmentDone, then=None) -> None:
+    def _show_result(self, res: M.SegmentDone, then=None) -> None:
         """Put the result in the viewer, one layer per event-loop turn.
 
         Adding or removing a napari layer costs 0.1-0.2 s on the GUI thread (removal runs
@@ -304,7 +313,7 @@ class SegmentWidget(QWidget):
         def meta(role):
             return {TAG: {"widget": self._id, "role": role, "image": base, "model": res.model_name}, **meta_geo}
 
-        cmap = DirectLabelColormap(color_dict={**W.ACTION_COLORS, None: (0, 0, 0, 0)})
+        cmap = DirectLabelColormap(color_dict={**ACTION_COLORS, None: (0, 0, 0, 0)})
         specs = [
             ("value", "image", res.value, dict(scale=scale, translate=translate, colormap="viridis", visible=False)),
             ("actions", "labels", res.actions, dict(scale=step_scale, translate=step_translate, colormap=cmap, visible=False)),

@@ -1,4 +1,4 @@
-"""Train / fine-tune dock widget: draws and reacts only; the work runs in ``_train_worker``.
+"""Train / fine-tune dock widget: draws and reacts only; the work runs in ``_train_job``.
 
 Data: an image layer plus the labels layer the user painted (in a volume only the
 painted slices are used; ~20 % of them are held back for validation DICE), or a dataset
@@ -36,12 +36,12 @@ from qtpy.QtWidgets import (
 
 from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _registry
-from napari_pixeldrl import _train_worker as T
-from napari_pixeldrl import _workers as W
+from napari_pixeldrl import _messages as M
+from napari_pixeldrl import _train_job as T
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.core.errors import PixelDRLError
 from napari_pixeldrl.training.events import EpisodeEvent, EpochEvent
-from napari_pixeldrl._workers import notify as _notify
+from napari_pixeldrl._qt_parts import notify as _notify
 
 FRESH = "fresh lite model"
 BUNDLED = "bundled: "
@@ -60,7 +60,7 @@ class TrainWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.worker = None
-        self.result: T.TrainDone | None = None
+        self.result: M.TrainDone | None = None
         self.last_result = None
         self.model_name: str | None = None
         self._cancel = threading.Event()
@@ -327,9 +327,9 @@ class TrainWidget(QWidget):
     # ------------------------------------------------------------------ progress
 
     def _on_yielded(self, msg) -> None:
-        if isinstance(msg, W.Stage):
+        if isinstance(msg, M.Stage):
             self.status.setText(msg.text.capitalize() + "...")
-        elif isinstance(msg, T.TrainStarted):
+        elif isinstance(msg, M.TrainStarted):
             self._episodes = msg.episodes_per_epoch
             self.progress.setRange(0, max(1, msg.epochs * msg.episodes_per_epoch))
             self.progress.setValue(0)
@@ -356,7 +356,7 @@ class TrainWidget(QWidget):
 
     def _on_returned(self, msg) -> None:
         self.last_result = msg
-        if isinstance(msg, T.TrainDone):
+        if isinstance(msg, M.TrainDone):
             self.result = msg
             self.model_name = self._publish(msg)
             how = {"done": "Done", "time_budget": "Time budget reached", "cancelled": "Cancelled"}.get(msg.reason, msg.reason)
@@ -369,12 +369,12 @@ class TrainWidget(QWidget):
             self.save_button.setEnabled(True)
             if msg.reason == "cancelled":
                 _notify("info", f"Training cancelled; the best model so far is offered as '{self.model_name}' (checkpoints kept in {msg.out_dir}).")
-        elif isinstance(msg, W.Failed):
+        elif isinstance(msg, M.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
         self.finished.emit(msg)
 
-    def _publish(self, msg: T.TrainDone) -> str:
+    def _publish(self, msg: M.TrainDone) -> str:
         name = _registry.unique_name(self.viewer, f"trained {Path(msg.out_dir).name}")
         told = _registry.publish_model(self.viewer, name, msg.loaded)
         if not told:
@@ -393,7 +393,7 @@ class TrainWidget(QWidget):
             pass
 
     def _on_errored(self, exc) -> None:  # a bug: napari also relays the traceback
-        self.last_result = W.Failed(f"{type(exc).__name__}: {exc}", "other")
+        self.last_result = M.Failed(f"{type(exc).__name__}: {exc}", "other")
         self.status.setText(f"Training failed: {type(exc).__name__}: {exc}")
         self.finished.emit(self.last_result)
 
@@ -404,7 +404,7 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if isinstance(self.last_result, T.TrainDone) else 0)
+        self.progress.setValue(1 if isinstance(self.last_result, M.TrainDone) else 0)
 
     # ------------------------------------------------------------------ save
 
@@ -422,7 +422,7 @@ class TrainWidget(QWidget):
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
         try:
-            out = W.save_model(self.result.loaded, path)
+            out = T.save_model(self.result.loaded, path)
         except OSError as exc:
             _notify("error", f"cannot write {path}: {exc}")
             return None

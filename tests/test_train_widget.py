@@ -16,8 +16,7 @@ from _helpers import Heartbeat  # noqa: E402
 from _synthetic import TINY  # noqa: E402
 
 from napari_pixeldrl import _registry  # noqa: E402
-from napari_pixeldrl import _train_worker as T  # noqa: E402
-from napari_pixeldrl import _workers as W  # noqa: E402
+from napari_pixeldrl import _messages as M  # noqa: E402
 from napari_pixeldrl._widget_segment import SegmentWidget  # noqa: E402
 from napari_pixeldrl._widget_train import FRESH, SEGMENT, TrainWidget  # noqa: E402
 from napari_pixeldrl.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint  # noqa: E402
@@ -82,7 +81,7 @@ def test_train_painted_slices_then_segment(make_napari_viewer, qtbot, tmp_path, 
     assert w.start_combo.currentText() == FRESH
     tiny(w, tmp_path / "run")
     res = train_and_wait(qtbot, w)
-    assert isinstance(res, T.TrainDone), res
+    assert isinstance(res, M.TrainDone), res
     assert res.reason == "done" and res.n_train == 2 and res.n_val == 1
     assert (tmp_path / "run" / BEST).exists() and (tmp_path / "run" / LAST).exists()
     assert w.progress.value() == w.progress.maximum()
@@ -93,7 +92,7 @@ def test_train_painted_slices_then_segment(make_napari_viewer, qtbot, tmp_path, 
     seg.tmax_spin.setValue(2)
     with qtbot.waitSignal(seg.finished, timeout=60000) as blocker:
         seg.run()
-    assert isinstance(blocker.args[0], W.SegmentDone)
+    assert isinstance(blocker.args[0], M.SegmentDone)
     assert seg.layer_for("mask").data.shape == image.shape
     # a Segment widget opened later lists it too; the Train widget offers it as a start
     assert name in SegmentWidget(viewer).models()
@@ -118,7 +117,7 @@ def test_finetune_from_segment_model_and_cancel(make_napari_viewer, qtbot, tmp_p
     w.refresh_starts()
     w.start_combo.setCurrentText(SEGMENT + "start.safetensors")
     res = train_and_wait(qtbot, w, cancel=True)
-    assert isinstance(res, T.TrainDone) and res.reason == "cancelled" and res.epochs_done < 50
+    assert isinstance(res, M.TrainDone) and res.reason == "cancelled" and res.epochs_done < 50
     assert res.best_checkpoint.exists()
     assert w.model_name in seg.models() and w.train_button.isEnabled()
     assert notes and notes[-1][0] == "info" and "cancelled" in notes[-1][1]
@@ -178,7 +177,7 @@ def test_docked_from_the_plugin_opens_segment_with_the_model(make_napari_viewer,
     assert isinstance(w, TrainWidget)
     tiny(w, tmp_path / "run")
     res = train_and_wait(qtbot, w)
-    assert isinstance(res, T.TrainDone) and res.n_train == res.n_val == 1 and "itself" in res.note
+    assert isinstance(res, M.TrainDone) and res.n_train == res.n_val == 1 and "itself" in res.note
     segs = _registry.segment_widgets(viewer)
     assert len(segs) == 1 and segs[0].model_combo.currentText() == w.model_name
 
@@ -188,7 +187,7 @@ def test_gui_heartbeat_during_training(make_napari_viewer, qtbot, tmp_path, note
 
     This caught a 0.35 s stall when training started: ``torch.optim.Adam`` imports
     ``torch._dynamo`` lazily, with the GIL held, in the worker thread; the widget now
-    preloads it (``_train_worker.preload_training_stack``).
+    preloads it (``_train_job.preload_training_stack``).
     """
     viewer = make_napari_viewer()
     image, labels = disc_volume(z=5, size=96, painted=(0, 1, 2, 3, 4))
@@ -204,7 +203,7 @@ def test_gui_heartbeat_during_training(make_napari_viewer, qtbot, tmp_path, note
     t0 = time.perf_counter()
     with qtbot.waitSignal(w.finished, timeout=180000) as blocker:
         assert w.run() is not None, w.status.text()
-    assert isinstance(blocker.args[0], T.TrainDone), blocker.args[0]
+    assert isinstance(blocker.args[0], M.TrainDone), blocker.args[0]
     gaps = heart.gaps(t0, returned[0])
     print(heart.describe(gaps, f"training {returned[0] - t0:.2f} s"))
     assert returned[0] - t0 > 1.0, "the training was too short to measure anything"

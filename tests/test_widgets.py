@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from _helpers import Heartbeat  # noqa: E402
 
-from napari_pixeldrl import _workers as W  # noqa: E402
+from napari_pixeldrl import _messages as M  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
 from napari_pixeldrl._widget_segment import TAG, WHOLE_IMAGE, SegmentWidget  # noqa: E402
 from napari_pixeldrl.model.episode import ZEROED  # noqa: E402
@@ -72,7 +72,7 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     w.tmax_spin.setValue(4)
     assert w.image_combo.currentText() == "scan"
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.SegmentDone), res
+    assert isinstance(res, M.SegmentDone), res
     roles = {layer.metadata[TAG]["role"]: layer for layer in w.own_layers()}
     assert set(roles) == {"mask", "steps", "actions", "value"}
     assert roles["mask"].data.shape == (3, 32, 40)
@@ -93,7 +93,7 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     # a second run replaces the widget's layers, leaves the user's alone
     n_layers = len(viewer.layers)
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.SegmentDone)
+    assert isinstance(res, M.SegmentDone)
     assert len(viewer.layers) == n_layers
     assert user in viewer.layers and user_labels in viewer.layers
     assert len(w.own_layers()) == 4
@@ -108,14 +108,14 @@ def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, error
     assert w.start_combo.currentText() == WHOLE_IMAGE
     w.start_combo.setCurrentText("box")
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.SegmentDone), res
+    assert isinstance(res, M.SegmentDone), res
     inside = np.zeros((32, 40), bool)
     inside[4:19, 6:21] = True
     assert not (res.steps.astype(bool) & ~inside).any()  # every step stays inside the box
     assert res.steps[0][inside].any()
     box.data = []
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.Failed) and "start layer is empty" in res.message
+    assert isinstance(res, M.Failed) and "start layer is empty" in res.message
     assert errors == [("error", res.message)]  # told to the user, once
 
 
@@ -126,7 +126,7 @@ def test_segment_rgb_2d_with_rgb_model(make_napari_viewer, qtbot, ckpt, errors):
     w = make_widget(viewer, ckpt(3))
     w.tmax_spin.setValue(2)
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.SegmentDone)
+    assert isinstance(res, M.SegmentDone)
     assert w.layer_for("mask").data.shape == (32, 32)
     assert w.layer_for("steps").data.shape == (2, 32, 32)
     assert viewer.dims.axis_labels[0] == "step"
@@ -145,7 +145,7 @@ def test_segment_bad_input_notifies(make_napari_viewer, qtbot, ckpt, errors, dat
     viewer.add_image(data, name="bad", rgb=rgb)
     w = make_widget(viewer, ckpt(channels))
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.Failed)
+    assert isinstance(res, M.Failed)
     assert errors and errors[-1][0] == "error" and expect in errors[-1][1]
     assert not w.own_layers() and w.run_button.isEnabled()
 
@@ -157,7 +157,7 @@ def test_segment_foreign_checkpoint_notifies(make_napari_viewer, qtbot, tmp_path
     bad.write_bytes(b"PK\x03\x04 a zip, maybe a torch.save file")
     w = make_widget(viewer, bad)
     res = run_and_wait(qtbot, w)
-    assert isinstance(res, W.Failed) and res.kind == "checkpoint"
+    assert isinstance(res, M.Failed) and res.kind == "checkpoint"
     assert "saved by napari-pixeldrl" in errors[-1][1]
 
 
@@ -184,7 +184,7 @@ def test_bundled_models_are_listed_and_segment_the_sample(make_napari_viewer, qt
     w.tmax_spin.setValue(3)
     with qtbot.waitSignal(w.finished, timeout=60000) as blocker:
         w.run()
-    assert isinstance(blocker.args[0], W.SegmentDone), errors
+    assert isinstance(blocker.args[0], M.SegmentDone), errors
     assert w.layer_for("mask").data.shape == sample.image[:2].shape
 
 
@@ -195,7 +195,7 @@ def test_segment_cancel(make_napari_viewer, qtbot, ckpt, errors):
     with qtbot.waitSignal(w.finished, timeout=60000) as blocker:
         w.run()
         w.cancel()  # the job checks the flag before every batch of 4 slices
-    assert isinstance(blocker.args[0], W.Cancelled)
+    assert isinstance(blocker.args[0], M.Cancelled)
     assert not w.own_layers()
     qtbot.waitUntil(lambda: w.run_button.isEnabled(), timeout=5000)
     assert w.status.text() == "Cancelled."
@@ -221,7 +221,7 @@ def test_gui_heartbeat_during_segmentation(make_napari_viewer, qtbot, tmp_path, 
         worker = w.run()
         worker.returned.connect(lambda _: returned.append(time.perf_counter()))
     t2 = time.perf_counter()
-    assert isinstance(blocker.args[0], W.SegmentDone)
+    assert isinstance(blocker.args[0], M.SegmentDone)
     t1 = returned[0]
     gaps, shown = heart.gaps(t0, t1), heart.gaps(t1, t2)
     print(f"{heart.describe(gaps, f'segmentation {t1 - t0:.2f} s')}; {heart.describe(shown, f'showing the layers {t2 - t1:.2f} s')}")
@@ -264,7 +264,7 @@ def test_evaluate_widget_object_label_for_multi_label_layers(make_napari_viewer,
     w = EvaluateWidget(viewer)
     with qtbot.waitSignal(w.finished, timeout=30000) as blocker:
         w.run()
-    assert isinstance(blocker.args[0], W.Failed) and "several object labels" in errors[-1][1]
+    assert isinstance(blocker.args[0], M.Failed) and "several object labels" in errors[-1][1]
     w.label_spin.setValue(2)
     with qtbot.waitSignal(w.finished, timeout=30000):
         w.run()
@@ -278,7 +278,7 @@ def test_evaluate_shape_mismatch_notifies(make_napari_viewer, qtbot, errors):
     w = EvaluateWidget(viewer)
     with qtbot.waitSignal(w.finished, timeout=30000) as blocker:
         w.run()
-    assert isinstance(blocker.args[0], W.Failed)
+    assert isinstance(blocker.args[0], M.Failed)
     assert "same image" in errors[-1][1]
 
 

@@ -1,4 +1,4 @@
-"""The computations behind the widgets, as generators for napari's ``thread_worker``.
+"""The computation behind the Segment widget, as a generator for napari's ``thread_worker``.
 
 Nothing here imports napari or Qt at import time, so the jobs and the helpers can be
 tested (and reused) without a display. Each job is a generator that yields typed
@@ -13,78 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from napari_pixeldrl._messages import Cancelled, Failed, SegmentDone, SegmentProgress, Stage, checkpoint_hint
 from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
-from napari_pixeldrl.model.episode import KEPT, ZEROED, action_map
-
-# Colours of the action layer (paper Fig. 4), one per code of model.episode.action_map.
-ACTION_COLORS = {
-    0: (0.0, 0.0, 0.0, 0.0),  # zeroed at an earlier step: no action any more
-    KEPT: (0.2, 0.8, 0.3, 0.55),  # green: kept
-    ZEROED: (1.0, 0.0, 0.0, 1.0),  # red: zeroed at this step (its action changed from keep)
-}
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass
-class Stage:
-    """A named phase started (loading the model, segmenting, ...)."""
-
-    text: str
-
-
-@dataclass
-class SegmentProgress:
-    done: int  # slices finished
-    total: int
-
-
-@dataclass
-class SegmentDone:
-    mask: np.ndarray  # (H, W) or (Z, H, W) uint8
-    steps: np.ndarray  # (t_max, *spatial) uint8 masks m(1..t_max)
-    actions: np.ndarray  # (t_max, *spatial) uint8, model.episode.action_map codes
-    value: np.ndarray  # (*spatial) float32
-    steps_taken: np.ndarray
-    t_max: int
-    model_name: str
-    loaded: Any  # the LoadedModel, so the widget can cache it
-    seconds: float
-    constant_slices: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Failed:
-    message: str
-    kind: str = "input"  # "input" | "checkpoint" | "other"
-
-
-@dataclass
-class Cancelled:
-    message: str = "cancelled"
-
-
-@dataclass
-class EvaluateDone:
-    rows: list[tuple[str, dict]]  # (row label, metrics dict) per slice, then overall rows
-    ndim: int
-
+from napari_pixeldrl.model.episode import action_map
 
 # --------------------------------------------------------------------------- inputs
-
-
-def notify(kind: str, message: str) -> None:
-    """A napari notification ('error', 'warning' or 'info'); napari is imported only here."""
-    from napari.utils.notifications import show_error, show_info, show_warning
-
-    {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
 
 
 def prepare_image(data, *, rgb: bool, in_channels: int, name: str = "image") -> tuple[np.ndarray, int | None]:
@@ -150,10 +87,6 @@ def load_model(source, device: str = "cpu"):
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure while opening is still a bad checkpoint
         raise CheckpointError(f"cannot load {source}: {type(exc).__name__}: {exc}") from exc
-
-
-def checkpoint_hint(message: str) -> str:
-    return f"{message}. Choose a .safetensors checkpoint saved by napari-pixeldrl (pixeldrl train, or the Train widget)."
 
 
 # --------------------------------------------------------------------------- jobs
@@ -247,46 +180,3 @@ def segment_job(
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-
-
-def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_name: str = "ground truth",
-                 label: int | None = None):
-    """Six metrics per slice (3D) or for the image (2D), then the overall rows. ``label``
-    picks the object in multi-label layers (see :func:`scored_pair`); without it a layer
-    with several labels is refused rather than scored as their union."""
-    from napari_pixeldrl.core.checks import scored_pair
-    from napari_pixeldrl.training.metrics import aggregate, slice_metrics, volume_metrics
-
-    yield Stage("evaluating")
-    try:
-        pred, gt = np.asarray(pred), np.asarray(gt)
-        if pred.shape != gt.shape:
-            raise InputError(
-                f"{pred_name!r} has shape {pred.shape} but {gt_name!r} has shape {gt.shape}; "
-                "pick two labels layers drawn on the same image"
-            )
-        if pred.ndim not in (2, 3):
-            raise InputError(f"labels layers must be 2D or 3D, {pred_name!r} has shape {pred.shape}")
-        pred, gt = scored_pair(pred, gt, label, f"layer {pred_name!r}", f"layer {gt_name!r}")
-        rows: list[tuple[str, dict]] = []
-        if pred.ndim == 2:
-            rows.append(("image", slice_metrics(pred, gt, spacing=spacing)))
-        else:
-            sp2 = tuple(spacing[-2:]) if spacing is not None else None
-            per_slice = []
-            for z in range(pred.shape[0]):
-                m = slice_metrics(pred[z], gt[z], spacing=sp2)
-                per_slice.append(m)
-                rows.append((f"slice {z}", m))
-            agg = aggregate(per_slice)
-            rows.append(("mean of slices", {k: v["mean"] for k, v in agg.items() if isinstance(v, dict) and "mean" in v}))
-            rows.append(("volume", volume_metrics(pred, gt, spacing=spacing)))
-        return EvaluateDone(rows, pred.ndim)
-    except PixelDRLError as exc:
-        return Failed(str(exc), "input")
-
-
-def save_model(loaded, path) -> Path:
-    from napari_pixeldrl.model.checkpoint import save_checkpoint
-
-    return save_checkpoint(path, loaded.model, loaded.config, loaded.info)

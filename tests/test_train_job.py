@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from napari_pixeldrl import _train_worker as T
-from napari_pixeldrl import _workers as W
+from napari_pixeldrl import _train_job as T
+from napari_pixeldrl import _messages as M
 from napari_pixeldrl.core.errors import CheckpointError, InputError
 from napari_pixeldrl.model.checkpoint import LoadedModel, save_checkpoint
 from napari_pixeldrl.model.network import build_model
@@ -85,8 +85,8 @@ def test_painted_layers_are_checked_before_and_read_in_the_job(tmp_path):
     with pytest.raises(InputError, match="nothing is painted in layer 'paint'"):
         T.check_painted(T.PaintedLayers(image, np.zeros_like(labels), labels_name="paint"))
     msgs, done = drain(T.train_job(painted, tiny_train_config(), tmp_path / "run"))
-    assert isinstance(msgs[0], W.Stage) and "painted" in msgs[0].text
-    assert isinstance(done, T.TrainDone) and (done.n_train, done.n_val) == (2, 1)
+    assert isinstance(msgs[0], M.Stage) and "painted" in msgs[0].text
+    assert isinstance(done, M.TrainDone) and (done.n_train, done.n_val) == (2, 1)
 
 
 def _painted(image, labels):
@@ -162,7 +162,7 @@ def test_train_job_plain_call(tmp_path):
     image, labels = disc_volume(painted=(0, 2, 3))
     data = T.layer_training_data(image, labels)
     msgs, done = drain(T.train_job(data, tiny_train_config(), tmp_path / "run"))
-    assert isinstance(done, T.TrainDone), done
+    assert isinstance(done, M.TrainDone), done
     assert done.reason == "done" and done.epochs_done == 1 and done.n_train == 2 and done.n_val == 1
     assert (tmp_path / "run" / BEST).exists() and (tmp_path / "run" / LAST).exists()
     assert isinstance(done.loaded, LoadedModel)
@@ -172,7 +172,7 @@ def test_train_job_plain_call(tmp_path):
     # fine-tune from the in-memory model (no file): handed to the trainer as it is
     done.loaded.path = None
     _, again = drain(T.train_job(data, tiny_train_config(), tmp_path / "run2", start=done.loaded))
-    assert isinstance(again, T.TrainDone) and not (tmp_path / "run2" / "init.safetensors").exists()
+    assert isinstance(again, M.TrainDone) and not (tmp_path / "run2" / "init.safetensors").exists()
     # cancelled before the first episode: still a usable best checkpoint
     ev = threading.Event()
     ev.set()
@@ -181,7 +181,7 @@ def test_train_job_plain_call(tmp_path):
     bad = tmp_path / "foreign.safetensors"
     bad.write_bytes(b"\x80\x04pickle")
     _, failed = drain(T.train_job(data, tiny_train_config(), tmp_path / "run4", start=bad))
-    assert isinstance(failed, W.Failed) and failed.kind == "checkpoint" and "saved by napari-pixeldrl" in failed.message
+    assert isinstance(failed, M.Failed) and failed.kind == "checkpoint" and "saved by napari-pixeldrl" in failed.message
 
 
 def test_train_job_from_a_dataset_folder(tmp_path):
@@ -206,14 +206,14 @@ def test_train_job_from_a_dataset_folder(tmp_path):
     cli_train, cli_val = select_split(data, cli, "train"), select_split(data, cli, "val")
     assert not set(cli_train.patients) & set(cli_val.patients)
     msgs, done = drain(T.train_job(None, tiny_train_config(), tmp_path / "run", dataset=("folder", str(folder), None), n_shot=2))
-    assert isinstance(done, T.TrainDone), done
+    assert isinstance(done, M.TrainDone), done
     assert done.n_val == len(cli_val) and done.n_train == 2
-    assert isinstance(msgs[0], W.Stage) and "dataset" in msgs[0].text
+    assert isinstance(msgs[0], M.Stage) and "dataset" in msgs[0].text
     _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run3", dataset=("folder", str(folder), None),
                                   n_shot=len(cli_train) + 1))
-    assert isinstance(failed, W.Failed) and "n-shot asks for" in failed.message
+    assert isinstance(failed, M.Failed) and "n-shot asks for" in failed.message
     _, failed = drain(T.train_job(None, tiny_train_config(), tmp_path / "run2", dataset=("folder", str(tmp_path / "nope"), None)))
-    assert isinstance(failed, W.Failed) and "not a folder" in failed.message
+    assert isinstance(failed, M.Failed) and "not a folder" in failed.message
 
 
 def test_train_job_trains_in_the_callers_thread_and_a_closed_job_frees_the_folder(tmp_path, monkeypatch):
@@ -234,10 +234,10 @@ def test_train_job_trains_in_the_callers_thread_and_a_closed_job_frees_the_folde
     monkeypatch.setattr(TR.Trainer, "run", spy)
     image, labels = disc_volume(painted=(0, 2))
     msgs, done = drain(T.train_job(T.layer_training_data(image, labels), tiny_train_config(), tmp_path / "run"))
-    assert isinstance(done, T.TrainDone) and seen_threads == [threading.current_thread()]
+    assert isinstance(done, M.TrainDone) and seen_threads == [threading.current_thread()]
     job = T.train_job(T.layer_training_data(image, labels), tiny_train_config(epochs=5), tmp_path / "run2")
     while type(next(job)).__name__ != "EpisodeEvent":
         pass
     job.close()
     _, again = drain(T.train_job(T.layer_training_data(image, labels), tiny_train_config(), tmp_path / "run2"))
-    assert isinstance(again, T.TrainDone), again
+    assert isinstance(again, M.TrainDone), again

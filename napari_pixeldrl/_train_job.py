@@ -9,9 +9,9 @@ and shows the message as a notification. Painted slices are a dataset of
 ``training/data/painted.py``, split by the same ``select_split`` as a dataset folder.
 
 :func:`train_job` is a generator for napari's ``thread_worker``: it yields
-:class:`~napari_pixeldrl._workers.Stage` and :class:`TrainStarted`, then the trainer's own
+:class:`~napari_pixeldrl._messages.Stage` and :class:`TrainStarted`, then the trainer's own
 events (``training.events``: EpisodeEvent, EpochEvent, EndEvent) as ``Trainer.run``
-yields them, and returns :class:`TrainDone` or :class:`~napari_pixeldrl._workers.Failed`.
+yields them, and returns :class:`TrainDone` or :class:`~napari_pixeldrl._messages.Failed`.
 Draining it in a plain loop runs it without napari or Qt. The ``cancel`` event given to
 the job *is* the trainer's ``trainer.cancel``: setting it stops the run before the next
 episode, and the last/best checkpoints stay in the run folder.
@@ -28,40 +28,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from napari_pixeldrl._workers import Failed, Stage, checkpoint_hint
+from napari_pixeldrl._messages import Failed, Stage, TrainDone, TrainStarted, checkpoint_hint
 from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
 
 DATASET_KINDS = ("lgg", "msd", "folder")
 
 
 # --------------------------------------------------------------------------- messages
-
-
-@dataclass
-class TrainStarted:
-    n_train: int
-    n_val: int
-    note: str  # how validation is done, e.g. "validating on the training slice"
-    epochs: int
-    episodes_per_epoch: int
-    out_dir: Path
-
-
-@dataclass
-class TrainDone:
-    """The run ended: the trainer's result, the best model loaded, and what it trained on."""
-
-    result: Any  # training.events.TrainResult
-    loaded: Any  # LoadedModel of checkpoint_best
-    n_train: int
-    n_val: int
-    note: str = ""
-    seconds: float = 0.0
-
-    def __getattr__(self, name):  # reason, epochs_done, best_dice, best_epoch, out_dir, best_checkpoint
-        if name == "result":
-            raise AttributeError(name)
-        return getattr(self.result, name)
 
 
 @dataclass
@@ -320,3 +293,10 @@ def train_job(
                     torch.cuda.empty_cache()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def save_model(loaded, path) -> Path:
+    """Write a trained model to ``path`` (.safetensors)."""
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, loaded.model, loaded.config, loaded.info)

@@ -5,7 +5,10 @@ import threading
 import numpy as np
 import pytest
 
-from napari_pixeldrl import _workers as W
+from napari_pixeldrl import _messages as M
+from napari_pixeldrl._widget_segment import ACTION_COLORS
+from napari_pixeldrl import _segment_job as S
+from napari_pixeldrl import _evaluate_job as E
 from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import save_checkpoint
 from napari_pixeldrl.model.episode import KEPT, ZEROED, action_map
@@ -24,16 +27,16 @@ def ckpt(tmp_path, tiny_config):
 
 def test_prepare_image_maps_rgb_and_refuses_mismatches():
     rgb = np.zeros((4, 32, 32, 3), np.uint8)
-    arr, axis = W.prepare_image(rgb, rgb=True, in_channels=3)
+    arr, axis = S.prepare_image(rgb, rgb=True, in_channels=3)
     assert axis == 3 and arr.shape == rgb.shape
-    arr, axis = W.prepare_image(np.zeros((32, 32, 4)), rgb=True, in_channels=3)
+    arr, axis = S.prepare_image(np.zeros((32, 32, 4)), rgb=True, in_channels=3)
     assert arr.shape == (32, 32, 3) and axis == 2
     with pytest.raises(InputError, match="one \\(gray\\) channel.*RGB"):
-        W.prepare_image(rgb, rgb=True, in_channels=1)
+        S.prepare_image(rgb, rgb=True, in_channels=1)
     with pytest.raises(InputError, match="gray"):
-        W.prepare_image(np.zeros((32, 32)), rgb=False, in_channels=3)
+        S.prepare_image(np.zeros((32, 32)), rgb=False, in_channels=3)
     with pytest.raises(InputError, match="4 dimensions"):
-        W.prepare_image(np.zeros((2, 3, 32, 32)), rgb=False, in_channels=1)
+        S.prepare_image(np.zeros((2, 3, 32, 32)), rgb=False, in_channels=1)
 
 
 def test_action_map():
@@ -41,32 +44,32 @@ def test_action_map():
     masks = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 1]], np.uint8)
     k, z = KEPT, ZEROED
     assert action_map(masks).tolist() == [[z, k, k], [0, z, k], [0, 0, k]]
-    assert set(W.ACTION_COLORS) == {0, KEPT, ZEROED}
+    assert set(ACTION_COLORS) == {0, KEPT, ZEROED}
 
 
 def test_segment_job_outcomes(ckpt, tmp_path):
     path = ckpt(1)
     img = np.random.default_rng(0).normal(size=(3, 24, 24)).astype(np.float32)
-    msgs, done = drain(W.segment_job(img, rgb=False, model_source=path, t_max=3, batch_size=2))
-    assert isinstance(done, W.SegmentDone)
+    msgs, done = drain(S.segment_job(img, rgb=False, model_source=path, t_max=3, batch_size=2))
+    assert isinstance(done, M.SegmentDone)
     assert done.mask.shape == (3, 24, 24) and done.steps.shape == (3, 3, 24, 24)
     assert done.actions.shape == done.steps.shape and done.value.shape == (3, 24, 24)
-    assert [m.done for m in msgs if isinstance(m, W.SegmentProgress)] == [0, 2, 3]
-    _, failed = drain(W.segment_job(img, rgb=False, model_source=path, postprocess="biggest"))
-    assert isinstance(failed, W.Failed) and "unknown post-processing" in failed.message
+    assert [m.done for m in msgs if isinstance(m, M.SegmentProgress)] == [0, 2, 3]
+    _, failed = drain(S.segment_job(img, rgb=False, model_source=path, postprocess="biggest"))
+    assert isinstance(failed, M.Failed) and "unknown post-processing" in failed.message
     # RGB into a gray model: a Failed message that says what to do, no exception
-    _, failed = drain(W.segment_job(np.zeros((24, 24, 3), np.uint8), rgb=True, model_source=path))
-    assert isinstance(failed, W.Failed) and "RGB" in failed.message
+    _, failed = drain(S.segment_job(np.zeros((24, 24, 3), np.uint8), rgb=True, model_source=path))
+    assert isinstance(failed, M.Failed) and "RGB" in failed.message
     # a file that is not ours
     bad = tmp_path / "foreign.safetensors"
     bad.write_bytes(b"\x80\x04not a checkpoint")
-    _, failed = drain(W.segment_job(img, rgb=False, model_source=bad))
+    _, failed = drain(S.segment_job(img, rgb=False, model_source=bad))
     assert failed.kind == "checkpoint" and "saved by napari-pixeldrl" in failed.message
     # cancel before the first batch
     ev = threading.Event()
     ev.set()
-    _, out = drain(W.segment_job(img, rgb=False, model_source=path, cancel=ev))
-    assert isinstance(out, W.Cancelled)
+    _, out = drain(S.segment_job(img, rgb=False, model_source=path, cancel=ev))
+    assert isinstance(out, M.Cancelled)
 
 
 def test_segment_job_postprocess_changes_the_final_mask_only():
@@ -77,23 +80,23 @@ def test_segment_job_postprocess_changes_the_final_mask_only():
 
     cfg = preset_config("unet")
     img = np.random.default_rng(0).normal(size=(2, 24, 24)).astype(np.float32)
-    runs = {p: drain(W.segment_job(img, rgb=False, model_source=LoadedModel(FixedLogits(), cfg), postprocess=p))[1]
+    runs = {p: drain(S.segment_job(img, rgb=False, model_source=LoadedModel(FixedLogits(), cfg), postprocess=p))[1]
             for p in ("auto", "largest-component")}
     assert runs["auto"].mask.sum() == 2 * 46 and runs["largest-component"].mask.sum() == 2 * 37
     assert (runs["auto"].steps == runs["largest-component"].steps).all()
     stored = LoadedModel(FixedLogits(), cfg.replace(postprocess="largest-component"))
-    assert drain(W.segment_job(img, rgb=False, model_source=stored))[1].mask.sum() == 2 * 37  # "auto": the model's own
-    assert drain(W.segment_job(img, rgb=False, model_source=stored, postprocess="none"))[1].mask.sum() == 2 * 46
+    assert drain(S.segment_job(img, rgb=False, model_source=stored))[1].mask.sum() == 2 * 37  # "auto": the model's own
+    assert drain(S.segment_job(img, rgb=False, model_source=stored, postprocess="none"))[1].mask.sum() == 2 * 46
 
 
 def test_evaluate_job():
     gt = np.zeros((2, 16, 16), np.uint8)
     gt[:, 4:10, 4:10] = 1
-    _, done = drain(W.evaluate_job(gt, gt, spacing=(2.0, 1.0, 1.0)))
+    _, done = drain(E.evaluate_job(gt, gt, spacing=(2.0, 1.0, 1.0)))
     assert [r[0] for r in done.rows] == ["slice 0", "slice 1", "mean of slices", "volume"]
     assert done.rows[-1][1]["dice"] == pytest.approx(1.0)
-    _, failed = drain(W.evaluate_job(gt, gt[0]))
-    assert isinstance(failed, W.Failed) and "same image" in failed.message
+    _, failed = drain(E.evaluate_job(gt, gt[0]))
+    assert isinstance(failed, M.Failed) and "same image" in failed.message
 
 
 def test_evaluate_job_refuses_several_labels_unless_one_is_chosen():
@@ -101,9 +104,9 @@ def test_evaluate_job_refuses_several_labels_unless_one_is_chosen():
     gt[2:8, 2:8] = 1
     gt[10:14, 10:14] = 2
     pred = (gt == 2).astype(np.uint8)  # a binary prediction of object 2
-    _, failed = drain(W.evaluate_job(pred, gt, gt_name="truth"))
-    assert isinstance(failed, W.Failed) and "several object labels" in failed.message and "'truth'" in failed.message
-    _, done = drain(W.evaluate_job(pred, gt, label=2))
+    _, failed = drain(E.evaluate_job(pred, gt, gt_name="truth"))
+    assert isinstance(failed, M.Failed) and "several object labels" in failed.message and "'truth'" in failed.message
+    _, done = drain(E.evaluate_job(pred, gt, label=2))
     assert done.rows[0][1]["dice"] == pytest.approx(1.0)
-    _, done = drain(W.evaluate_job(pred, gt, label=1))
+    _, done = drain(E.evaluate_job(pred, gt, label=1))
     assert done.rows[0][1]["dice"] < 0.01
