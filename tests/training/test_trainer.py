@@ -20,7 +20,7 @@ from napari_pixeldrl.training.trainer import Trainer
 
 from _synthetic import TINY, discs
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where the helper modules are
 
 
 def tiny(**kw) -> TrainConfig:

@@ -28,7 +28,7 @@ from napari_pixeldrl.training.data import hecktor as hecktor_mod
 from napari_pixeldrl.training.data.records import SliceSet
 
 RNG = np.random.default_rng(0)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("PIXELDRL_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where the helper modules are
 TRANSIENT = ("Address already in use", "EADDRINUSE", "Connection refused", "Connection reset by peer",
              "Connection closed by peer", "DistNetworkError", "RendezvousConnectionError")
 
