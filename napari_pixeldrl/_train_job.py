@@ -191,14 +191,10 @@ def default_run_dir(now: datetime | None = None) -> Path:
 
 
 def check_out_dir(out) -> Path:
-    from napari_pixeldrl.training.run_folder import STATE
+    """The run folder of a new run, by the rule ``pixeldrl train`` follows (created if needed)."""
+    from napari_pixeldrl.training.run_folder import check_run_folder
 
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output folder {out} is a file; choose a folder")
-    if (out / STATE).exists():
-        raise InputError(f"{out} already holds a training run; choose another output folder (or leave it empty for a new one)")
-    return out
+    return check_run_folder(out, resume=False)
 
 
 # --------------------------------------------------------------------------- job

@@ -252,7 +252,6 @@ class TrainWidget(QWidget):
 
             cfg = finetune_config(cfg, header)  # as `pixeldrl finetune` does
         n_shot = self.nshot_spin.value() or None
-        out = T.check_out_dir(self.out_edit.text().strip() or T.default_run_dir())
         cfg.data = {"source": SOURCES[self.source_combo.currentIndex()], "n_shot": n_shot,
                     "init_checkpoint": None if start is None else str(getattr(start, "path", start) or start_text)}
         if self.source_combo.currentIndex() == 0:
@@ -272,11 +271,17 @@ class TrainWidget(QWidget):
             slices, channels = T.check_painted(painted, n_shot, cfg.seed)  # the slices are read in the job
             T.check_channels(channels, model_channels, self._start_label(start_text))
             cfg.data.update(image=iname, labels=lname, slices=slices)
+            out = self._out_dir_checked()
             return dict(data=painted, config=cfg, out_dir=out, start=start, n_shot=n_shot)
         kind = self.kind_combo.currentText()
         path = T.check_dataset(kind, self.path_edit.text().strip())
         cfg.data.update(dataset=kind, path=str(path))
+        out = self._out_dir_checked()
         return dict(data=None, config=cfg, out_dir=out, start=start, dataset=(kind, str(path), None), n_shot=n_shot)
+
+    def _out_dir_checked(self):
+        """The run folder, checked (and created) last, once every other input is good."""
+        return T.check_out_dir(self.out_edit.text().strip() or T.default_run_dir())
 
     @staticmethod
     def _start_label(text: str) -> str:

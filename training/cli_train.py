@@ -267,9 +267,9 @@ def cmd_train(args) -> int:
     finetune = not hasattr(args, "preset")
     cfg = _config_from_args(args, finetune)
     cfg.check()  # before any data is read
-    from napari_pixeldrl.core.io import check_output_folder
+    from napari_pixeldrl.training.run_folder import check_run_folder
 
-    check_output_folder(args.out)
+    check_run_folder(args.out, args.resume)  # before the data is read
     d = cfg.data
     data = _load(d["dataset"], d["path"], d.get("label"))
     train, val = select_split(data, d, "train"), select_split(data, d, "val")

@@ -19,9 +19,26 @@ from pathlib import Path
 from typing import Sequence
 
 from napari_pixeldrl.core.atomic import atomic_write
+from napari_pixeldrl.core.errors import InputError
+from napari_pixeldrl.core.io import check_output_folder
 
 LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "training_state.safetensors"
 CONFIG, METRICS, CURVE = "config.json", "metrics.jsonl", "curve.png"
+
+
+def check_run_folder(out_dir, resume: bool = False) -> Path:
+    """The one rule for a run folder, checked before the data is read and again under the
+    run's lock: it can be written (created if needed); a new run never mixes its files
+    with another's; a resume needs the training state."""
+    out_dir = check_output_folder(Path(out_dir).expanduser())
+    held = [n for n in (STATE, BEST, LAST) if (out_dir / n).exists()]
+    if not resume and held:
+        raise InputError(f"{out_dir} already holds a run ({held[0]}); continue it with --resume, "
+                         "or choose another output folder")
+    if resume and held and STATE not in held:
+        raise InputError(f"{out_dir} holds {held[0]} but not {STATE}, so the run cannot be resumed (its optimiser "
+                         f"state and logged epochs are gone); fine-tune from {held[0]} into another folder instead")
+    return out_dir
 
 
 def write_curve(history: Sequence[dict], path) -> None:

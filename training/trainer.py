@@ -45,7 +45,7 @@ from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
 
 from .events import Callback, EndEvent, EpisodeEvent, EpochEvent, StartEvent, TrainingDiverged, TrainResult, drive
-from .run_folder import BEST, CONFIG, CURVE, LAST, METRICS, STATE, write_curve
+from .run_folder import BEST, CONFIG, CURVE, LAST, METRICS, STATE, check_run_folder, write_curve
 from .train_config import LOSS_OPTIONS, TrainConfig
 
 class _Slices:
@@ -325,14 +325,9 @@ class Trainer:
                 self._lock = None
 
     def _check_folder(self, resume: bool) -> None:
-        """Refuse to mix two runs in one folder, or to resume what cannot be resumed."""
+        """The run-folder rule (run_folder.check_run_folder), now that the folder is locked."""
         remove_stale_temporaries(self.out_dir)  # safe: the folder is locked
-        held = [n for n in (STATE, BEST, LAST) if (self.out_dir / n).exists()]
-        if not resume and held:
-            raise InputError(f"{self.out_dir} already holds a run ({held[0]}); use --resume to continue it, or another --out")
-        if resume and held and STATE not in held:
-            raise InputError(f"{self.out_dir} holds {held[0]} but not {STATE}, so the run cannot be resumed (its optimiser "
-                             f"state and logged epochs are gone); fine-tune from {held[0]} into another --out instead")
+        check_run_folder(self.out_dir, resume)
 
     def _run(self, resume: bool) -> Generator[object, None, TrainResult]:
         c = self.config
