@@ -23,6 +23,7 @@ from .postprocess import apply_postprocess
 from .preprocess import normalize_slice
 
 MULTIPLE = 8  # three 2x poolings in the extractor
+UNET_MULTIPLE = 16  # four in the U-Net baselines
 
 
 class Cancelled(PixelDRLError):
@@ -166,7 +167,9 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     if start is not None:
         start = pad_to_multiple(start.to(x.dtype))[0].reshape(b, 1, *x.shape[-2:])
     if config.arch == "unet":
-        logits = model(x)
+        # Its four poolings need sides that are multiples of 16, not only of the extractor's 8.
+        logits = model(F.pad(x, (0, (-x.shape[-1]) % UNET_MULTIPLE, 0, (-x.shape[-2]) % UNET_MULTIPLE)))
+        logits = logits[..., : x.shape[-2], : x.shape[-1]]
         if start is not None:
             logits = torch.where(start > 0, logits, torch.full_like(logits, -1.0))
         raw = (logits[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
