@@ -1,4 +1,5 @@
-"""bioimage.io model packages: napari-pixeldrl loads one wherever it loads a checkpoint.
+"""bioimage.io model packages: napari-pixeldrl loads one wherever it loads a checkpoint,
+and bioimage.io tools run the whole episode as one forward of PixelDRLEpisode.
 
 Reading a package needs no bioimageio: it is tested on packages made here by hand
 (``_helpers.make_package``)."""
@@ -15,11 +16,13 @@ import torch
 from _helpers import make_package
 from _synthetic import TINY
 from napari_pixeldrl.core.errors import CheckpointError
+from napari_pixeldrl.model.bioimage import PixelDRLEpisode
 from napari_pixeldrl.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from napari_pixeldrl.model.config import preset_config
 from napari_pixeldrl.model.inference import segment
 from napari_pixeldrl.model.network import build_model
 from napari_pixeldrl.model.package import CHECKPOINT_NAME
+from napari_pixeldrl.model.preprocess import normalize_slice
 from napari_pixeldrl.training.cli import main
 
 
@@ -129,3 +132,27 @@ def test_damaged_or_foreign_packages_are_refused_with_one_line(capsys, tmp_path,
             load_checkpoint(path)
         code, _, err = run(capsys, "predict", "--checkpoint", path, image, tmp_path / "mask.tif")
         one_line_error(code, err, says)
+
+
+# ------------------------------------------------------------------ the wrapper bioimage.io runs
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("lite", dict(TINY, postprocess="largest-component")),
+    ("paper", dict(TINY, t_max=3)),
+    ("unet", dict(unet_base=4)),
+])
+def test_episode_wrapper_gives_the_mask_pixeldrl_predict_gives(preset, overrides):
+    """One forward on the preprocessed slice = the whole segment(), on a size no multiple of 8."""
+    torch.manual_seed(1)
+    cfg = preset_config(preset, **overrides)
+    model = build_model(cfg).eval()
+    episode = PixelDRLEpisode(**json.loads(json.dumps(cfg.to_dict()))).eval()  # kwargs as rdf.yaml gives them
+    episode.network.load_state_dict(model.state_dict())
+    images = [blob((61, 70), seed) for seed in (0, 1)]
+    x = torch.from_numpy(np.stack([normalize_slice(im[None]) for im in images]))
+    with torch.no_grad():
+        out = episode(x)
+    assert out.dtype == torch.float32 and out.shape == (2, 1, 61, 70)
+    for i, image in enumerate(images):
+        assert np.array_equal(out[i, 0].numpy(), segment(model, cfg, image).mask.astype(np.float32))
