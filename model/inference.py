@@ -107,15 +107,20 @@ def resolve_layout(shape: tuple[int, ...], in_channels: int, channel_axis: int |
     raise InputError(f"the model wants {in_channels} channels, none of the axes of {tuple(shape)} has {in_channels} entries{where}")
 
 
-def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.ndarray, list[int]]:
-    """(N, C, H, W) float32 normalised slices, and the indices of constant slices."""
-    image = check_finite_numeric(image, source)
+def raw_slices(image: np.ndarray, layout: Layout) -> np.ndarray:
+    """The caller's array as (N, C, H, W) slices, values untouched (a view where possible)."""
     x = image if layout.channel_axis is None else np.moveaxis(image, layout.channel_axis, -1)
     if layout.channel_axis is None:
         x = x[..., None]
     if not layout.is_volume:
         x = x[None]
-    x = np.moveaxis(x, -1, 1)  # (N, C, H, W)
+    return np.moveaxis(x, -1, 1)
+
+
+def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.ndarray, list[int]]:
+    """(N, C, H, W) float32 normalised slices, and the indices of constant slices."""
+    image = check_finite_numeric(image, source)
+    x = raw_slices(image, layout)
     if layout.is_volume and float(x.max()) == float(x.min()):
         raise InputError(f"volume is constant; there is nothing to segment{' in ' + source if source else ''}")
     out = np.empty(x.shape, np.float32)

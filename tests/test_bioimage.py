@@ -1,11 +1,13 @@
-"""bioimage.io model packages: napari-pixeldrl loads one wherever it loads a checkpoint,
-and bioimage.io tools run the whole episode as one forward of PixelDRLEpisode.
+"""bioimage.io model packages: ``pixeldrl export`` writes one that bioimage.io tools
+validate and run, and napari-pixeldrl loads one wherever it loads a checkpoint.
 
-Reading a package needs no bioimageio: it is tested on packages made here by hand
-(``_helpers.make_package``)."""
+Tests that write or run a package need bioimageio.spec / bioimageio.core (the ``bioimage``
+extra) and are skipped without them; reading a package needs neither, and is tested on
+packages made here by hand (``_helpers.make_package``) as well."""
 
 import hashlib
 import json
+import sys
 import zipfile
 
 import numpy as np
@@ -58,14 +60,118 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    """``pixeldrl export`` of the tiny checkpoint, tested on the 64x64 image."""
+    pytest.importorskip("bioimageio.spec")
+    from napari_pixeldrl.training.export import export_package
+
+    ckpt, image = tiny
+    out = tmp_path_factory.mktemp("package") / "model.zip"
+    export_package(ckpt, out, test_image=image)
+    return out
+
+
+@pytest.fixture(scope="module")
 def handmade(tiny, tmp_path_factory):
     return make_package(tmp_path_factory.mktemp("handmade") / "model.zip", tiny[0])
+
+
+# ------------------------------------------------------------------ writing (bioimageio)
+
+
+def test_export_writes_a_package_bioimageio_spec_validates(exported):
+    spec = pytest.importorskip("bioimageio.spec")
+    descr = spec.load_description(exported)
+    assert not isinstance(descr, spec.InvalidDescr), descr.validation_summary.format()
+    assert descr.validation_summary.status != "failed"
+    with zipfile.ZipFile(exported) as zf:
+        names = set(zf.namelist())
+        card = zf.read("README.md").decode()
+    assert {"rdf.yaml", CHECKPOINT_NAME, "weights.pt", "test_input.npy", "test_output.npy", "cover.png"} <= names
+    assert "## Validation" in card and "Model card" in card
+    assert str(descr.cite[0].doi) == "10.1038/s41598-025-92117-2"
+    assert str(descr.license) == "BSD-3-Clause"
+    assert [p.id for p in descr.inputs[0].preprocessing] == ["ensure_dtype", "scale_range", "clip", "ensure_dtype"]
+    arch = descr.weights.pytorch_state_dict.architecture
+    assert (arch.import_from, arch.callable) == ("napari_pixeldrl.model.bioimage", "PixelDRLEpisode")
+
+
+def test_bioimageio_core_runs_the_package_and_reproduces_the_test_output(exported):
+    core = pytest.importorskip("bioimageio.core")
+    summary = core.test_model(exported)
+    assert summary.status == "passed", summary.format()
+
+
+def test_bioimageio_preprocessing_is_ours(exported):
+    """The package's scale_range + clip, run by bioimageio.core, against model/preprocess.py."""
+    pytest.importorskip("bioimageio.core")
+    from bioimageio.core.digest_spec import get_test_input_sample
+    from bioimageio.core.proc_setup import get_pre_and_postprocessing
+    from bioimageio.spec import load_description
+
+    descr = load_description(exported)
+    sample = get_test_input_sample(descr)
+    raw = sample.members["image"].data.values.copy()
+    get_pre_and_postprocessing(descr, dataset_for_initial_statistics=[]).pre(sample)
+    theirs = sample.members["image"].data.values
+    np.testing.assert_allclose(theirs[0], normalize_slice(raw[0]), atol=1e-6, rtol=0)
+
+
+def test_bundled_heart_package_passes_bioimageio_test(tmp_path):
+    core = pytest.importorskip("bioimageio.core")
+    from napari_pixeldrl.training.export import export_package
+
+    result = export_package("heart", tmp_path / "heart.zip")
+    assert "bundled heart sample" in result["test_input"] and result["test_input_shape"] == [1, 1, 256, 256]
+    with zipfile.ZipFile(tmp_path / "heart.zip") as zf:
+        assert "Model card: `heart`" in zf.read("README.md").decode()  # the bundled card
+    summary = core.test_model(tmp_path / "heart.zip")
+    assert summary.status == "passed", summary.format()
+    assert load_checkpoint(tmp_path / "heart.zip").info == load_checkpoint("heart").info
+
+
+def test_export_refuses_outputs_it_cannot_write_before_the_work(capsys, tmp_path, tiny, monkeypatch):
+    import napari_pixeldrl.training.export as E
+
+    def no_work(*_, **__):
+        raise AssertionError("the checkpoint was loaded before the output was checked")
+
+    monkeypatch.setattr(E, "load_checkpoint", no_work)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, says in ((a_file / "model.zip", "it is a file"), (tmp_path, "is a folder"),
+                      (tmp_path / "model.tar", "ending in .zip")):
+        code, _, err = run(capsys, "export", "--checkpoint", tiny[0], "--out", out)
+        one_line_error(code, err, says)
+
+
+def test_export_without_bioimageio_says_what_to_install(capsys, tmp_path, tiny, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bioimageio.spec", None)  # import fails as if not installed
+    code, _, err = run(capsys, "export", "--checkpoint", tiny[0], "--out", tmp_path / "model.zip")
+    one_line_error(code, err, 'pip install "napari-pixeldrl[bioimage]"')
+    assert not (tmp_path / "model.zip").exists()
+
+
+def test_export_names_a_pydantic_too_new_for_bioimageio_spec(capsys, tmp_path, tiny, monkeypatch):
+    spec = pytest.importorskip("bioimageio.spec")
+    import pydantic
+
+    monkeypatch.setattr(spec, "__version__", "0.5.12.0")
+    monkeypatch.setattr(pydantic, "VERSION", "2.14.4")
+    code, _, err = run(capsys, "export", "--checkpoint", tiny[0], "--out", tmp_path / "model.zip")
+    one_line_error(code, err, 'pip install "pydantic<2.14"')
+
+
+def test_export_refuses_a_name_bioimageio_would_refuse(capsys, tmp_path, tiny):
+    pytest.importorskip("bioimageio.spec")
+    code, _, err = run(capsys, "export", "--checkpoint", tiny[0], "--out", tmp_path / "m.zip", "--name", "my/model")
+    one_line_error(code, err, "--name")
 
 
 # ------------------------------------------------------------------ reading (no bioimageio needed)
 
 
-@pytest.mark.parametrize("package", ["handmade"])
+@pytest.mark.parametrize("package", ["handmade", "exported"])
 def test_a_package_loads_as_the_checkpoint_it_carries(request, tiny, package, tmp_path):
     path = request.getfixturevalue(package)
     ckpt, image = tiny
