@@ -6,16 +6,23 @@ and ``config``: a JSON object with the model config (preset, architecture, input
 channels, normalisation) and free-form ``info`` (data it was trained on, metrics,
 package version, ...). Writes are atomic: a temporary file in the same folder, then
 ``os.replace``, so a crash or a full disk leaves the previous file intact.
+
+Wherever a checkpoint is read, a bioimage.io model package written by ``pixeldrl export``
+(a .zip, the folder it unpacks to, or its rdf.yaml) is read too: the checkpoint it carries
+as an attachment is loaded (model/package.py), never the pickled weights beside it.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
 from napari_pixeldrl.core import __version__
@@ -24,6 +31,7 @@ from napari_pixeldrl.core.errors import CheckpointError, InputError
 
 from .config import ModelConfig
 from .network import build_model
+from .package import CHECKPOINT_NAME, is_package, read_package_checkpoint
 
 FORMAT = "napari-pixeldrl"
 FORMAT_VERSION = 1
@@ -82,10 +90,21 @@ def resolve_checkpoint(name_or_path) -> Path:
 
 
 def read_header(path) -> dict:
-    """The parsed header of a napari-pixeldrl checkpoint; refuses anything else."""
-    path = resolve_checkpoint(path)
+    """The parsed header of a napari-pixeldrl checkpoint, or of the one a bioimage.io
+    package carries (``pixeldrl export``); refuses anything else."""
+    return _open(resolve_checkpoint(path))[0]
+
+
+def _open(path: Path) -> tuple[dict, Callable[[], dict]]:
+    """(the parsed header, a function reading the tensors) of the checkpoint at ``path``:
+    a .safetensors file, or a bioimage.io package (.zip, its folder or its rdf.yaml)
+    whose native checkpoint is read, never its pickled weights."""
+    if is_package(path):
+        data = read_package_checkpoint(path)
+        meta = _metadata_of_bytes(data, f"{path} ({CHECKPOINT_NAME} inside)")
+        return _parse_header(meta, path), lambda: load_bytes(data)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give the .safetensors file inside it")
+        raise CheckpointError(f"{path} is a folder; give the .safetensors file inside it (or a bioimage.io package)")
     try:
         from safetensors import safe_open
 
@@ -95,12 +114,42 @@ def read_header(path) -> dict:
         # Only now look at the first bytes: a safetensors header length may start with any byte.
         with open(path, "rb") as fh:
             head = fh.read(2)
+        if head == b"PK" and zipfile.is_zipfile(path) and not _is_torch_zip(path):
+            raise CheckpointError(f"{path} is a zip file but not a bioimage.io model package (no rdf.yaml inside)") from None
         if head == b"PK" or head[:1] == b"\x80":
             raise CheckpointError(
                 f"{path} is a pickled PyTorch file; napari-pixeldrl only loads safetensors checkpoints, "
                 "which cannot run code when opened"
             ) from None
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    return _parse_header(meta, path), lambda: load_file(str(path), device="cpu")
+
+
+def _is_torch_zip(path: Path) -> bool:
+    """torch.save's zip format: one folder holding data.pkl."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _metadata_of_bytes(data: bytes, where: str) -> dict:
+    """The ``__metadata__`` of a safetensors file held in memory: an 8-byte little-endian
+    length, then that many bytes of JSON (the format's header)."""
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+    try:
+        if not 0 < size <= len(data) - 8:
+            raise ValueError("the header length does not fit the file")
+        meta = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")
+    except (ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{where} is not a readable safetensors file ({err})") from None
+    return meta
+
+
+def _parse_header(meta: dict, path: Path) -> dict:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a napari-pixeldrl checkpoint (no '{FORMAT}' header)")
     version = meta.get("format_version")
@@ -110,7 +159,7 @@ def read_header(path) -> dict:
         )
     try:
         return json.loads(meta["config"])
-    except (KeyError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has a damaged config header ({err})") from None
 
 
@@ -122,7 +171,7 @@ def header_of(start) -> dict:
 def load_checkpoint(path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model a checkpoint describes and load its weights (float32)."""
     path = resolve_checkpoint(path)
-    header = read_header(path)
+    header, read_tensors = _open(path)
     try:
         config = ModelConfig.from_dict(header["model"])
     except (KeyError, TypeError, InputError) as err:
@@ -131,7 +180,7 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> LoadedModel:
         raise CheckpointError(f"{path} has a damaged config header (its 'info' is not a JSON object)")
     model = build_model(config)
     try:
-        tensors = load_file(str(path), device="cpu")
+        tensors = read_tensors()
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: cannot read weights ({err})") from None
     state = model.state_dict()

@@ -23,6 +23,7 @@ from .postprocess import apply_postprocess
 from .preprocess import normalize_slice
 
 MULTIPLE = 8  # three 2x poolings in the extractor
+UNET_MULTIPLE = 16  # four in the U-Net baselines
 
 
 class Cancelled(PixelDRLError):
@@ -106,15 +107,20 @@ def resolve_layout(shape: tuple[int, ...], in_channels: int, channel_axis: int |
     raise InputError(f"the model wants {in_channels} channels, none of the axes of {tuple(shape)} has {in_channels} entries{where}")
 
 
-def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.ndarray, list[int]]:
-    """(N, C, H, W) float32 normalised slices, and the indices of constant slices."""
-    image = check_finite_numeric(image, source)
+def raw_slices(image: np.ndarray, layout: Layout) -> np.ndarray:
+    """The caller's array as (N, C, H, W) slices, values untouched (a view where possible)."""
     x = image if layout.channel_axis is None else np.moveaxis(image, layout.channel_axis, -1)
     if layout.channel_axis is None:
         x = x[..., None]
     if not layout.is_volume:
         x = x[None]
-    x = np.moveaxis(x, -1, 1)  # (N, C, H, W)
+    return np.moveaxis(x, -1, 1)
+
+
+def prepare_slices(image: np.ndarray, layout: Layout, source=None) -> tuple[np.ndarray, list[int]]:
+    """(N, C, H, W) float32 normalised slices, and the indices of constant slices."""
+    image = check_finite_numeric(image, source)
+    x = raw_slices(image, layout)
     if layout.is_volume and float(x.max()) == float(x.min()):
         raise InputError(f"volume is constant; there is nothing to segment{' in ' + source if source else ''}")
     out = np.empty(x.shape, np.float32)
@@ -166,7 +172,9 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     if start is not None:
         start = pad_to_multiple(start.to(x.dtype))[0].reshape(b, 1, *x.shape[-2:])
     if config.arch == "unet":
-        logits = model(x)
+        # Its four poolings need sides that are multiples of 16, not only of the extractor's 8.
+        logits = model(F.pad(x, (0, (-x.shape[-1]) % UNET_MULTIPLE, 0, (-x.shape[-2]) % UNET_MULTIPLE)))
+        logits = logits[..., : x.shape[-2], : x.shape[-1]]
         if start is not None:
             logits = torch.where(start > 0, logits, torch.full_like(logits, -1.0))
         raw = (logits[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()

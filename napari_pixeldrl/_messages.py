@@ -86,4 +86,5 @@ class TrainDone:
 
 
 def checkpoint_hint(message: str) -> str:
-    return f"{message}. Choose a .safetensors checkpoint saved by napari-pixeldrl (pixeldrl train, or the Train widget)."
+    return (f"{message}. Choose a .safetensors checkpoint saved by napari-pixeldrl (pixeldrl train, or the Train widget), "
+            "or a bioimage.io package (.zip) made by pixeldrl export.")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+# The file dialogs that open a model: a checkpoint, or a bioimage.io package made by `pixeldrl export`.
+MODEL_FILES = "Models (*.safetensors *.zip);;All files (*)"
+
 
 def button(text: str, slot, *, enabled: bool = True, tooltip: str | None = None, checkable: bool = False) -> QPushButton:
     """A push button wired to ``slot`` (``toggled`` for a checkable one, else ``clicked``)."""

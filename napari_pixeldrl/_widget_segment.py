@@ -175,7 +175,7 @@ class SegmentWidget(QWidget):
     def _model_activated(self, index: int) -> None:
         if self.model_combo.itemText(index) != LOAD_ITEM:
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-pixeldrl checkpoint", "", "Checkpoints (*.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-pixeldrl checkpoint", "", Q.MODEL_FILES)
         if path:
             self.add_checkpoint(path)
         else:
@@ -202,7 +202,8 @@ class SegmentWidget(QWidget):
         if model_name not in self._models:
             _notify(
                 "warning",
-                "No model chosen: pick 'Load checkpoint file...' and choose a .safetensors checkpoint saved by napari-pixeldrl.",
+                "No model chosen: pick 'Load checkpoint file...' and choose a .safetensors checkpoint saved by napari-pixeldrl "
+                "(or a .zip package made by pixeldrl export).",
             )
             return None
         layer = self.viewer.layers[name]

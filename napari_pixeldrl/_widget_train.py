@@ -205,7 +205,7 @@ class TrainWidget(QWidget):
     def _start_activated(self, index: int) -> None:
         if self.start_combo.itemText(index) != FILE_ITEM:
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Start from a napari-pixeldrl checkpoint", "", "Checkpoints (*.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Start from a napari-pixeldrl checkpoint", "", Q.MODEL_FILES)
         if path:
             self.set_checkpoint(path)
         else:

@@ -103,3 +103,23 @@ class Heartbeat:
     @staticmethod
     def describe(gaps, what: str) -> str:
         return f"{what}: {len(gaps) - 1} beats, max gap {gaps.max() * 1000:.0f} ms"
+
+
+def make_package(path, checkpoint, *, description: str | None = None):
+    """A minimal bioimage.io package around ``checkpoint``, as napari-pixeldrl reads one: a
+    zip with an rdf.yaml that lists the attached checkpoint's sha256 (what ``pixeldrl export``
+    writes, less what only bioimage.io tools use). Needs no bioimageio."""
+    import hashlib
+    import zipfile
+    from pathlib import Path
+
+    from napari_pixeldrl.model.package import CHECKPOINT_NAME
+
+    data = Path(checkpoint).read_bytes()
+    rdf = description if description is not None else (
+        "type: model\nformat_version: 0.5.12\nattachments:\n"
+        f"  - source: {CHECKPOINT_NAME}\n    sha256: {hashlib.sha256(data).hexdigest()}\n")
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("rdf.yaml", rdf)
+        zf.writestr(CHECKPOINT_NAME, data)
+    return Path(path)

@@ -66,6 +66,7 @@ def test_library_and_command_line_import_no_gui():
         "import napari_pixeldrl, napari_pixeldrl.core.io, napari_pixeldrl.core.checks, napari_pixeldrl.core.device\n"
         "import napari_pixeldrl.model.inference, napari_pixeldrl.model.checkpoint, napari_pixeldrl.sample_data\n"
         "import napari_pixeldrl.training.trainer, napari_pixeldrl.training.evaluate, napari_pixeldrl.training.demo\n"
+        "import napari_pixeldrl.model.bioimage, napari_pixeldrl.training.export\n"
         "from napari_pixeldrl.training.cli import main\n"
         "assert main(['info', '--json']) == 0\n"
         "gui = sorted(m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'vispy', 'PyQt5', 'PySide2', 'PyQt6', 'PySide6'))\n"

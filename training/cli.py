@@ -208,6 +208,16 @@ def cmd_bench(args) -> None:
     _print(result, args.json)
 
 
+# -- export -----------------------------------------------------------------------------
+def cmd_export(args) -> None:
+    from napari_pixeldrl.training.export import export_package
+
+    result = export_package(args.checkpoint, args.out, test_image=args.test_image, channel_axis=args.channel_axis,
+                            name=args.name, card=args.card, authors=args.author)
+    result["check_with"] = f"bioimageio test {args.out}"
+    _print(result, args.json)
+
+
 # -- demo -------------------------------------------------------------------------------
 def cmd_demo(args) -> None:
     from napari_pixeldrl.training.demo import format_demo, run_demo
@@ -243,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a preset or a checkpoint")
     p.add_argument("--preset", default="lite", help="paper, lite or unet")
-    p.add_argument("--checkpoint", help="a checkpoint file or a bundled model name")
+    p.add_argument("--checkpoint", help="a checkpoint file, a bioimage.io package (.zip) or a bundled model name")
     p.add_argument("--in-channels", type=int, help="input channels (default: the preset's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
@@ -267,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("predict", help="segment an image or volume file (or every image of a folder) and write the mask")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a bundled model name")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint file, a bioimage.io package (.zip) or a bundled model name")
     p.add_argument("input", help="an image file, or a folder of them")
     p.add_argument("output", help="mask file: .nii/.nii.gz keeps the input's affine; .tif/.png for 2D; "
                                   "for a folder input, the folder the masks go to under the images' names")
@@ -285,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_postprocess_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a checkpoint as a bioimage.io model package (.zip) that bioimage.io "
+                                      "tools run and pixeldrl loads as a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a bundled model name")
+    p.add_argument("--out", required=True, help="the package to write, e.g. model.zip")
+    p.add_argument("--test-image", help="an image file whose slice (the middle one of a volume) becomes the package's "
+                                        "test input (default: the bundled sample with the model's channels)")
+    p.add_argument("--channel-axis", type=int, help="--test-image: axis of the channels, when it cannot be guessed")
+    p.add_argument("--name", help="the package's name (default: PixelDRL-MG and the checkpoint's name)")
+    p.add_argument("--card", help="a Markdown model card for the package's documentation (default: the bundled "
+                                  "model's card, else one made from what the checkpoint records)")
+    p.add_argument("--author", action="append", help="an author of the package (repeat for several; "
+                                                     "default: napari-pixeldrl developers)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="time one inference against one U-Net forward, or (--train) one PA3C "
                                      "training step against one MONAI BasicUNet training step")

@@ -57,7 +57,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     _common(p)
     if finetune:
-        p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors or bundled name)")
+        p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors, a bioimage.io .zip or a bundled name)")
     else:
         p.add_argument("--preset", default=None, help="paper | lite | unet (default lite)")
         # The paper's Table 3 switches; a fine-tuned model keeps its checkpoint's architecture.

@@ -124,6 +124,9 @@ def test_unet_segments_through_same_entry(tiny_config, blob_image):
     cfg = preset_config("unet", unet_base=4)
     seg = segment(build_model(cfg), cfg, blob_image[0], return_steps=True)
     assert seg.mask.shape == (64, 64) and seg.step_masks.shape == (1, 64, 64)
+    # A side that is a multiple of 8 but not of 16 (the U-Net pools four times): padded further, cropped back.
+    odd = segment(build_model(cfg), cfg, blob_image[0][:61, :40])
+    assert odd.mask.shape == (61, 40)
 
 
 def test_channel_axis_and_t_max_are_taken_as_given_or_refused(tiny_model, blob_image):

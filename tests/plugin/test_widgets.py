@@ -132,6 +132,31 @@ def test_segment_rgb_2d_with_rgb_model(make_napari_viewer, qtbot, ckpt, errors):
     assert viewer.dims.axis_labels[0] == "step"
 
 
+def test_segment_with_a_bioimageio_package_picked_in_the_file_dialog(make_napari_viewer, qtbot, ckpt, tmp_path,
+                                                                     errors, monkeypatch):
+    """*Load checkpoint file...* offers .zip files; a package segments as its checkpoint does."""
+    import napari_pixeldrl._widget_segment as S
+    from _helpers import make_package
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(2).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
+    package = make_package(tmp_path / "shared.zip", ckpt(1))
+    asked = []
+
+    def pick(parent, title, folder, filters):
+        asked.append(filters)
+        return str(package), filters
+
+    monkeypatch.setattr(S.QFileDialog, "getOpenFileName", pick)
+    w = SegmentWidget(viewer)
+    w._model_activated(w.model_combo.findText(S.LOAD_ITEM))
+    assert "*.zip" in asked[0] and w.model_combo.currentText() == "shared.zip"
+    w.tmax_spin.setValue(2)
+    res = run_and_wait(qtbot, w)
+    assert isinstance(res, M.SegmentDone), errors
+    assert w.layer_for("mask").data.shape == (32, 40)
+
+
 @pytest.mark.parametrize(
     "data,rgb,channels,expect",
     [
