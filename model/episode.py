@@ -115,10 +115,12 @@ def run_episode(
 KEPT, ZEROED = 2, 3
 
 
-def action_map(step_masks: np.ndarray) -> np.ndarray:
-    """(T, ...) uint8 from the masks m(1)..m(T): KEPT, ZEROED (at this step) or 0."""
+def action_map(step_masks: np.ndarray, start=None) -> np.ndarray:
+    """(T, ...) uint8 from the masks m(1)..m(T): KEPT, ZEROED (at this step) or 0 (zeroed
+    before). ``start`` is m(0), the episode's start mask (default all ones)."""
     masks = np.asarray(step_masks).astype(bool)
-    before = np.concatenate([np.ones_like(masks[:1]), masks[:-1]])  # m(t-1), with m(0) = 1
+    first = np.ones_like(masks[:1]) if start is None else np.asarray(start, bool)[None]
+    before = np.concatenate([first, masks[:-1]])  # m(t-1)
     out = np.zeros(masks.shape, np.uint8)
     out[before & masks] = KEPT
     out[before & ~masks] = ZEROED

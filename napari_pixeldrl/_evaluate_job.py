@@ -27,6 +27,7 @@ def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_na
         if pred.ndim not in (2, 3):
             raise InputError(f"labels layers must be 2D or 3D, {pred_name!r} has shape {pred.shape}")
         pred, gt = scored_pair(pred, gt, label, f"layer {pred_name!r}", f"layer {gt_name!r}")
+        agreement = agreement_map(pred, gt)
         rows: list[tuple[str, dict]] = []
         if pred.ndim == 2:
             rows.append(("image", slice_metrics(pred, gt, spacing=spacing)))
@@ -40,6 +41,18 @@ def evaluate_job(pred, gt, *, spacing=None, pred_name: str = "prediction", gt_na
             agg = aggregate(per_slice)
             rows.append(("mean of slices", {k: v["mean"] for k, v in agg.items() if isinstance(v, dict) and "mean" in v}))
             rows.append(("volume", volume_metrics(pred, gt, spacing=spacing)))
-        return EvaluateDone(rows, pred.ndim)
+        return EvaluateDone(rows, pred.ndim, agreement)
     except PixelDRLError as exc:
         return Failed(str(exc), "input")
+
+
+def agreement_map(pred, gt) -> np.ndarray:
+    """uint8, per pixel: AGREE (object in both), MISSED (truth only), EXTRA (prediction only), 0."""
+    from napari_pixeldrl._colors import AGREE, EXTRA, MISSED
+
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    out = np.zeros(pred.shape, np.uint8)
+    out[pred & gt] = AGREE
+    out[gt & ~pred] = MISSED
+    out[pred & ~gt] = EXTRA
+    return out

@@ -30,8 +30,8 @@ class SegmentProgress:
 @dataclass
 class SegmentDone:
     mask: np.ndarray  # (H, W) or (Z, H, W) uint8
-    steps: np.ndarray  # (t_max, *spatial) uint8 masks m(1..t_max)
-    actions: np.ndarray  # (t_max, *spatial) uint8, model.episode.action_map codes
+    steps: np.ndarray  # (t_max + 1, *spatial) uint8 masks m(0..t_max): index t is step t
+    actions: np.ndarray  # (t_max + 1, *spatial) uint8 codes of _colors.ACTIONS, a(0) empty
     value: np.ndarray  # (*spatial) float32
     steps_taken: np.ndarray
     t_max: int
@@ -56,6 +56,7 @@ class Cancelled:
 class EvaluateDone:
     rows: list[tuple[str, dict]]  # (row label, metrics dict) per slice, then overall rows
     ndim: int
+    agreement: np.ndarray | None = None  # _colors AGREE / MISSED / EXTRA per pixel
 
 
 @dataclass

@@ -11,6 +11,20 @@ from __future__ import annotations
 
 import weakref
 
+TAG = "pixeldrl"  # the metadata key that marks the layers our widgets add: {"role": ..., ...}
+
+
+def layer_tag(layer) -> dict:
+    """The tag one of our widgets put on ``layer`` ({} for any other layer)."""
+    tag = layer.metadata.get(TAG) if hasattr(layer, "metadata") else None
+    return tag if isinstance(tag, dict) else {}
+
+
+def layer_role(layer) -> str | None:
+    """mask, steps, actions, value (Segment) or agreement (Evaluate); None for the user's layers."""
+    return layer_tag(layer).get("role")
+
+
 _published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer ref, {name: source})
 _segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_pixeldrl._messages import Cancelled, Failed, SegmentDone, SegmentProgress, Stage, checkpoint_hint
 from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
-from napari_pixeldrl.model.episode import action_map
+from napari_pixeldrl.model.episode import ZEROED, action_map
 
 # --------------------------------------------------------------------------- inputs
 
@@ -92,6 +92,21 @@ def load_model(source, device: str = "cpu"):
 # --------------------------------------------------------------------------- jobs
 
 
+def step_views(step_masks: np.ndarray, start_mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """The step layers: masks m(0)..m(T) and actions a(0)..a(T), so that index t is step t
+    as the paper counts (m(0) the start mask, a(0) empty). Step 1's zeroed pixels get their
+    own, faint code: removing the far background first is expected, not news."""
+    from napari_pixeldrl._colors import STEP1_ZEROED
+
+    masks = np.asarray(step_masks).astype(np.uint8)
+    start = np.ones(masks.shape[1:], np.uint8) if start_mask is None else (np.asarray(start_mask) != 0).astype(np.uint8)
+    actions = action_map(masks, start)
+    first = actions[0]
+    first[first == ZEROED] = STEP1_ZEROED
+    empty = np.zeros((1, *masks.shape[1:]), np.uint8)
+    return np.concatenate([start[None], masks]), np.concatenate([empty, actions])
+
+
 def segment_job(
     data,
     *,
@@ -156,10 +171,11 @@ def segment_job(
                 seg = stop.value
                 break
             yield SegmentProgress(p.done, p.total)
+        steps, actions = step_views(seg.step_masks, start_mask)
         return SegmentDone(
             mask=seg.mask,
-            steps=seg.step_masks,
-            actions=action_map(seg.step_masks),
+            steps=steps,
+            actions=actions,
             value=seg.value,
             steps_taken=seg.steps_taken,
             t_max=seg.t_max,

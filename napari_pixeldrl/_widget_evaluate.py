@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
     QFormLayout,
+    QLabel,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -21,7 +22,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pixeldrl import _qt_parts as Q
+from napari_pixeldrl import _colors as C
 from napari_pixeldrl import _evaluate_job as E
+from napari_pixeldrl._registry import TAG, layer_role
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl.training.metrics import METRIC_NAMES
 from napari_pixeldrl._qt_parts import notify as _notify
@@ -48,28 +51,43 @@ class EvaluateWidget(QWidget):
         self.table = QTableWidget(0, len(METRIC_NAMES))
         self.table.setHorizontalHeaderLabels([HEADERS[m] for m in METRIC_NAMES])
         self.status = Q.status_label()
+        self.legend = QLabel(C.legend_html([(C.AGREEMENT[C.AGREE], "agree"), (C.AGREEMENT[C.MISSED], "missed (truth only)"),
+                                            (C.AGREEMENT[C.EXTRA], "extra (prediction only)")]))
+        self.legend.setToolTip("Colours of the agreement layer that each evaluation adds")
         form = QFormLayout()
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Ground truth", self.gt_combo)
         form.addRow("Object label", self.label_spin)
-        Q.stack(self, form, Q.row(self.run_button, self.copy_button), self.status, self.table, stretch=False)
+        Q.stack(self, form, Q.row(self.run_button, self.copy_button), self.legend, self.status, self.table, stretch=False)
         self._refresh_layers()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
 
     def _refresh_layers(self, event=None) -> None:
+        """Offer the labels layers that hold one mask per image: not the step-by-step layers
+        of a segmentation. By default the prediction is the newest segmentation's mask (or
+        the first labels layer) and the truth the first other user layer of its shape."""
         from napari.layers import Labels
 
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
-        for combo, default in ((self.pred_combo, 0), (self.gt_combo, 1)):
+        layers = [layer for layer in self.viewer.layers if isinstance(layer, Labels) and layer_role(layer) not in
+                  ("steps", "actions", "agreement")]
+        names = [layer.name for layer in layers]
+        ours = [layer for layer in layers if layer_role(layer) == "mask"]
+        pred = ours[-1] if ours else (layers[0] if layers else None)
+        truths = [layer for layer in layers if layer is not pred and layer_role(layer) is None
+                  and pred is not None and layer.data.shape == pred.data.shape]
+        others = [layer for layer in layers if layer is not pred and layer_role(layer) is None]
+        truth = (truths or others or [None])[0]
+        defaults = (pred.name if pred is not None else None, truth.name if truth is not None else None)
+        for combo, default in zip((self.pred_combo, self.gt_combo), defaults):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             if current in names:
                 combo.setCurrentText(current)
-            elif len(names) > default:
-                combo.setCurrentIndex(default)
+            elif default is not None:
+                combo.setCurrentText(default)
             combo.blockSignals(False)
 
     def run(self):
@@ -103,7 +121,22 @@ class EvaluateWidget(QWidget):
         elif isinstance(msg, M.EvaluateDone):
             self.fill(msg.rows)
             self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.")
+            if msg.agreement is not None:
+                self._show_agreement(msg.agreement)
         self.finished.emit(msg)
+
+    def _show_agreement(self, agreement) -> None:
+        """One layer, replaced at each evaluation: where prediction and truth agree or not."""
+        gt = self.viewer.layers[self.gt_combo.currentText()]
+        name = f"agreement: {self.pred_combo.currentText()} vs {self.gt_combo.currentText()}"
+        old = [layer for layer in self.viewer.layers if layer_role(layer) == "agreement"]
+        if old:
+            layer = old[0]
+            layer.data, layer.name = agreement, name
+            layer.scale, layer.translate = gt.scale, gt.translate
+        else:
+            self.viewer.add_labels(agreement, name=name, colormap=C.label_colormap(C.AGREEMENT), opacity=0.7,
+                                   scale=gt.scale, translate=gt.translate, metadata={TAG: {"role": "agreement"}})
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -1,9 +1,11 @@
 """Segment dock widget: draws and reacts only; the work runs in ``_segment_job.segment_job``.
 
 Results are four layers the widget owns (tagged in their metadata with this widget's
-id and a role): the final mask, the masks of every step (step, [z,] y, x), the action
-of every step (1 zero, 2 keep, 3 changed since the previous step, in red: paper Fig. 4)
-and the value map. A new run removes only layers carrying this widget's tag.
+id and a role): the final mask, the masks m(0)..m(T) of every step (step, [z,] y, x;
+index t is step t), the action of every step (paper Fig. 4, colours and codes in
+``_colors.ACTIONS``) and the value map. Our masks are drawn in their own colour, never
+napari's defaults, so an expert's labels beside them stay distinguishable. A new run
+replaces only layers carrying this widget's tag.
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QLabel,
     QSpinBox,
     QWidget,
 )
 
+from napari_pixeldrl import _colors as C
 from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl.model.episode import KEPT, ZEROED
+from napari_pixeldrl._registry import TAG, layer_tag
 from napari_pixeldrl.core.device import available_devices
+from napari_pixeldrl.model.episode import KEPT, ZEROED
 
 LOAD_ITEM = "Load checkpoint file..."
 WHOLE_IMAGE = "whole image (m(0) = 1)"
 ROLES = ("mask", "steps", "actions", "value")
-TAG = "pixeldrl"
 
 
 # Labels of the post-processing choices -> the value segment_job takes.
@@ -42,13 +46,6 @@ POSTPROCESS_CHOICES = {
     "largest object per slice": "largest-component",
 }
 
-
-# Colours of the action layer (paper Fig. 4), one per code of model.episode.action_map.
-ACTION_COLORS = {
-    0: (0.0, 0.0, 0.0, 0.0),  # zeroed at an earlier step: no action any more
-    KEPT: (0.2, 0.8, 0.3, 0.55),  # green: kept
-    ZEROED: (1.0, 0.0, 0.0, 1.0),  # red: zeroed at this step (its action changed from keep)
-}
 
 class SegmentWidget(QWidget):
     """Choose an image layer and a model, run PixelDRL-MG, browse its steps."""
@@ -90,6 +87,13 @@ class SegmentWidget(QWidget):
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(400)
         self.play_timer.timeout.connect(self._advance_step)
+        self.legend = QLabel(
+            "Step slider: 0 = the start mask m(0), t = the mask after step t.<br>"
+            + C.legend_html([(C.PREDICTION, "mask m(t)"), (C.ACTIONS[KEPT], "kept"),
+                             (C.ACTIONS[ZEROED], "zeroed at step t"), (C.ACTIONS[C.STEP1_ZEROED], "zeroed at step 1")])
+            + " (actions layer)"
+        )
+        self.legend.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -98,7 +102,8 @@ class SegmentWidget(QWidget):
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Post-processing", self.post_combo)
-        Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button)
+        Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
+                self.legend)
 
         from napari_pixeldrl import _registry
 
@@ -184,8 +189,7 @@ class SegmentWidget(QWidget):
     # ------------------------------------------------------------------ run
 
     def _owns(self, layer) -> bool:
-        tag = layer.metadata.get(TAG) if hasattr(layer, "metadata") else None
-        return isinstance(tag, dict) and tag.get("widget") == self._id
+        return layer_tag(layer).get("widget") == self._id
 
     def own_layers(self) -> list:
         return [layer for layer in self.viewer.layers if self._owns(layer)]
@@ -301,8 +305,6 @@ class SegmentWidget(QWidget):
         work is split across ``QTimer.singleShot(0, ...)`` turns: the window keeps
         repainting between them. ``then`` runs after the last one.
         """
-        from napari.utils.colormaps import DirectLabelColormap
-
         image = self._image_layer
         base = image.name
         scale = tuple(image.scale)
@@ -314,12 +316,13 @@ class SegmentWidget(QWidget):
         def meta(role):
             return {TAG: {"widget": self._id, "role": role, "image": base, "model": res.model_name}, **meta_geo}
 
-        cmap = DirectLabelColormap(color_dict={**ACTION_COLORS, None: (0, 0, 0, 0)})
+        ours = C.label_colormap({1: C.PREDICTION})
         specs = [
             ("value", "image", res.value, dict(scale=scale, translate=translate, colormap="viridis", visible=False)),
-            ("actions", "labels", res.actions, dict(scale=step_scale, translate=step_translate, colormap=cmap, visible=False)),
-            ("steps", "labels", res.steps, dict(scale=step_scale, translate=step_translate, opacity=0.5)),
-            ("mask", "labels", res.mask, dict(scale=scale, translate=translate, opacity=0.5)),
+            ("actions", "labels", res.actions, dict(scale=step_scale, translate=step_translate,
+                                                    colormap=C.label_colormap(C.ACTIONS), visible=False)),
+            ("steps", "labels", res.steps, dict(scale=step_scale, translate=step_translate, opacity=0.5, colormap=ours)),
+            ("mask", "labels", res.mask, dict(scale=scale, translate=translate, opacity=0.5, colormap=ours)),
         ]
         tasks = [lambda spec=spec: self._put_layer(spec, base, meta(spec[0])) for spec in specs]
         tasks.append(lambda: self._label_step_axis(res.t_max))
@@ -357,6 +360,7 @@ class SegmentWidget(QWidget):
         add(data, name=name, metadata=metadata, **kwargs)
 
     def _label_step_axis(self, t_max: int) -> None:
+        """Name the step axis 'step' and show the last step; its slider counts t = 0..t_max."""
         v = self.viewer
         steps_layer = self.layer_for("steps")
         # The step axis is the first axis of the steps layer, right-aligned in the viewer's dims.
@@ -364,7 +368,8 @@ class SegmentWidget(QWidget):
         labels = list(v.dims.axis_labels)
         labels[self._step_axis] = "step"
         v.dims.axis_labels = tuple(labels)
-        v.dims.set_current_step(self._step_axis, t_max - 1)
+        _widen_axis_labels(v)
+        v.dims.set_current_step(self._step_axis, t_max)
         self.play_button.setEnabled(True)
 
     def layer_for(self, role: str):
@@ -377,7 +382,7 @@ class SegmentWidget(QWidget):
 
     def _toggle_play(self, on: bool) -> None:
         if on and self._step_axis is not None and self.layer_for("steps") is not None:
-            self.viewer.dims.set_current_step(self._step_axis, 0)
+            self.viewer.dims.set_current_step(self._step_axis, 0)  # m(0), then each step
             self.play_button.setText("Stop")
             self.play_timer.start()
         else:
@@ -397,3 +402,13 @@ class SegmentWidget(QWidget):
         n = steps.data.shape[0]
         cur = self.viewer.dims.current_step[self._step_axis]
         self.viewer.dims.set_current_step(self._step_axis, (cur + 1) % n)
+
+
+def _widen_axis_labels(viewer) -> None:
+    """Let the dims sliders' name boxes fit 'step': napari sizes them when a slider is made
+    and when the user edits one, not when a name is set from code, so it showed '...'.
+    Uses napari's private Qt dims widget; without it the name stays elided, nothing worse."""
+    try:
+        viewer.window._qt_viewer.dims._resize_axis_labels()
+    except AttributeError:  # another napari, or a viewer without a window
+        pass

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pixeldrl import _messages as M
-from napari_pixeldrl._widget_segment import ACTION_COLORS
+from napari_pixeldrl import _colors as C
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl import _evaluate_job as E
 from napari_pixeldrl.core.errors import InputError
@@ -44,7 +44,14 @@ def test_action_map():
     masks = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 1]], np.uint8)
     k, z = KEPT, ZEROED
     assert action_map(masks).tolist() == [[z, k, k], [0, z, k], [0, 0, k]]
-    assert set(ACTION_COLORS) == {0, KEPT, ZEROED}
+    # from a start mask m(0) that excludes pixel 0: no agent acts there
+    assert action_map(masks, start=np.array([0, 1, 1])).tolist() == [[0, k, k], [0, z, k], [0, 0, k]]
+    steps, actions = S.step_views(masks, np.array([0, 1, 1]))
+    assert steps.tolist() == [[0, 1, 1], *masks.tolist()]
+    assert actions.tolist() == [[0, 0, 0], [0, k, k], [0, z, k], [0, 0, k]]
+    steps, actions = S.step_views(masks)  # from all ones: step 1's zeroed pixels get the faint code
+    assert actions[1].tolist() == [C.STEP1_ZEROED, k, k]
+    assert set(C.ACTIONS) == {0, KEPT, ZEROED, C.STEP1_ZEROED}
 
 
 def test_segment_job_outcomes(ckpt, tmp_path):
@@ -52,7 +59,7 @@ def test_segment_job_outcomes(ckpt, tmp_path):
     img = np.random.default_rng(0).normal(size=(3, 24, 24)).astype(np.float32)
     msgs, done = drain(S.segment_job(img, rgb=False, model_source=path, t_max=3, batch_size=2))
     assert isinstance(done, M.SegmentDone)
-    assert done.mask.shape == (3, 24, 24) and done.steps.shape == (3, 3, 24, 24)
+    assert done.mask.shape == (3, 24, 24) and done.steps.shape == (4, 3, 24, 24)
     assert done.actions.shape == done.steps.shape and done.value.shape == (3, 24, 24)
     assert [m.done for m in msgs if isinstance(m, M.SegmentProgress)] == [0, 2, 3]
     _, failed = drain(S.segment_job(img, rgb=False, model_source=path, postprocess="biggest"))

@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 
 from _helpers import Heartbeat  # noqa: E402
 
+from napari_pixeldrl import _colors as C
 from napari_pixeldrl import _messages as M  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
 from napari_pixeldrl._widget_segment import TAG, WHOLE_IMAGE, SegmentWidget  # noqa: E402
@@ -76,13 +77,22 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     roles = {layer.metadata[TAG]["role"]: layer for layer in w.own_layers()}
     assert set(roles) == {"mask", "steps", "actions", "value"}
     assert roles["mask"].data.shape == (3, 32, 40)
-    assert roles["steps"].data.shape == (4, 3, 32, 40)
-    assert roles["actions"].data.shape == (4, 3, 32, 40)
-    assert set(np.unique(roles["actions"].data)) <= {0, 1, 2, 3}
+    assert roles["steps"].data.shape == (5, 3, 32, 40)  # m(0)..m(4): slider index t is step t
+    assert roles["actions"].data.shape == (5, 3, 32, 40)
+    assert roles["steps"].data[0].all() and not roles["actions"].data[0].any()
+    assert set(np.unique(roles["actions"].data)) <= set(C.ACTIONS)
+    assert viewer.dims.current_step[0] == 4  # shows the last step
+    # our masks in their own colour, not napari's defaults of the user's labels
+    np.testing.assert_allclose(roles["mask"].colormap.color_dict[1][:3], C.PREDICTION[:3])
+    np.testing.assert_allclose(roles["steps"].colormap.color_dict[1][:3], C.PREDICTION[:3])
+    assert "zeroed at step 1" in w.legend.text()
     assert tuple(roles["mask"].scale) == (2.0, 0.5, 0.5)
     assert tuple(roles["steps"].scale) == (1.0, 2.0, 0.5, 0.5)
     assert tuple(roles["steps"].translate) == (0.0, 10.0, 0.0, 5.0)
     assert viewer.dims.axis_labels[0] == "step"
+    label = viewer.window._qt_viewer.dims.slider_widgets[0].axis_label  # napari's Qt widget: the name fits
+    fm = label.fontMetrics()  # the room napari gives a name it sized (not elided to '...')
+    assert label.width() >= fm.boundingRect("step").width() + 3 * fm.averageCharWidth()
     # the action colours: changed pixels red
     cmap = roles["actions"].colormap
     np.testing.assert_allclose(cmap.color_dict[ZEROED][:3], (1, 0, 0))
@@ -112,7 +122,9 @@ def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, error
     inside = np.zeros((32, 40), bool)
     inside[4:19, 6:21] = True
     assert not (res.steps.astype(bool) & ~inside).any()  # every step stays inside the box
-    assert res.steps[0][inside].any()
+    assert (res.steps[0].astype(bool) == inside).all()  # m(0) is the box
+    assert res.steps[1][inside].any()
+    assert not (res.actions[1][~inside]).any()  # outside the box no agent acts
     box.data = []
     res = run_and_wait(qtbot, w)
     assert isinstance(res, M.Failed) and "start layer is empty" in res.message
@@ -128,7 +140,7 @@ def test_segment_rgb_2d_with_rgb_model(make_napari_viewer, qtbot, ckpt, errors):
     res = run_and_wait(qtbot, w)
     assert isinstance(res, M.SegmentDone)
     assert w.layer_for("mask").data.shape == (32, 32)
-    assert w.layer_for("steps").data.shape == (2, 32, 32)
+    assert w.layer_for("steps").data.shape == (3, 32, 32)
     assert viewer.dims.axis_labels[0] == "step"
 
 
@@ -277,6 +289,31 @@ def test_evaluate_widget_table_and_copy(make_napari_viewer, qtbot, errors):
     lines = text.splitlines()
     assert lines[0].split("\t") == ["row", "DICE", "PPV", "SEN", "IoU", "BIoU", "HD95"]
     assert lines[1].split("\t")[0] == "slice 0" and len(lines) == 5
+
+
+def test_evaluate_defaults_to_our_mask_against_the_experts_and_draws_agreement(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    gt = np.zeros((24, 24), np.uint8)
+    gt[4:14, 4:14] = 1
+    pred = np.zeros_like(gt)
+    pred[6:16, 4:14] = 1
+    viewer.add_labels(gt, name="expert")
+    viewer.add_labels(np.stack([pred] * 3), name="scan steps", metadata={TAG: {"role": "steps"}})
+    viewer.add_labels(pred, name="scan mask", metadata={TAG: {"role": "mask"}})
+    w = EvaluateWidget(viewer)
+    assert (w.pred_combo.currentText(), w.gt_combo.currentText()) == ("scan mask", "expert")
+    assert "scan steps" not in [w.gt_combo.itemText(i) for i in range(w.gt_combo.count())]
+    with qtbot.waitSignal(w.finished, timeout=30000):
+        w.run()
+    agreement = [layer for layer in viewer.layers if layer.name.startswith("agreement")]
+    assert len(agreement) == 1
+    a = agreement[0].data
+    assert (a == C.AGREE).sum() == 80 and (a == C.MISSED).sum() == 20 and (a == C.EXTRA).sum() == 20
+    np.testing.assert_allclose(agreement[0].colormap.color_dict[C.MISSED][:3], C.AGREEMENT[C.MISSED][:3])
+    with qtbot.waitSignal(w.finished, timeout=30000):  # a second evaluation replaces it
+        w.run()
+    assert len([layer for layer in viewer.layers if layer.name.startswith("agreement")]) == 1
+    assert not errors
 
 
 def test_evaluate_widget_object_label_for_multi_label_layers(make_napari_viewer, qtbot, errors):
