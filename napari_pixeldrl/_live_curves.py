@@ -57,6 +57,15 @@ class LiveCurves(FigureCanvasQTAgg):
         self._needs_full = True
         self.dirty = True
 
+    def set_epochs(self, epochs: float) -> None:
+        """The run is now expected to end after ``epochs`` (e.g. a time budget that binds
+        before the epoch count): the x axis is fitted to that, once."""
+        right = max(1, math.ceil(epochs)) + 0.5
+        if abs(self.ax_dice.get_xlim()[1] - right) > 0.01:
+            self.ax_dice.set_xlim(0, right)
+            self._needs_full = True
+            self.dirty = True
+
     def add_episode(self, x: float, loss: float, reward: float) -> None:
         self.history["ep_x"].append(x)
         self.history["loss"].append(loss)
@@ -110,8 +119,10 @@ class LiveCurves(FigureCanvasQTAgg):
             return False
         lo, hi = min(finite), max(finite)
         bottom, top = ax.get_ylim()
-        if bottom <= lo and hi <= top and (top - bottom) <= 20 * max(hi - lo, 1e-9):
-            return False  # inside, and not so loose that the curve is a flat line
         pad = max(HEADROOM * (hi - lo), 0.25 * max(abs(lo), abs(hi)), 1e-3)
+        # Inside, and not much looser than a re-fit would make it: a re-fit that is never
+        # judged good enough would redraw everything on every call.
+        if bottom <= lo and hi <= top and (top - bottom) <= 2 * (hi - lo + 2 * pad):
+            return False
         ax.set_ylim(lo - pad, hi + pad)
         return True

@@ -25,6 +25,22 @@ def layer_role(layer) -> str | None:
     return layer_tag(layer).get("role")
 
 
+def bundled_channels() -> dict[str, int]:
+    """{bundled model name: input channels}, read from the checkpoints' headers once."""
+    global _channels
+    if _channels is None:
+        from napari_pixeldrl.model.checkpoint import bundled_models, read_header
+
+        _channels = {}
+        for name, path in bundled_models().items():
+            try:
+                _channels[name] = int(read_header(path)["model"].get("in_channels", 1))
+            except Exception:  # noqa: BLE001 - a damaged bundled file only loses its default
+                pass
+    return _channels
+
+
+_channels: dict[str, int] | None = None
 _published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer ref, {name: source})
 _segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
 

@@ -58,6 +58,8 @@ class SegmentWidget(QWidget):
         self._id = uuid.uuid4().hex[:8]
         self._models: dict[str, object] = {}  # name -> path or LoadedModel
         self._cache: dict[str, object] = {}  # name -> LoadedModel (loaded once)
+        self._channels: dict[str, int | None] = {}  # name -> input channels
+        self._model_chosen = False  # the user picked a model: never switched for them
         self.worker = None
         self._cancel = threading.Event()
         self.last_result = None
@@ -112,6 +114,7 @@ class SegmentWidget(QWidget):
         _registry.register_segment_widget(self)
         self.refresh_models()
         self._refresh_layers()
+        self.image_combo.currentTextChanged.connect(lambda _: self._default_model())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.viewer.layers.events.reordered.connect(self._refresh_layers)
@@ -133,6 +136,7 @@ class SegmentWidget(QWidget):
         mine = [layer for layer in self.viewer.layers if not self._owns(layer)]
         fill(self.image_combo, [layer.name for layer in mine if isinstance(layer, Image)])
         fill(self.start_combo, [layer.name for layer in mine if isinstance(layer, (Labels, Shapes))], first=(WHOLE_IMAGE,))
+        self._default_model()
 
     def _start_source(self):
         """The chosen start layer as the job's ``start_mask``: a Labels layer's data, or a function
@@ -165,6 +169,9 @@ class SegmentWidget(QWidget):
         """Offer a model (a checkpoint path or a LoadedModel, e.g. from the Train widget)."""
         self._models[name] = source
         self._cache.pop(name, None)
+        self._channels.pop(name, None)
+        if select:  # a model loaded or trained for this is the user's choice
+            self._model_chosen = True
         self.refresh_models(select=name if select else None)
         return name
 
@@ -177,7 +184,38 @@ class SegmentWidget(QWidget):
         name = path.name
         return self.add_model(name, path)
 
+    def _model_channels(self, name: str) -> int | None:
+        """Input channels of an offered model, from its header (cheap) or its config; None if unknown."""
+        from napari_pixeldrl.model.checkpoint import LoadedModel
+
+        if name not in self._channels:
+            source = self._cache.get(name, self._models.get(name))
+            try:
+                if isinstance(source, LoadedModel):
+                    self._channels[name] = int(source.config.in_channels)
+                else:
+                    from napari_pixeldrl.model.checkpoint import read_header
+
+                    self._channels[name] = int(read_header(source)["model"].get("in_channels", 1))
+            except Exception:  # noqa: BLE001 - a bad file is reported when it is run
+                self._channels[name] = None
+        return self._channels[name]
+
+    def _default_model(self) -> None:
+        """Until the user picks a model, offer one that takes the image's channels (RGB: 3)."""
+        name = self.image_combo.currentText()
+        if self._model_chosen or name not in self.viewer.layers:
+            return
+        channels = 3 if getattr(self.viewer.layers[name], "rgb", False) else 1
+        if self._model_channels(self.model_combo.currentText()) == channels:
+            return
+        for model in self._models:
+            if self._model_channels(model) == channels:
+                self.model_combo.setCurrentText(model)
+                return
+
     def _model_activated(self, index: int) -> None:
+        self._model_chosen = True
         if self.model_combo.itemText(index) != LOAD_ITEM:
             return
         path, _ = QFileDialog.getOpenFileName(self, "Load a napari-pixeldrl checkpoint", "", Q.MODEL_FILES)

@@ -40,6 +40,7 @@ from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _train_job as T
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.core.errors import PixelDRLError
+from napari_pixeldrl._registry import bundled_channels, layer_role
 from napari_pixeldrl.training.events import EpisodeEvent, EpochEvent
 from napari_pixeldrl._qt_parts import notify as _notify
 
@@ -48,6 +49,7 @@ BUNDLED = "bundled: "
 SEGMENT = "Segment widget: "
 FILE_ITEM = "Checkpoint file..."
 SOURCES = ("Painted layers", "Dataset folder")
+PROGRESS_STEPS = 1000  # the progress bar's range: a fraction of the run, by epochs or by time
 REDRAW_MS = 1000  # curve updates: a blit costs a few ms, a full redraw (rare) ~0.1 s
 
 
@@ -65,6 +67,7 @@ class TrainWidget(QWidget):
         self.model_name: str | None = None
         self._cancel = threading.Event()
         self._checkpoint_path: str | None = None
+        self._start_chosen = False  # the user picked 'Start from' (then it is never changed for them)
         # Tests (and power users) may inject a base TrainConfig, e.g. a tiny model.
         self.base_config = None
 
@@ -114,6 +117,7 @@ class TrainWidget(QWidget):
         self.budget_spin.setSuffix(" min")
         self.start_combo = QComboBox()
         self.start_combo.activated.connect(self._start_activated)
+        self.start_combo.currentIndexChanged.connect(self._start_changed)
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
         self.out_edit = QLineEdit()
@@ -147,25 +151,44 @@ class TrainWidget(QWidget):
         form.addRow("Output folder", Q.row(self.out_edit, out_browse))
         Q.stack(self, form, Q.row(self.train_button, self.cancel_button), self.progress, self.status, self.canvas, self.save_button)
 
-        self._refresh_layers()
         self.refresh_starts()
+        self._refresh_layers()
+        self.image_combo.currentTextChanged.connect(lambda _: self._default_start())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed, self.viewer.layers.events.reordered):
             ev.connect(self._refresh_layers)
 
     # ------------------------------------------------------------------ choices
 
     def _refresh_layers(self, event=None) -> None:
+        """Keep the user's choices; otherwise offer the first image and the newest labels
+        layer the user made (the one just painted), never one of our result layers."""
         from napari.layers import Image, Labels
 
-        for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer_role(layer) is None]
+        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels) and layer_role(layer) is None]
+        for combo, names, default in ((self.image_combo, images, images[:1]), (self.labels_combo, labels, labels[-1:])):
             current = combo.currentText()
-            names = [layer.name for layer in self.viewer.layers if isinstance(layer, kind)]
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             if current in names:
                 combo.setCurrentText(current)
+            elif default:
+                combo.setCurrentText(default[0])
             combo.blockSignals(False)
+        self._default_start()
+
+    def _default_start(self) -> None:
+        """Until the user picks one, start from the bundled model that takes the image's channels."""
+        if self._start_chosen or self.image_combo.currentText() not in self.viewer.layers:
+            return
+        channels = 3 if getattr(self.viewer.layers[self.image_combo.currentText()], "rgb", False) else 1
+        for name, path in bundled_channels().items():
+            if path == channels and self.start_combo.findText(BUNDLED + name) >= 0:
+                self.start_combo.blockSignals(True)  # not the user's choice
+                self.start_combo.setCurrentText(BUNDLED + name)
+                self.start_combo.blockSignals(False)
+                return
 
     def start_sources(self) -> dict:
         """{combo text: None (fresh) | path | LoadedModel} of the starting points on offer."""
@@ -177,7 +200,10 @@ class TrainWidget(QWidget):
         models = dict(_registry.published_models(self.viewer))
         for w in _registry.segment_widgets(self.viewer):
             models.update(w.models())
+        bundled = {Path(p).resolve() for p in bundled_models().values()}
         for name, source in models.items():
+            if isinstance(source, (str, Path)) and Path(source).resolve() in bundled:
+                continue  # already offered as 'bundled: ...'
             out.setdefault(SEGMENT + name, source)
         if self._checkpoint_path:
             out[self._checkpoint_path] = Path(self._checkpoint_path)
@@ -201,6 +227,9 @@ class TrainWidget(QWidget):
     def set_checkpoint(self, path) -> None:
         self._checkpoint_path = str(path)
         self.refresh_starts(select=str(path))
+
+    def _start_changed(self, index: int) -> None:
+        self._start_chosen = True  # programmatic updates block the combo's signals
 
     def _start_activated(self, index: int) -> None:
         if self.start_combo.itemText(index) != FILE_ITEM:
@@ -304,6 +333,11 @@ class TrainWidget(QWidget):
         self.last_result = None
         self.save_button.setEnabled(False)
         self.canvas.reset(self.epochs_spin.value())
+        self._run = None
+        self._start_text = self.start_combo.currentText()
+        self._data_text = (self.labels_combo.currentText() if self.source_combo.currentIndex() == 0
+                           else Path(self.path_edit.text().strip()).name)
+        self._budget_min = kwargs["config"].time_budget_min
         job = thread_worker(T.train_job, start_thread=False)
         worker = job(cancel=self._cancel, **kwargs)
         worker.yielded.connect(self._on_yielded)
@@ -335,15 +369,19 @@ class TrainWidget(QWidget):
         if isinstance(msg, M.Stage):
             self.status.setText(msg.text.capitalize() + "...")
         elif isinstance(msg, M.TrainStarted):
-            self._episodes = msg.episodes_per_epoch
-            self.progress.setRange(0, max(1, msg.epochs * msg.episodes_per_epoch))
+            self._run = msg
+            self.progress.setRange(0, PROGRESS_STEPS)
             self.progress.setValue(0)
             self.status.setText(f"Training on {msg.n_train} slice(s), validating on {msg.n_val} ({msg.note}).")
         elif isinstance(msg, EpisodeEvent):
             x = msg.epoch - 1 + msg.episode / max(1, msg.episodes_per_epoch)
             self.canvas.add_episode(x, float(msg.stats.loss), float(msg.stats.mean_reward))
-            self.progress.setValue((msg.epoch - 1) * msg.episodes_per_epoch + msg.episode)
+            self._show_progress(x, msg.elapsed)
         elif isinstance(msg, EpochEvent):
+            self._show_progress(msg.epoch, msg.elapsed)
+            budget = self._budget_seconds()
+            if budget and msg.elapsed > 0:  # the budget binds first: fit the curves to where it will end
+                self.canvas.set_epochs(min(msg.epochs, msg.epoch * budget / msg.elapsed))
             if msg.val_dice is not None:
                 self.canvas.add_validation(msg.epoch, msg.val_dice)
             val = "-" if msg.val_dice is None else f"{msg.val_dice:.3f}"
@@ -352,6 +390,21 @@ class TrainWidget(QWidget):
                 f"reward {msg.train.get('mean_reward', math.nan):.3f}, "
                 f"validation DICE {val} (best {max(msg.best_dice, 0):.3f} at epoch {msg.best_epoch})"
             )
+
+    def _budget_seconds(self) -> float | None:
+        budget = getattr(self, "_budget_min", None)
+        return budget * 60 if budget else None
+
+    def _show_progress(self, epochs_done: float, elapsed: float) -> None:
+        """Progress towards whichever limit ends the run first: the epochs or the time budget."""
+        run = getattr(self, "_run", None)
+        if run is None:
+            return
+        fraction = epochs_done / max(1, run.epochs)
+        budget = self._budget_seconds()
+        if budget:
+            fraction = max(fraction, elapsed / budget)
+        self.progress.setValue(int(PROGRESS_STEPS * min(1.0, fraction)))
 
     def _redraw_if_dirty(self) -> None:
         if self.canvas.dirty:
@@ -373,15 +426,18 @@ class TrainWidget(QWidget):
             )
             self.save_button.setEnabled(True)
             if msg.reason == "cancelled":
-                _notify("info", f"Training cancelled; the best model so far is offered as '{self.model_name}' (checkpoints kept in {msg.out_dir}).")
+                _notify("info", f"Training cancelled; the best model so far is listed as '{self.model_name}' in the Segment "
+                                f"widget, which keeps your current choice (checkpoints kept in {msg.out_dir}).")
         elif isinstance(msg, M.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
         self.finished.emit(msg)
 
     def _publish(self, msg: M.TrainDone) -> str:
-        name = _registry.unique_name(self.viewer, f"trained {Path(msg.out_dir).name}")
-        told = _registry.publish_model(self.viewer, name, msg.loaded)
+        """Offer the trained model to the Segment widgets under a name that says what it is;
+        a cancelled run's model is listed but not selected in place of the user's choice."""
+        name = _registry.unique_name(self.viewer, model_label(self._start_text, self._data_text, msg))
+        told = _registry.publish_model(self.viewer, name, msg.loaded, select=msg.reason != "cancelled")
         if not told:
             self._open_segment_widget()
         self.refresh_starts()
@@ -408,8 +464,10 @@ class TrainWidget(QWidget):
         self.canvas.redraw()
         self.train_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if isinstance(self.last_result, M.TrainDone) else 0)
+        res = self.last_result
+        if not (isinstance(res, M.TrainDone) and res.reason == "cancelled"):  # a cancelled run stays where it stopped
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1 if isinstance(res, M.TrainDone) else 0)
 
     # ------------------------------------------------------------------ save
 
@@ -433,3 +491,11 @@ class TrainWidget(QWidget):
             return None
         self.status.setText(f"Saved {out}")
         return out
+
+
+def model_label(start: str, data: str, done) -> str:
+    """A trained model's name: what it started from, what it trained on, how long, how well."""
+    start = {FRESH: "fresh"}.get(start, start.removeprefix(BUNDLED).removeprefix(SEGMENT))
+    dice = "" if done.best_dice is None or done.best_dice < 0 else f", val DICE {done.best_dice:.3f}"
+    stopped = " (cancelled)" if done.reason == "cancelled" else ""
+    return f"{start} + {data}: {done.epochs_done} ep{dice}{stopped}"

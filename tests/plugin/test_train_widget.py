@@ -58,6 +58,7 @@ def tiny(widget, out, epochs=1):
     widget.epochs_spin.setValue(epochs)
     widget.device_combo.setCurrentText("cpu")
     widget.out_edit.setText(str(out))
+    widget.start_combo.setCurrentText(FRESH)
 
 
 def train_and_wait(qtbot, w, timeout=60000, cancel=False):
@@ -78,7 +79,6 @@ def test_train_painted_slices_then_segment(make_napari_viewer, qtbot, tmp_path, 
     seg = SegmentWidget(viewer)
     w = TrainWidget(viewer)
     assert (w.image_combo.currentText(), w.labels_combo.currentText()) == ("vol", "paint")
-    assert w.start_combo.currentText() == FRESH
     tiny(w, tmp_path / "run")
     res = train_and_wait(qtbot, w)
     assert isinstance(res, M.TrainDone), res
@@ -121,6 +121,31 @@ def test_finetune_from_segment_model_and_cancel(make_napari_viewer, qtbot, tmp_p
     assert res.best_checkpoint.exists()
     assert w.model_name in seg.models() and w.train_button.isEnabled()
     assert notes and notes[-1][0] == "info" and "cancelled" in notes[-1][1]
+
+
+def test_train_defaults_progress_and_names(make_napari_viewer, qtbot, tmp_path, notes):
+    """The newest painted layer and a matching bundled start by default; our result layers are
+    never offered; a time budget drives the progress bar; the model is named for what it is."""
+    from napari_pixeldrl._registry import TAG, bundled_channels
+    from napari_pixeldrl._widget_train import BUNDLED, model_label
+
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="expert")
+    viewer.add_labels(labels, name="vol mask", metadata={TAG: {"role": "mask"}})
+    viewer.add_labels(labels, name="paint")
+    w = TrainWidget(viewer)
+    assert w.labels_combo.currentText() == "paint"
+    assert "vol mask" not in [w.labels_combo.itemText(i) for i in range(w.labels_combo.count())]
+    start = w.start_combo.currentText()
+    assert start.startswith(BUNDLED) and bundled_channels()[start.removeprefix(BUNDLED)] == 1
+    w._budget_min = 1.0
+    w._on_yielded(M.TrainStarted(3, 1, "", 50, 2, tmp_path))
+    w._show_progress(1, 30.0)  # 1 of 50 epochs, but half the one-minute budget
+    assert w.progress.value() == 500
+    done = M.TrainDone(type("R", (), {"best_dice": 0.9123, "epochs_done": 3, "reason": "cancelled"})(), None, 3, 1)
+    assert model_label(BUNDLED + "heart", "paint", done) == "heart + paint: 3 ep, val DICE 0.912 (cancelled)"
 
 
 def test_finetune_keeps_the_starting_models_loss_options(make_napari_viewer, tmp_path, tiny_config):
@@ -230,3 +255,16 @@ def test_live_curves_redraw_axes_rarely(qtbot):
     assert len(c.lines[0].get_xdata()) == 200 and list(c.lines[2].get_ydata()) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
     lo, hi = c.ax_loss.get_ylim()
     assert lo <= min(c.history["loss"]) and max(c.history["loss"]) <= hi
+
+
+def test_curve_limits_settle_on_a_flat_curve():
+    """A value near 0.85 with a spread near 0.02 is fitted once, not re-fitted on every redraw."""
+    from matplotlib.figure import Figure
+
+    from napari_pixeldrl._live_curves import LiveCurves
+
+    ax = Figure().subplots()
+    ax.set_ylim(0, 1)
+    values = list(0.85 + 0.01 * np.sin(np.arange(50)))  # spread 0.02
+    assert LiveCurves._grow_y(ax, values)  # too loose at first: fitted
+    assert not any(LiveCurves._grow_y(ax, values[: n]) for n in range(10, 50))

@@ -110,6 +110,23 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     assert not errors
 
 
+def test_defaults_that_work_for_the_image(make_napari_viewer, ckpt):
+    """An RGB image gets a 3-channel model, a gray one a 1-channel model, until the user picks."""
+    from napari_pixeldrl._registry import bundled_channels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
+    w = SegmentWidget(viewer)
+    assert bundled_channels()[w.model_combo.currentText()] == 3
+    viewer.add_image(np.zeros((32, 32), np.float32), name="gray")
+    w.image_combo.setCurrentText("gray")
+    assert bundled_channels()[w.model_combo.currentText()] == 1
+    w._model_activated(w.model_combo.currentIndex())  # the user picks: kept from now on
+    picked = w.model_combo.currentText()
+    w.image_combo.setCurrentText("photo")
+    assert w.model_combo.currentText() == picked
+
+
 def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(1).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
