@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+STATUS_LINES = 4  # the status label's fixed height: a changing message never moves the widgets below
 
 # The file dialogs that open a model: a checkpoint, or a bioimage.io package made by `pixeldrl export`.
 MODEL_FILES = "Models (*.safetensors *.zip);;All files (*)"
@@ -27,10 +40,23 @@ def progress_bar() -> QProgressBar:
     return bar
 
 
+class StatusLabel(QLabel):
+    """A wrapped status message of fixed height, its full text also in the tooltip."""
+
+    def __init__(self):
+        super().__init__("")
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * STATUS_LINES + 4)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+
 def status_label() -> QLabel:
-    label = QLabel("")
-    label.setWordWrap(True)
-    return label
+    return StatusLabel()
 
 
 def row(*widgets: QWidget) -> QHBoxLayout:
@@ -42,8 +68,19 @@ def row(*widgets: QWidget) -> QHBoxLayout:
 
 
 def stack(parent: QWidget, *items: QWidget | QLayout, stretch: bool = True) -> QVBoxLayout:
-    """Lay ``items`` (widgets or layouts) top to bottom in ``parent``; spare room goes below."""
-    layout = QVBoxLayout(parent)
+    """Lay ``items`` (widgets or layouts) top to bottom in ``parent``, inside a scroll area so
+    that a dock taller than the screen scrolls instead of pushing napari's sliders off it;
+    spare room goes below."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    outer = QVBoxLayout(parent)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
     for item in items:
         if isinstance(item, QLayout):
             layout.addLayout(item)

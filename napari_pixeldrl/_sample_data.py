@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from napari_pixeldrl.sample_data import load_heart_sample, load_lgg_sample
 
 
@@ -24,8 +26,10 @@ def _origin(sample) -> tuple[float, ...]:
 def lgg_sample() -> list[tuple]:
     s = load_lgg_sample()
     geo = {"scale": s.spacing, "translate": _origin(s), "metadata": _meta(s)}
+    # The scans fill a tenth of uint8's range: shown against 0-255 they are almost black.
+    bright = float(max(1.0, np.percentile(s.image, 99.5)))
     return [
-        (s.image, {"name": "LGG brain (pre, FLAIR, post)", "rgb": True, **geo}, "image"),
+        (s.image, {"name": "LGG brain (pre, FLAIR, post)", "rgb": True, "contrast_limits": (0.0, bright), **geo}, "image"),
         (s.mask, {"name": "LGG tumour (expert)", "opacity": 0.5, **geo}, "labels"),
     ]
 

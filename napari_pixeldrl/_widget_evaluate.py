@@ -120,7 +120,9 @@ class EvaluateWidget(QWidget):
             _notify("error", msg.message)
         elif isinstance(msg, M.EvaluateDone):
             self.fill(msg.rows)
-            self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.")
+            note = ("" if msg.ndim == 2 else " The volume's HD95 is measured between 3D surfaces, where a boundary "
+                    "point may find its nearest match on a neighbouring slice, so it can be lower than every slice's.")
+            self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.{note}")
             if msg.agreement is not None:
                 self._show_agreement(msg.agreement)
         self.finished.emit(msg)

@@ -405,6 +405,8 @@ class SegmentWidget(QWidget):
         self._step_axis = v.dims.ndim - steps_layer.ndim
         labels = list(v.dims.axis_labels)
         labels[self._step_axis] = "step"
+        if steps_layer.ndim == 4 and labels[self._step_axis + 1].lstrip("-").isdigit():
+            labels[self._step_axis + 1] = "slice"  # napari's default name would read "-3"
         v.dims.axis_labels = tuple(labels)
         _widen_axis_labels(v)
         v.dims.set_current_step(self._step_axis, t_max)

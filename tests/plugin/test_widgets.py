@@ -89,7 +89,7 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     assert tuple(roles["mask"].scale) == (2.0, 0.5, 0.5)
     assert tuple(roles["steps"].scale) == (1.0, 2.0, 0.5, 0.5)
     assert tuple(roles["steps"].translate) == (0.0, 10.0, 0.0, 5.0)
-    assert viewer.dims.axis_labels[0] == "step"
+    assert viewer.dims.axis_labels[:2] == ("step", "slice")
     label = viewer.window._qt_viewer.dims.slider_widgets[0].axis_label  # napari's Qt widget: the name fits
     fm = label.fontMetrics()  # the room napari gives a name it sized (not elided to '...')
     assert label.width() >= fm.boundingRect("step").width() + 3 * fm.averageCharWidth()
@@ -377,3 +377,18 @@ def test_sample_and_reader_through_napari(make_napari_viewer, tmp_path):
     assert opened[0].data.shape == (8, 256, 256)
     assert tuple(opened[0].scale) == pytest.approx(tuple(image.scale))
     assert layers is not None
+
+
+def test_the_three_docks_fit_a_small_screen(make_napari_viewer):
+    """Docked together, the widgets scroll rather than ask for more height than a 1280x800
+    screen has (the Train widget alone needed 677 px; all three pushed the window to 1297)."""
+    from napari_pixeldrl._widget_train import TrainWidget
+
+    viewer = make_napari_viewer()
+    widgets = [SegmentWidget(viewer), EvaluateWidget(viewer), TrainWidget(viewer)]
+    needed = sum(w.minimumSizeHint().height() for w in widgets)
+    assert needed < 800 - 300, [w.minimumSizeHint().height() for w in widgets]  # room left for napari's own docks
+    status = widgets[0].status
+    h = status.height()
+    status.setText("a long message " * 40)
+    assert status.height() == h and "a long message" in status.toolTip()  # the layout does not jump
