@@ -25,7 +25,7 @@ ACTIONS = {
 AGREE, MISSED, EXTRA = 1, 2, 3
 AGREEMENT = {
     0: TRANSPARENT,
-    AGREE: (0.2, 0.8, 0.3, 1.0),  # green: object in both
+    AGREE: (0.25, 0.45, 1.0, 1.0),  # blue: object in both (not green: the FLAIR scans are green)
     MISSED: (1.0, 0.0, 1.0, 1.0),  # magenta: in the truth only (missed)
     EXTRA: (1.0, 0.85, 0.0, 1.0),  # yellow: in the prediction only (extra)
 }

@@ -27,7 +27,7 @@ def lgg_sample() -> list[tuple]:
     s = load_lgg_sample()
     geo = {"scale": s.spacing, "translate": _origin(s), "metadata": _meta(s)}
     # The scans fill a tenth of uint8's range: shown against 0-255 they are almost black.
-    bright = float(max(1.0, np.percentile(s.image, 99.5)))
+    bright = float(max(1.0, np.percentile(s.image, 99.9)))
     return [
         (s.image, {"name": "LGG brain (pre, FLAIR, post)", "rgb": True, "contrast_limits": (0.0, bright), **geo}, "image"),
         (s.mask, {"name": "LGG tumour (expert)", "opacity": 0.5, **geo}, "labels"),

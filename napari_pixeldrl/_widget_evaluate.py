@@ -120,8 +120,8 @@ class EvaluateWidget(QWidget):
             _notify("error", msg.message)
         elif isinstance(msg, M.EvaluateDone):
             self.fill(msg.rows)
-            note = ("" if msg.ndim == 2 else " The volume's HD95 is measured between 3D surfaces, where a boundary "
-                    "point may find its nearest match on a neighbouring slice, so it can be lower than every slice's.")
+            note = ("" if msg.ndim == 2 else " The volume's HD95 is 3D: a boundary point may match one on the next "
+                    "slice, so it can be below every slice's.")
             self.status.setText(f"{len(msg.rows)} rows; HD95 in the ground-truth layer's scale units.{note}")
             if msg.agreement is not None:
                 self._show_agreement(msg.agreement)
