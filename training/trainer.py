@@ -301,6 +301,19 @@ class Trainer:
             reason = {0: None, 1: "time_budget", 2: "cancelled"}[int(code)]
         return reason
 
+    def _diverged(self, loss: float) -> bool:
+        """Whether the batch's loss is NaN or infinite, on any process: under torchrun all of
+        them stop together (one that stopped alone would leave the others waiting in the
+        gradients' all-reduce)."""
+        bad = not math.isfinite(loss)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(bad)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = bool(flag.item() > 0)
+        return bad
+
     def _barrier(self) -> None:
         if self.world_size > 1:
             import torch.distributed as dist
@@ -419,11 +432,13 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 loss, stats = self.step_module(x, y, gen)
-            if not math.isfinite(stats.loss):
+            if self._diverged(stats.loss):
                 # Before the step: the weights stay those the last finished epoch saved.
                 kept = f"; the last finished epoch's weights are in {self.out_dir / LAST}" if (self.out_dir / LAST).exists() else ""
+                where = "" if self.world_size == 1 else " on at least one process"
                 raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is {stats.loss}{kept}. "
+                    f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is not finite{where} "
+                    f"(here {stats.loss}){kept}. "
                     "Fine-tune from that checkpoint into another --out with a lower --lr, or check the loss weights "
                     "(--resume restores the saved learning rate)")
             if self.scaler is not None:

@@ -52,3 +52,51 @@ def test_torchrun_two_cpu_processes(tmp_path):
     for rank in (0, 1):
         assert (tmp_path / f"run.rank{rank}").read_text() == f"RANK {rank} WORLD 2 SAME True done 2"
     load_checkpoint(out / "checkpoint_best.safetensors")
+
+
+NAN_ON_RANK_1 = """
+import dataclasses, sys
+sys.path.insert(0, {tests!r})
+import torch
+import napari_pixeldrl.training.pa3c as P
+from _synthetic import TINY, discs
+from napari_pixeldrl.training.events import TrainingDiverged
+from napari_pixeldrl.training.train_config import TrainConfig
+from napari_pixeldrl.training.trainer import Trainer
+forward = P.PA3CObjective.forward
+def nan_on_rank_1(self, *a, **k):
+    loss, stats = forward(self, *a, **k)
+    if torch.distributed.get_rank() == 1:
+        return loss * float("nan"), dataclasses.replace(stats, loss=float("nan"))
+    return loss, stats
+P.PA3CObjective.forward = nan_on_rank_1
+cfg = TrainConfig(preset="lite", model_overrides=dict(TINY), epochs=2, crop=None, t_max=2, progress=False, threads=1, device="cpu")
+t = Trainer(cfg, discs(8), discs(2, 1), sys.argv[1])
+try:
+    t.fit()
+    line = "NOT STOPPED"
+except TrainingDiverged as err:
+    line = "STOPPED " + str(err)[:60]
+open(sys.argv[1] + ".rank%d" % t.rank, "w").write(line)
+import gc
+del t
+gc.collect()
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_a_loss_that_is_nan_on_one_process_stops_both(tmp_path):
+    """Not one process stopped and the other waiting forever in the gradients' all-reduce."""
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(NAN_ON_RANK_1.format(tests=str(HERE)))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out)]
+    for attempt in range(3):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        if done.returncode == 0 or not any(m in done.stderr for m in TRANSIENT):
+            break
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        line = (tmp_path / f"run.rank{rank}").read_text()
+        assert line.startswith("STOPPED training diverged at epoch 1, episode 1"), line

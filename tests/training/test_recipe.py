@@ -161,7 +161,7 @@ def test_a_diverging_run_stops_before_saving_its_nan_weights(tmp_path, monkeypat
         return loss * float("nan"), dataclasses.replace(stats, loss=float("nan"))
 
     monkeypatch.setattr(pa3c, "pa3c_loss", diverging)
-    with pytest.raises(TrainingDiverged, match="loss is nan"):
+    with pytest.raises(TrainingDiverged, match=r"loss is not finite \(here nan\)"):
         Trainer(tiny(epochs=2), discs(2, 0), discs(1, 1), tmp_path).fit(resume=True)
     kept = load_checkpoint(tmp_path / LAST).model.state_dict()
     assert all(torch.equal(good[k], kept[k]) for k in good)
