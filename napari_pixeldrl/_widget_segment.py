@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -64,6 +65,7 @@ class SegmentWidget(QWidget):
         self._cancel = threading.Event()
         self.last_result = None
         self._step_axis: int | None = None
+        self._queue: list[str] = []  # image layers still to segment in this run
 
         self.image_combo = QComboBox()
         self.start_combo = QComboBox()
@@ -81,6 +83,9 @@ class SegmentWidget(QWidget):
         for label, value in POSTPROCESS_CHOICES.items():
             self.post_combo.addItem(label, value)
         self.post_combo.setToolTip("Applied to the final mask only; the step layers show what the policy did")
+        self.all_check = QCheckBox("every image layer of this shape")
+        self.all_check.setToolTip("Segment the chosen image, then each other image layer of the same shape, "
+                                  "one after the other; each gets its own result layers")
         self.run_button = Q.button("Run", self.run)
         self.cancel_button = Q.button("Cancel", self.cancel, enabled=False)
         self.progress = Q.progress_bar()
@@ -104,6 +109,7 @@ class SegmentWidget(QWidget):
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Post-processing", self.post_combo)
+        form.addRow("", self.all_check)
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
                 self.legend)
 
@@ -233,7 +239,8 @@ class SegmentWidget(QWidget):
         return [layer for layer in self.viewer.layers if self._owns(layer)]
 
     def run(self):
-        """Start a segmentation of the chosen layer; returns the worker (or None)."""
+        """Start a segmentation of the chosen layer (with 'every image of this shape', of each
+        such layer in turn); returns the first worker (or None)."""
         if self.worker is not None or getattr(self, "_busy", False):
             return self.worker
         name = self.image_combo.currentText()
@@ -248,11 +255,25 @@ class SegmentWidget(QWidget):
                 "(or a .zip package made by pixeldrl export).",
             )
             return None
+        self._queue = self.same_shape_images(name)[1:] if self.all_check.isChecked() else []
+        self._cancel = threading.Event()
+        return self._start(name)
+
+    def same_shape_images(self, name: str) -> list[str]:
+        """``name`` first, then every other image layer of the user's with its shape and colour kind."""
+        from napari.layers import Image
+
+        chosen = self.viewer.layers[name]
+        others = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and not self._owns(layer)
+                  and layer.name != name and layer.data.shape == chosen.data.shape and layer.rgb == chosen.rgb]
+        return [name, *others]
+
+    def _start(self, name: str):
+        model_name = self.model_combo.currentText()
         layer = self.viewer.layers[name]
         source = self._cache.get(model_name, self._models[model_name])
         from napari.qt.threading import thread_worker
 
-        self._cancel = threading.Event()
         self._image_layer = layer
         self.last_result = None
         job = thread_worker(S.segment_job, start_thread=False)
@@ -272,12 +293,13 @@ class SegmentWidget(QWidget):
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
+        worker.finished.connect(lambda w=worker: self._on_finished(w))
         self.worker = worker
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first count
-        self.status.setText(f"Segmenting {name} with {model_name}...")
+        left = f" ({len(self._queue)} more image(s) after it)" if self._queue else ""
+        self.status.setText(f"Segmenting {name} with {model_name}...{left}")
         worker.start()
         return worker
 
@@ -304,7 +326,8 @@ class SegmentWidget(QWidget):
             self._busy = True
             self._show_result(msg, then=lambda: self._done_showing(msg))
             return
-        elif isinstance(msg, M.Failed):
+        self._queue = []  # a failure or a cancel ends the run over several images too
+        if isinstance(msg, M.Failed):
             self.status.setText("Failed: " + msg.message)
             _notify("error", msg.message)
         elif isinstance(msg, M.Cancelled):
@@ -314,15 +337,21 @@ class SegmentWidget(QWidget):
 
     def _done_showing(self, msg) -> None:
         self._busy = False
-        self._set_idle()
         self.finished.emit(msg)
+        if self._queue and not self._cancel.is_set():
+            self._start(self._queue.pop(0))
+        else:
+            self._queue = []
+            self._set_idle()
 
     def _on_errored(self, exc) -> None:  # a bug, not a bad input: napari also relays the traceback
         self.last_result = M.Failed(f"{type(exc).__name__}: {exc}", "other")
         self.status.setText(f"Segmentation failed: {type(exc).__name__}: {exc}")
         self.finished.emit(self.last_result)
 
-    def _on_finished(self) -> None:
+    def _on_finished(self, worker=None) -> None:
+        if worker is not None and worker is not self.worker:
+            return  # an earlier image's thread, ended after the next one started
         self.worker = None
         if not getattr(self, "_busy", False):
             self._set_idle()
@@ -380,7 +409,7 @@ class SegmentWidget(QWidget):
     def _put_layer(self, spec, base: str, metadata: dict) -> None:
         role, kind, data, kwargs = spec
         name = f"{base} {role}"
-        old = self.layer_for(role)
+        old = self.layer_for(role, base)
         from napari.layers import Labels
 
         if old is not None and old.ndim == data.ndim and (kind == "labels") == isinstance(old, Labels):
@@ -412,9 +441,13 @@ class SegmentWidget(QWidget):
         v.dims.set_current_step(self._step_axis, t_max)
         self.play_button.setEnabled(True)
 
-    def layer_for(self, role: str):
+    def layer_for(self, role: str, image: str | None = None):
+        """Our layer of ``role`` for ``image`` (default: the image segmented last)."""
+        if image is None and getattr(self, "_image_layer", None) is not None:
+            image = self._image_layer.name
         for layer in self.own_layers():
-            if layer.metadata[TAG]["role"] == role:
+            tag = layer.metadata[TAG]
+            if tag["role"] == role and (image is None or tag.get("image") == image):
                 return layer
         return None
 

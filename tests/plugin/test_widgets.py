@@ -110,6 +110,28 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     assert not errors
 
 
+def test_segment_every_image_layer_of_the_same_shape(make_napari_viewer, qtbot, ckpt, errors):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    for name in ("a", "b"):
+        viewer.add_image(rng.normal(100, 20, (2, 32, 32)).astype(np.float32), name=name)
+    viewer.add_image(rng.normal(100, 20, (2, 24, 24)).astype(np.float32), name="other shape")
+    w = make_widget(viewer, ckpt(1))
+    w.tmax_spin.setValue(2)
+    w.image_combo.setCurrentText("a")
+    assert w.same_shape_images("a") == ["a", "b"]
+    w.all_check.setChecked(True)
+    results = []
+    w.finished.connect(results.append)
+    w.run()
+    qtbot.waitUntil(lambda: len(results) == 2 and w.worker is None and not w._busy, timeout=60000)
+    assert all(isinstance(r, M.SegmentDone) for r in results), results
+    images = sorted({layer.metadata[TAG]["image"] for layer in w.own_layers()})
+    assert images == ["a", "b"] and len(w.own_layers()) == 8  # four result layers each
+    assert w.layer_for("mask", "a") is not w.layer_for("mask", "b")
+    assert w.run_button.isEnabled() and not errors
+
+
 def test_defaults_that_work_for_the_image(make_napari_viewer, ckpt):
     """An RGB image gets a 3-channel model, a gray one a 1-channel model, until the user picks."""
     from napari_pixeldrl._registry import bundled_channels
