@@ -6,7 +6,10 @@ boxes an object that is there), for one checkpoint on one split.
         --dataset lgg --split val --grow 0 5 10 20
 
 The table and JSON land in benchmarks/results/prompts_<name>.*. Validation chooses; the
-test split of a shipped model is scored by ship_models.py, which logs every test scoring.
+test split is scored only with ``--split test --test-reason TEXT``, for a model already
+chosen (a shipped one), and every start scored is appended to test_scorings.jsonl as
+ship_models.py appends its scorings, so the number of times a test split was looked at
+stays on record.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import datetime as dt
 import os
 import sys
 
-from _runs import DATA, OUT, ROOT, evaluate, write_results
+import json
+
+from _runs import DATA, OUT, ROOT, evaluate, file_sha256, write_results
 from napari_pixeldrl.training.bench import machine
 
 
@@ -26,15 +31,20 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--dataset", required=True, choices=("lgg", "msd"))
     parser.add_argument("--data", default=None)
-    parser.add_argument("--split", default="val", choices=("val", "train"))
+    parser.add_argument("--split", default="val", choices=("val", "train", "test"))
+    parser.add_argument("--test-reason", default=None, help="required with --split test: why, logged with the scoring")
     parser.add_argument("--grow", type=int, nargs="+", default=[0, 5, 10, 20])
     parser.add_argument("--postprocess", default="none")
     args = parser.parse_args()
+    if args.split == "test" and not args.test_reason:
+        raise SystemExit("--split test needs --test-reason: the test split is scored once a model is chosen, and logged")
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"prompts-{args.name}"
     starts = {"all ones": ("--object-slices",), **{f"box + {g} px": ("--start-from", f"box:{g}") for g in args.grow}}
     scores = {label: evaluate(args.checkpoint, args.dataset, data, args.split, base / label.replace(" ", "_"),
                               postprocess=args.postprocess, reuse=True, extra=extra) for label, extra in starts.items()}
+    if args.split == "test":
+        log_test_scorings(args, scores)
     ones = scores["all ones"]["dice"]
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": "python benchmarks/prompts.py " + " ".join(sys.argv[1:]),
               "machine": machine(), "load": os.getloadavg()[0], "checkpoint": args.checkpoint, "split": args.split,
@@ -58,6 +68,19 @@ def main() -> None:
     lines += ["", "A box is the truth's bounding box grown by N pixels on each side (clipped to the slice), as a user "
               "might drag it; the agents can only remove pixels, so every step stays inside it.", ""]
     write_results(f"prompts_{args.name}", result, lines)
+
+
+def log_test_scorings(args, scores: dict) -> None:
+    """One line per start in test_scorings.jsonl (the file ship_models.py keeps)."""
+    from napari_pixeldrl.model.checkpoint import resolve_checkpoint
+
+    digest = file_sha256(resolve_checkpoint(args.checkpoint))
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with open(OUT / "test_scorings.jsonl", "a") as f:
+        for label, s in scores.items():
+            f.write(json.dumps({"date": date, "model": f"{args.checkpoint}, started from {label} ({args.test_reason})",
+                                "dataset": args.dataset, "split": "test", "postprocess": args.postprocess,
+                                "sha256": digest, "dice": round(s["dice"], 4)}) + "\n")
 
 
 if __name__ == "__main__":
