@@ -100,3 +100,29 @@ def test_a_loss_that_is_nan_on_one_process_stops_both(tmp_path):
     for rank in (0, 1):
         line = (tmp_path / f"run.rank{rank}").read_text()
         assert line.startswith("STOPPED training diverged at epoch 1, episode 1"), line
+
+
+def test_the_train_command_under_torchrun_ends_cleanly(tmp_path):
+    """pixeldrl train's own module under torchrun: both processes exit 0 and the run folder holds a model."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    yy, xx = np.mgrid[:32, :32]
+    for i in range(6):  # three patients of two slices
+        disc = (yy - 16) ** 2 + (xx - 14 - i) ** 2 < (6 + i) ** 2
+        iio.imwrite(folder / f"p{i // 2}__{i % 2}.png", (40 + 150 * disc).astype(np.uint8))
+        iio.imwrite(folder / f"p{i // 2}__{i % 2}_mask.png", (255 * disc).astype(np.uint8))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "napari_pixeldrl.training.cli_train", "train", "--dataset", "folder", "--data", str(folder),
+           "--out", str(out), "--epochs", "1", "--t-max", "2", "--crop", "0", "--threads", "1", "--device", "cpu",
+           "--no-progress", "--split-by", "slice"]
+    for attempt in range(3):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0 or not any(m in done.stderr for m in TRANSIENT):
+            break
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr
+    load_checkpoint(out / "checkpoint_best.safetensors")
