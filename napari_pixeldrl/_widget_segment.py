@@ -319,9 +319,11 @@ class SegmentWidget(QWidget):
         self.last_result = msg
         if isinstance(msg, M.SegmentDone):
             self._cache[msg.model_name] = msg.loaded
+            lo, hi = int(np.min(msg.steps_taken)), int(np.max(msg.steps_taken))
+            taken = f"step {hi}" if lo == hi else f"steps {lo}-{hi} (by slice)"
             self.status.setText(
-                f"Done in {msg.seconds:.1f} s; steps taken per slice: "
-                f"{int(np.min(msg.steps_taken))}-{int(np.max(msg.steps_taken))} of {msg.t_max}"
+                f"Done in {msg.seconds:.1f} s. The episode reached its fixed point at {taken} of {msg.t_max} "
+                "(no pixel changed there), so the later steps repeat that mask."
             )
             self._busy = True
             self._show_result(msg, then=lambda: self._done_showing(msg))
