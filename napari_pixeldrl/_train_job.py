@@ -232,13 +232,12 @@ def train_job(
     """Train (``config``: a TrainConfig) and return TrainDone / Failed.
 
     ``data``: slices from :func:`layer_training_data`, :class:`PaintedLayers` to read
-    them here, or None with ``dataset`` = (kind, path, label) to load a folder here. ``start``: None (fresh ``config.preset``
-    model), a checkpoint path / bundled name, or a LoadedModel, handed to the trainer as
-    it is (the trainer trains a copy).
+    them here, or None with ``dataset`` = (kind, path, label) to load a folder here.
+    ``start``: None (fresh ``config.preset`` model), a checkpoint path / bundled name, or a
+    LoadedModel, handed to the trainer as it is (the trainer trains a copy).
     """
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.training.loader import batches_per_epoch
-    from napari_pixeldrl.training.events import EndEvent
     from napari_pixeldrl.training.trainer import Trainer
 
     t0 = time.perf_counter()
@@ -260,19 +259,10 @@ def train_job(
             trainer.cancel = cancel
         n_ep = batches_per_epoch(len(data.train), config.batch_size, 1)
         yield TrainStarted(len(data.train), len(data.val), data.note, int(config.epochs), n_ep, out_dir)
-        run = trainer.run()
-        try:
-            while True:
-                try:
-                    event = next(run)
-                except StopIteration as done:
-                    result = done.value
-                    break
-                yield event
-                if isinstance(event, EndEvent):
-                    yield Stage("loading the best model")
-        finally:
-            run.close()  # the consumer stopped early (generator closed): the run releases its folder
+        # The trainer's events go to the consumer unchanged; closing this job closes the run,
+        # which releases its folder.
+        result = yield from trainer.run()
+        yield Stage("loading the best model")
         loaded = load_checkpoint(result.best_checkpoint, device="cpu")
         return TrainDone(result, loaded, len(data.train), len(data.val), data.note, time.perf_counter() - t0)
     except CheckpointError as exc:
