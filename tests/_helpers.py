@@ -3,12 +3,24 @@
 
 def drain(gen):
     """Run a generator to the end: (the values it yielded, its return value)."""
-    msgs = []
-    while True:
-        try:
-            msgs.append(next(gen))
-        except StopIteration as stop:
-            return msgs, stop.value
+    from napari_pixeldrl.training.events import drive
+
+    msgs: list = []
+    return msgs, drive(gen, msgs.append)
+
+
+def require_napari_display():
+    """Skip the calling test module, at import, without a display, napari or pytest-qt; napari."""
+    import os
+    import sys
+
+    import pytest
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        pytest.skip("napari widget tests need a display: run them under xvfb-run -a", allow_module_level=True)
+    napari = pytest.importorskip("napari")
+    pytest.importorskip("pytestqt")
+    return napari
 
 
 def _machine_busy_seconds() -> float:

@@ -1,19 +1,15 @@
 """Train widget in a real napari viewer (run under ``xvfb-run -a``): tiny model, 1 epoch."""
 
-import os
-import sys
 import time
 
 import numpy as np
 import pytest
 
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    pytest.skip("napari widget tests need a display: run them under xvfb-run -a", allow_module_level=True)
-napari = pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
+from _helpers import Heartbeat, require_napari_display
 
-from _helpers import Heartbeat  # noqa: E402
-from _synthetic import TINY  # noqa: E402
+from _synthetic import TINY
+
+napari = require_napari_display()
 
 from napari_pixeldrl import _registry  # noqa: E402
 from napari_pixeldrl import _messages as M  # noqa: E402

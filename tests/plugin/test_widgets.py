@@ -3,21 +3,16 @@
 A tiny random-weight model saved with save_checkpoint stands in for a trained one.
 """
 
-import os
-import sys
 import time
 
 import numpy as np
 import pytest
 
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    pytest.skip("napari widget tests need a display: run them under xvfb-run -a", allow_module_level=True)
-napari = pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
+from _helpers import Heartbeat, require_napari_display
 
-from _helpers import Heartbeat  # noqa: E402
+napari = require_napari_display()
 
-from napari_pixeldrl import _colors as C
+from napari_pixeldrl import _colors as C  # noqa: E402
 from napari_pixeldrl import _messages as M  # noqa: E402
 from napari_pixeldrl._widget_evaluate import EvaluateWidget  # noqa: E402
 from napari_pixeldrl._widget_segment import TAG, WHOLE_IMAGE, SegmentWidget  # noqa: E402
