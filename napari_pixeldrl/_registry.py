@@ -25,22 +25,28 @@ def layer_role(layer) -> str | None:
     return layer_tag(layer).get("role")
 
 
-def bundled_channels() -> dict[str, int]:
-    """{bundled model name: input channels}, read from the checkpoints' headers once."""
+def model_channels(source) -> int | None:
+    """Input channels of a model (a LoadedModel, a checkpoint or package path, a bundled
+    name), from its header; None when it cannot be read (the run says why later)."""
+    from napari_pixeldrl.model.checkpoint import header_of
+
+    try:
+        return int(header_of(source)["model"].get("in_channels", 1))
+    except Exception:  # noqa: BLE001 - only a default is lost
+        return None
+
+
+def bundled_channels() -> dict[str, int | None]:
+    """{bundled model name: input channels}, read once."""
     global _channels
     if _channels is None:
-        from napari_pixeldrl.model.checkpoint import bundled_models, read_header
+        from napari_pixeldrl.model.checkpoint import bundled_models
 
-        _channels = {}
-        for name, path in bundled_models().items():
-            try:
-                _channels[name] = int(read_header(path)["model"].get("in_channels", 1))
-            except Exception:  # noqa: BLE001 - a damaged bundled file only loses its default
-                pass
+        _channels = {name: model_channels(path) for name, path in bundled_models().items()}
     return _channels
 
 
-_channels: dict[str, int] | None = None
+_channels: dict[str, int | None] | None = None
 _published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer ref, {name: source})
 _segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
 

@@ -31,7 +31,7 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl._registry import TAG, layer_tag
+from napari_pixeldrl._registry import TAG, layer_tag, model_channels
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.model.episode import KEPT, ZEROED
 
@@ -66,6 +66,8 @@ class SegmentWidget(QWidget):
         self.last_result = None
         self._step_axis: int | None = None
         self._queue: list[str] = []  # image layers still to segment in this run
+        self._image_layer = None  # the layer segmented last (its result layers are layer_for's default)
+        self._busy = False  # the result layers are being put in the viewer
 
         self.image_combo = QComboBox()
         self.start_combo = QComboBox()
@@ -191,20 +193,9 @@ class SegmentWidget(QWidget):
         return self.add_model(name, path)
 
     def _model_channels(self, name: str) -> int | None:
-        """Input channels of an offered model, from its header (cheap) or its config; None if unknown."""
-        from napari_pixeldrl.model.checkpoint import LoadedModel
-
+        """Input channels of an offered model (read once per name); None if unknown."""
         if name not in self._channels:
-            source = self._cache.get(name, self._models.get(name))
-            try:
-                if isinstance(source, LoadedModel):
-                    self._channels[name] = int(source.config.in_channels)
-                else:
-                    from napari_pixeldrl.model.checkpoint import read_header
-
-                    self._channels[name] = int(read_header(source)["model"].get("in_channels", 1))
-            except Exception:  # noqa: BLE001 - a bad file is reported when it is run
-                self._channels[name] = None
+            self._channels[name] = model_channels(self._cache.get(name, self._models.get(name)))
         return self._channels[name]
 
     def _default_model(self) -> None:
@@ -241,7 +232,7 @@ class SegmentWidget(QWidget):
     def run(self):
         """Start a segmentation of the chosen layer (with 'every image of this shape', of each
         such layer in turn); returns the first worker (or None)."""
-        if self.worker is not None or getattr(self, "_busy", False):
+        if self.worker is not None or self._busy:
             return self.worker
         name = self.image_combo.currentText()
         if not name or name not in self.viewer.layers:
@@ -355,7 +346,7 @@ class SegmentWidget(QWidget):
         if worker is not None and worker is not self.worker:
             return  # an earlier image's thread, ended after the next one started
         self.worker = None
-        if not getattr(self, "_busy", False):
+        if not self._busy:
             self._set_idle()
 
     def _set_idle(self) -> None:
@@ -445,7 +436,7 @@ class SegmentWidget(QWidget):
 
     def layer_for(self, role: str, image: str | None = None):
         """Our layer of ``role`` for ``image`` (default: the image segmented last)."""
-        if image is None and getattr(self, "_image_layer", None) is not None:
+        if image is None and self._image_layer is not None:
             image = self._image_layer.name
         for layer in self.own_layers():
             tag = layer.metadata[TAG]

@@ -68,6 +68,8 @@ class TrainWidget(QWidget):
         self._cancel = threading.Event()
         self._checkpoint_path: str | None = None
         self._start_chosen = False  # the user picked 'Start from' (then it is never changed for them)
+        self._run = None  # the TrainStarted of the run in progress
+        self._budget_min: float | None = None  # its time budget
         # Tests (and power users) may inject a base TrainConfig, e.g. a tiny model.
         self.base_config = None
 
@@ -183,8 +185,8 @@ class TrainWidget(QWidget):
         if self._start_chosen or self.image_combo.currentText() not in self.viewer.layers:
             return
         channels = 3 if getattr(self.viewer.layers[self.image_combo.currentText()], "rgb", False) else 1
-        for name, path in bundled_channels().items():
-            if path == channels and self.start_combo.findText(BUNDLED + name) >= 0:
+        for name, taken in bundled_channels().items():
+            if taken == channels and self.start_combo.findText(BUNDLED + name) >= 0:
                 self.start_combo.blockSignals(True)  # not the user's choice
                 self.start_combo.setCurrentText(BUNDLED + name)
                 self.start_combo.blockSignals(False)
@@ -392,15 +394,13 @@ class TrainWidget(QWidget):
             )
 
     def _budget_seconds(self) -> float | None:
-        budget = getattr(self, "_budget_min", None)
-        return budget * 60 if budget else None
+        return self._budget_min * 60 if self._budget_min else None
 
     def _show_progress(self, epochs_done: float, elapsed: float) -> None:
         """Progress towards whichever limit ends the run first: the epochs or the time budget."""
-        run = getattr(self, "_run", None)
-        if run is None:
+        if self._run is None:
             return
-        fraction = epochs_done / max(1, run.epochs)
+        fraction = epochs_done / max(1, self._run.epochs)
         budget = self._budget_seconds()
         if budget:
             fraction = max(fraction, elapsed / budget)
