@@ -25,6 +25,11 @@ def layer_role(layer) -> str | None:
     return layer_tag(layer).get("role")
 
 
+def image_channels(layer) -> int:
+    """The channels a model must take for an image layer: 3 for RGB, else 1."""
+    return 3 if getattr(layer, "rgb", False) else 1
+
+
 def model_channels(source) -> int | None:
     """Input channels of a model (a LoadedModel, a checkpoint or package path, a bundled
     name), from its header; None when it cannot be read (the run says why later)."""

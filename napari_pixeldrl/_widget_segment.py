@@ -31,7 +31,7 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl._registry import TAG, layer_tag, model_channels
+from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_channels
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.model.episode import KEPT, ZEROED
 
@@ -203,7 +203,7 @@ class SegmentWidget(QWidget):
         name = self.image_combo.currentText()
         if self._model_chosen or name not in self.viewer.layers:
             return
-        channels = 3 if getattr(self.viewer.layers[name], "rgb", False) else 1
+        channels = image_channels(self.viewer.layers[name])
         if self._model_channels(self.model_combo.currentText()) == channels:
             return
         for model in self._models:

@@ -40,7 +40,7 @@ from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _train_job as T
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.core.errors import PixelDRLError
-from napari_pixeldrl._registry import bundled_channels, layer_role
+from napari_pixeldrl._registry import bundled_channels, image_channels, layer_role
 from napari_pixeldrl.training.events import EpisodeEvent, EpochEvent
 from napari_pixeldrl._qt_parts import notify as _notify
 
@@ -184,7 +184,7 @@ class TrainWidget(QWidget):
         """Until the user picks one, start from the bundled model that takes the image's channels."""
         if self._start_chosen or self.image_combo.currentText() not in self.viewer.layers:
             return
-        channels = 3 if getattr(self.viewer.layers[self.image_combo.currentText()], "rgb", False) else 1
+        channels = image_channels(self.viewer.layers[self.image_combo.currentText()])
         for name, taken in bundled_channels().items():
             if taken == channels and self.start_combo.findText(BUNDLED + name) >= 0:
                 self.start_combo.blockSignals(True)  # not the user's choice
