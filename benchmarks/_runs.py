@@ -92,6 +92,19 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+TEST_SCORINGS = OUT / "test_scorings.jsonl"  # every time a benchmark scored a test split
+
+
+def log_test_scoring(model: str, dataset: str, postprocess: str, sha256: str, dice: float) -> None:
+    """One line of test_scorings.jsonl, which the model cards list."""
+    import datetime as dt
+
+    record = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": model,
+              "dataset": dataset, "split": "test", "postprocess": postprocess, "sha256": sha256, "dice": round(dice, 4)}
+    with open(TEST_SCORINGS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def json_lines(path: Path) -> list[dict]:
     """The records of a JSON-lines file ([] if it does not exist)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

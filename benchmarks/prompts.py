@@ -19,9 +19,7 @@ import datetime as dt
 import os
 import sys
 
-import json
-
-from _runs import DATA, OUT, ROOT, evaluate, file_sha256, write_results
+from _runs import DATA, ROOT, evaluate, file_sha256, log_test_scoring, write_results
 from napari_pixeldrl.training.bench import machine
 
 
@@ -75,12 +73,9 @@ def log_test_scorings(args, scores: dict) -> None:
     from napari_pixeldrl.model.checkpoint import resolve_checkpoint
 
     digest = file_sha256(resolve_checkpoint(args.checkpoint))
-    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    with open(OUT / "test_scorings.jsonl", "a") as f:
-        for label, s in scores.items():
-            f.write(json.dumps({"date": date, "model": f"{args.checkpoint}, started from {label} ({args.test_reason})",
-                                "dataset": args.dataset, "split": "test", "postprocess": args.postprocess,
-                                "sha256": digest, "dice": round(s["dice"], 4)}) + "\n")
+    for label, s in scores.items():
+        log_test_scoring(f"{args.checkpoint}, started from {label} ({args.test_reason})", args.dataset,
+                         args.postprocess, digest, s["dice"])
 
 
 if __name__ == "__main__":

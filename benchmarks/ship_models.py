@@ -22,12 +22,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import METRICS, ROOT, cpu_minutes_spent, evaluate, file_sha256, json_lines, metric_cells, recorded_commands
+from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, json_lines, log_test_scoring,
+                   metric_cells, recorded_commands)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
 RESULTS = ROOT / "benchmarks" / "results"
-SCORINGS = RESULTS / "test_scorings.jsonl"
+SCORINGS = TEST_SCORINGS
 MODELS = {
     "lgg": {"dataset": "lgg", "data": "../shared/data/lgg/kaggle_3m", "sample": "TCGA_DU_7306_19930512",
             "what": "LGG brain MRI (kaggle_3m: pre-contrast, FLAIR, post-contrast as 3 channels), FLAIR abnormality"},
@@ -57,10 +58,7 @@ def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, w
     result = evaluate(checkpoint, spec["dataset"], spec["data"], "test", out, postprocess=postprocess, reuse=True)
     digest = file_sha256(checkpoint)
     if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in json_lines(SCORINGS)):
-        with open(SCORINGS, "a") as f:
-            f.write(json.dumps({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "model": who,
-                                "dataset": spec["dataset"], "split": "test", "postprocess": postprocess,
-                                "sha256": digest, "dice": round(result["dice"], 4)}) + "\n")
+        log_test_scoring(who, spec["dataset"], postprocess, digest, result["dice"])
     return result
 
 
