@@ -129,9 +129,34 @@ def recorded_commands(run: Path, ended_only: bool = False) -> list[str]:
     return list(dict.fromkeys(shlex.join(r["argv"]) for r in records if r.get("argv")))
 
 
+def run_chain(run: Path) -> list[Path]:
+    """The run folders behind a run's weights, oldest first, ending with ``run``: a fine-tune
+    (its checkpoint's ``init_checkpoint``) continues the run named by its starting
+    checkpoint's ``source_run`` (which ship_models.py writes into a bundled model), and so on.
+    A starting checkpoint that names no run stops the walk with a SystemExit: its training
+    could not be counted."""
+    from napari_pixeldrl.model.checkpoint import read_header, resolve_checkpoint
+
+    chain = [Path(run)]
+    while True:
+        data = read_header(chain[0] / "checkpoint_best.safetensors")["info"].get("data") or {}
+        start = data.get("init_checkpoint") if isinstance(data, dict) else None
+        if not start:
+            return chain
+        path = ROOT / start if (ROOT / start).exists() else resolve_checkpoint(start)  # commands run in ROOT
+        source = read_header(path)["info"].get("source_run")
+        if not source:
+            raise SystemExit(f"{chain[0]} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted")
+        base = ROOT / source.split(" (")[0]
+        if base in chain:
+            raise SystemExit(f"{base} appears twice in the runs behind {run}")
+        chain.insert(0, base)
+
+
 def cpu_minutes_spent(run: Path) -> float:
-    """Process CPU minutes of every command that ended on the run folder (partial epochs included)."""
-    return sum(float(r.get("cpu_minutes") or 0) for r in command_records(run))
+    """Process CPU minutes behind a run's weights: every command that ended on the run folder
+    and on the runs it continues (:func:`run_chain`), partial epochs included."""
+    return sum(float(r.get("cpu_minutes") or 0) for link in run_chain(run) for r in command_records(link))
 
 
 def validations(run: Path) -> list[tuple[int, float, float]]:

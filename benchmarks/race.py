@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_records, recorded_commands, train_at_once, validations
+from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -31,14 +31,18 @@ LABEL = {"lite": "PixelDRL-MG lite", "basicunet": "MONAI BasicUNet"}
 
 def curve(run) -> list[tuple[float, float]]:
     """(cumulative CPU minutes, validation DICE) per validation: each epoch's, and the one at
-    each stage's budget stop (at the CPU time the stages had spent by then)."""
-    points = [(cpu, dice) for _, cpu, dice in validations(run)]
-    spent = 0.0
-    for r in command_records(run):
-        if r.get("status") == "ended":
-            spent += r.get("cpu_minutes") or 0.0
-            if r.get("stop_val_dice") is not None:
-                points.append((spent, r["stop_val_dice"]))
+    each stage's budget stop (at the CPU time the stages had spent by then). A fine-tune
+    continues the curve of the run it started from (``run_chain``)."""
+    points, before = [], 0.0
+    for link in run_chain(run):
+        points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
+        spent = before
+        for r in command_records(link):
+            if r.get("status") == "ended":
+                spent += r.get("cpu_minutes") or 0.0
+                if r.get("stop_val_dice") is not None:
+                    points.append((spent, r["stop_val_dice"]))
+        before = spent
     return sorted(points)
 
 
@@ -100,7 +104,7 @@ def main() -> None:
     stages, load = old.get("stages", []), old.get("load_at_end_of_training")
     if args.skip_train and not stages:  # runs trained without a results file: their own commands
         for p, r in runs.items():
-            stages += [f"{LABEL[p]}: `{c}`" for c in recorded_commands(r)]
+            stages += [f"{LABEL[p]}: `{c}`" for link in run_chain(r) for c in recorded_commands(link)]
     if not args.skip_train:
         if not any((r / "training_state.safetensors").exists() for r in runs.values()):
             stages = []

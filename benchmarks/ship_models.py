@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, json_lines, log_test_scoring,
-                   metric_cells, recorded_commands)
+                   metric_cells, recorded_commands, run_chain)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
@@ -79,6 +79,21 @@ def chosen(info: dict) -> str:
     if info.get("validated_at_stop"):
         return f"the weights at the budget stop ({info.get('epoch')} whole epochs and part of the next)"
     return f"epoch {info.get('epoch')}"
+
+
+def training_steps(run: Path) -> list[str]:
+    """The commands behind a run's weights, oldest first: those of each run it continues
+    (:func:`run_chain`), with the starting checkpoint of each fine-tune and how it was made."""
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    steps = []
+    for link in run_chain(run):
+        start = (read_header(link / "checkpoint_best.safetensors")["info"].get("data") or {}).get("init_checkpoint")
+        if start:
+            made = read_header(ROOT / start if (ROOT / start).exists() else start)["info"].get("widened_from")
+            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/add_prototypes.py`)" if made else ""))
+        steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
+    return steps
 
 
 def ship(name: str, spec: dict, race_name: str) -> dict:
@@ -137,7 +152,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   image; self-attention; one shared policy-and-value head body at 1/4 resolution; t_max {loaded.config.t_max};
   {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
-{chr(10).join(f"  - `{c}`" for c in recorded_commands(lite_run, ended_only=True))}
+{chr(10).join(f"  - {c}" for c in training_steps(lite_run))}
 - **Budget**: {lite_budget:.1f} min of process CPU time (1 thread), on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
   the peer {peer_budget:.1f} min the same way. A CPU-time budget is not changed by other work on the machine
   (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
