@@ -99,3 +99,18 @@ def notify(kind: str, message: str) -> None:
     from napari.utils.notifications import show_error, show_info, show_warning
 
     {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
+
+
+def start_worker(worker) -> None:
+    """Start a background worker, first moving every object alive now (napari, Qt, torch,
+    the layers: ~600,000 of them) to the garbage collector's permanent generation.
+
+    A full collection, which the worker's allocations trigger, otherwise walks all of them
+    while holding the GIL: measured 0.4-0.6 s without a repaint, mid-segmentation or
+    mid-training (``gc.callbacks``). Frozen, a full collection walks only what was made
+    since. The cost: cyclic garbage that exists at this moment stays in memory.
+    """
+    import gc
+
+    gc.freeze()
+    worker.start()

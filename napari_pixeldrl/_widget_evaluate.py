@@ -110,7 +110,7 @@ class EvaluateWidget(QWidget):
         self.last_result = None
         self.run_button.setEnabled(False)
         self.status.setText("Evaluating...")
-        worker.start()
+        Q.start_worker(worker)
         return worker
 
     def _on_returned(self, msg) -> None:

@@ -291,7 +291,7 @@ class SegmentWidget(QWidget):
         self.progress.setRange(0, 0)  # busy until the first count
         left = f" ({len(self._queue)} more image(s) after it)" if self._queue else ""
         self.status.setText(f"Segmenting {name} with {model_name}...{left}")
-        worker.start()
+        Q.start_worker(worker)
         return worker
 
     def cancel(self) -> None:

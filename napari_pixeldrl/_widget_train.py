@@ -353,7 +353,7 @@ class TrainWidget(QWidget):
         self.progress.setRange(0, 0)
         self.status.setText(f"Preparing; run folder {kwargs['out_dir']}")
         self.redraw_timer.start()
-        worker.start()
+        Q.start_worker(worker)
         return worker
 
     def cancel(self) -> None:
