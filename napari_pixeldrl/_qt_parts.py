@@ -99,6 +99,41 @@ def notify(kind: str, message: str) -> None:
     from napari.utils.notifications import show_error, show_info, show_warning
 
     {"error": show_error, "warning": show_warning, "info": show_info}[kind](message)
+    if len(message) > TOAST_LINE:
+        _open_toast(message)
+
+
+TOAST_LINE = 60  # about the characters a collapsed napari toast shows before it elides
+
+
+def _open_toast(message: str) -> None:
+    """Open the toast just shown for ``message`` to its full text, and keep it up long
+    enough to read (about 60 ms a character, at least napari's 4 s).
+
+    napari draws a toast as one elided line until it is clicked, which cuts our messages
+    (the problem, then what to do) in the middle. This uses napari's toast class, which
+    is private: if it changes, the toast stays as napari draws it.
+    """
+    from qtpy.QtCore import QTimer
+
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        toast = NapariQtNotification._instances[-1]
+        if toast.message.text() != message:  # not shown (no visible window): leave the others alone
+            return
+        toast.timer.setInterval(max(toast.DISMISS_AFTER, 60 * len(message)))
+    except (ImportError, AttributeError, IndexError):
+        return
+
+    def expand() -> None:
+        try:
+            if not toast.property("expanded"):
+                toast.expand()
+        except RuntimeError:  # closed before its slide-in ended
+            pass
+
+    QTimer.singleShot(toast.FADE_IN_RATE + 20, expand)
 
 
 def start_worker(worker) -> None:
