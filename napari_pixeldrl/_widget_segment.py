@@ -68,6 +68,7 @@ class SegmentWidget(QWidget):
         self._queue: list[str] = []  # image layers still to segment in this run
         self._image_layer = None  # the layer segmented last (its result layers are layer_for's default)
         self._busy = False  # the result layers are being put in the viewer
+        self._steps_taken: dict[str, np.ndarray] = {}  # image name -> per slice, the step its episode stopped at
 
         self.image_combo = QComboBox()
         self.start_combo = QComboBox()
@@ -103,6 +104,8 @@ class SegmentWidget(QWidget):
             + " (actions layer)"
         )
         self.legend.setWordWrap(True)
+        self.step_info = QLabel("")  # what the step slider shows now, and where the episode stopped
+        self.step_info.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -113,7 +116,7 @@ class SegmentWidget(QWidget):
         form.addRow("Post-processing", self.post_combo)
         form.addRow("", self.all_check)
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
-                self.legend)
+                self.step_info, self.legend)
 
         from napari_pixeldrl import _registry
 
@@ -126,6 +129,7 @@ class SegmentWidget(QWidget):
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.viewer.layers.events.reordered.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._describe_step)
 
     # ------------------------------------------------------------------ choices
 
@@ -310,6 +314,7 @@ class SegmentWidget(QWidget):
         self.last_result = msg
         if isinstance(msg, M.SegmentDone):
             self._cache[msg.model_name] = msg.loaded
+            self._steps_taken[self._image_layer.name] = np.asarray(msg.steps_taken)
             lo, hi = int(np.min(msg.steps_taken)), int(np.max(msg.steps_taken))
             taken = f"step {hi}" if lo == hi else f"steps {lo}-{hi} (by slice)"
             self.status.setText(
@@ -433,6 +438,28 @@ class SegmentWidget(QWidget):
         _widen_axis_labels(v)
         v.dims.set_current_step(self._step_axis, t_max)
         self.play_button.setEnabled(True)
+        self._describe_step()
+
+    def _describe_step(self, event=None) -> None:
+        """Say which mask the step slider shows, and whether this slice's episode had
+        already stopped there (a fixed point: every later step repeats it)."""
+        steps = self.layer_for("steps")
+        taken = self._steps_taken.get(self._image_layer.name) if self._image_layer is not None else None
+        if steps is None or taken is None or self._step_axis is None or self._step_axis >= self.viewer.dims.ndim:
+            self.step_info.setText("")
+            return
+        index = [int(round(i)) for i in steps.world_to_data(self.viewer.dims.point)]
+        t, t_max = min(max(index[0], 0), steps.data.shape[0] - 1), steps.data.shape[0] - 1
+        z = min(max(index[1], 0), len(taken) - 1) if steps.ndim == 4 else 0
+        stop = int(taken[z])
+        where = f"Slice {z}, t = {t} of {t_max}: " if steps.ndim == 4 else f"t = {t} of {t_max}: "
+        if t == 0:
+            what = "the start mask m(0)"
+        elif t <= stop:
+            what = f"the mask after step {t}" + (" (no pixel changed at this step: the episode stopped here)" if t == stop < t_max else "")
+        else:
+            what = f"the episode stopped at step {stop} (no pixel changed), so this repeats m({stop})"
+        self.step_info.setText(where + what)
 
     def layer_for(self, role: str, image: str | None = None):
         """Our layer of ``role`` for ``image`` (default: the image segmented last)."""

@@ -91,6 +91,14 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     # the action colours: changed pixels red
     cmap = roles["actions"].colormap
     np.testing.assert_allclose(cmap.color_dict[ZEROED][:3], (1, 0, 0))
+    # the widget says which mask the step slider shows, and where each slice's episode stopped
+    viewer.dims.set_current_step(0, 0)
+    assert w.step_info.text().endswith("the start mask m(0)")
+    for z, stop in enumerate(res.steps_taken):
+        viewer.dims.set_point(1, 10.0 + 2.0 * z)  # the slice's world position (scale 2, translate 10)
+        viewer.dims.set_current_step(0, 4)
+        expect = f"repeats m({stop})" if stop < 4 else "the mask after step 4"
+        assert w.step_info.text().startswith(f"Slice {z}, t = 4 of 4: ") and expect in w.step_info.text()
     # play animates the step axis
     w.play_button.setChecked(True)
     qtbot.waitUntil(lambda: viewer.dims.current_step[0] >= 2, timeout=5000)
