@@ -148,6 +148,9 @@ def run_chain(run: Path) -> list[Path]:
         if not source:
             raise SystemExit(f"{chain[0]} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted")
         base = ROOT / source.split(" (")[0]
+        if not (base / "commands.jsonl").exists():
+            raise SystemExit(f"{chain[0]} fine-tunes {start}, trained in {base}, which holds no commands.jsonl here: "
+                             "its CPU time cannot be counted")
         if base in chain:
             raise SystemExit(f"{base} appears twice in the runs behind {run}")
         chain.insert(0, base)
