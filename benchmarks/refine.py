@@ -9,7 +9,8 @@ test split is not touched: this chooses the recipe.
 A run's budget is process CPU time (``pixeldrl finetune --cpu-budget``), so runs that
 share the machine, or other work on it, do not change what each gets. Runs land in
 runs/refine-<name>/<variant>; the table and the figure in benchmarks/results/refine_<name>.*.
-A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1).
+A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1). Any
+other variant is scored over the checkpoint's t_max steps (10), also one trained with fewer.
 A variant whose run folder already holds a finished run is not trained again; the table
 lists the commands each run folder records (commands.jsonl), whoever started them.
 """
@@ -89,9 +90,9 @@ def main() -> None:
     if args.checkpoint:
         start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
         curves["start checkpoint"] = start["dice_per_step"]
-    for n in variants:
-        t = trained_t_max(variants[n])
-        curves[n] = scores[n]["dice_per_step"][:t] if t else scores[n]["dice_per_step"]
+    for n in variants:  # every variant runs the checkpoint's t_max steps, whatever t_max it trained with
+        one_step = trained_t_max(variants[n]) == 1  # a one-step control: its final mask is m(1)
+        curves[n] = scores[n]["dice_per_step"][:1] if one_step else scores[n]["dice_per_step"]
     rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n]), "commands": recorded_commands(runs[n], ended_only=True)} for n in variants}
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               **provenance(OUT / f"refine_{args.name}.json", "refine.py", args.skip_train, load),
