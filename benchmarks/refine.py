@@ -42,9 +42,12 @@ def plot(curves: dict[str, list[float]], path) -> None:
     steps = max(len(d) for d in curves.values())
     for name, dice in curves.items():
         if len(dice) == 1 and steps > 1:  # a one-step model: its final mask is m(1), drawn across
-            ax.axhline(dice[0], ls="--", lw=1.2, color="tab:green", label=f"{name} (t_max 1)")
+            ax.axhline(dice[0], ls="--", lw=1.2, color="black", label=f"{name} (t_max 1)")
         else:
             ax.plot(range(1, len(dice) + 1), dice, marker="o", label=name)
+    values = [d for dice in curves.values() for d in dice]
+    pad = 0.05 * (max(values) - min(values) or 1.0)
+    ax.set_ylim(min(values) - pad, max(values) + pad)  # a control's line is not in matplotlib's autoscale
     ax.set(xlabel="step t (inference t_max = t)", ylabel="mean validation DICE", title="DICE after each step")
     ax.legend(fontsize=7)
     fig.tight_layout()

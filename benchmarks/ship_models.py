@@ -193,7 +193,7 @@ Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{rac
 
 Earlier bundled models (shipped 2026-11-23, cards in git history) were scored once each on this test split then.
 
-Regenerate: `python benchmarks/ship_models.py --model {name} --race {race_name}` (after `python benchmarks/race.py`); the scores of
+Regenerate: `python benchmarks/ship_models.py --model {name} --race {name}={race_name}` (after `python benchmarks/race.py`); the scores of
 files already scored are read back, not scored again.
 """
     (WEIGHTS / f"{name}.md").write_text(card)
