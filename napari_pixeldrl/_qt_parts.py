@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -30,6 +31,16 @@ def button(text: str, slot, *, enabled: bool = True, tooltip: str | None = None,
         b.setToolTip(tooltip)
     (b.toggled if checkable else b.clicked).connect(slot)
     return b
+
+
+def combo() -> QComboBox:
+    """A combo box that a narrow dock can shrink: its width does not follow its longest
+    item (a long layer or model name would widen the whole widget past the window and cut
+    its right edge); the open list shows every item in full."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(12)
+    return box
 
 
 def progress_bar() -> QProgressBar:
@@ -73,7 +84,7 @@ def stack(parent: QWidget, *items: QWidget | QLayout, stretch: bool = True) -> Q
     spare room goes below."""
     content = QWidget()
     layout = QVBoxLayout(content)
-    scroll = QScrollArea()
+    scroll = _VerticalScroll()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -89,6 +100,30 @@ def stack(parent: QWidget, *items: QWidget | QLayout, stretch: bool = True) -> Q
     if stretch:
         layout.addStretch(1)
     return layout
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area that scrolls up and down only, so it asks for the width its content
+    needs (read when the dock is laid out, after the widget has filled its lists):
+    narrower, the dock would cut the widgets' right edge."""
+
+    def setWidget(self, widget: QWidget) -> None:  # noqa: N802 - Qt's name
+        super().setWidget(widget)
+        widget.installEventFilter(self)  # its layout changes (lists filled, texts set) re-size the dock
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        QTimer.singleShot(0, self.updateGeometry)  # the dock read a width before the widget was filled
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        need = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        return QSize(max(hint.width(), need), hint.height())
 
 
 __all__ = ["button", "progress_bar", "row", "stack", "status_label"]
@@ -114,7 +149,6 @@ def _open_toast(message: str) -> None:
     (the problem, then what to do) in the middle. This uses napari's toast class, which
     is private: if it changes, the toast stays as napari draws it.
     """
-    from qtpy.QtCore import QTimer
 
     try:
         from napari._qt.dialogs.qt_notification import NapariQtNotification

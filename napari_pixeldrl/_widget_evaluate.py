@@ -12,7 +12,6 @@ import math
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QApplication,
-    QComboBox,
     QFormLayout,
     QLabel,
     QSpinBox,
@@ -40,8 +39,8 @@ class EvaluateWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.last_result = None
-        self.pred_combo = QComboBox()
-        self.gt_combo = QComboBox()
+        self.pred_combo = Q.combo()
+        self.gt_combo = Q.combo()
         self.label_spin = QSpinBox()
         self.label_spin.setRange(0, 65535)
         self.label_spin.setSpecialValueText("the one label")

@@ -18,7 +18,6 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QLabel,
@@ -70,19 +69,19 @@ class SegmentWidget(QWidget):
         self._busy = False  # the result layers are being put in the viewer
         self._steps_taken: dict[str, np.ndarray] = {}  # image name -> per slice, the step its episode stopped at
 
-        self.image_combo = QComboBox()
-        self.start_combo = QComboBox()
+        self.image_combo = Q.combo()
+        self.start_combo = Q.combo()
         self.start_combo.setToolTip("Start the agents from a rough mask (a Shapes layer's rectangles or polygons, "
                                     "or a Labels layer's painted region) instead of the whole image: they can only "
                                     "remove pixels, so the steps refine your box")
-        self.model_combo = QComboBox()
+        self.model_combo = Q.combo()
         self.model_combo.activated.connect(self._model_activated)
         self.tmax_spin = QSpinBox()
         self.tmax_spin.setRange(1, 50)
         self.tmax_spin.setValue(10)
-        self.device_combo = QComboBox()
+        self.device_combo = Q.combo()
         self.device_combo.addItems(available_devices())
-        self.post_combo = QComboBox()
+        self.post_combo = Q.combo()
         for label, value in POSTPROCESS_CHOICES.items():
             self.post_combo.addItem(label, value)
         self.post_combo.setToolTip("Applied to the final mask only; the step layers show what the policy did")
@@ -114,7 +113,7 @@ class SegmentWidget(QWidget):
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Post-processing", self.post_combo)
-        form.addRow("", self.all_check)
+        form.addRow(self.all_check)  # the whole row: its text is the widest item
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
                 self.step_info, self.legend)
 
@@ -317,10 +316,8 @@ class SegmentWidget(QWidget):
             self._steps_taken[self._image_layer.name] = np.asarray(msg.steps_taken)
             lo, hi = int(np.min(msg.steps_taken)), int(np.max(msg.steps_taken))
             taken = f"step {hi}" if lo == hi else f"steps {lo}-{hi} (by slice)"
-            self.status.setText(
-                f"Done in {msg.seconds:.1f} s. The episode reached its fixed point at {taken} of {msg.t_max} "
-                "(no pixel changed there), so the later steps repeat that mask."
-            )
+            self.status.setText(f"Done in {msg.seconds:.1f} s. No pixel changed at {taken} of {msg.t_max}: "
+                                "the episode stopped there.")
             self._busy = True
             self._show_result(msg, then=lambda: self._done_showing(msg))
             return

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -74,14 +73,14 @@ class TrainWidget(QWidget):
         self.base_config = None
 
         # data
-        self.source_combo = QComboBox()
+        self.source_combo = Q.combo()
         self.source_combo.addItems(SOURCES)
-        self.image_combo = QComboBox()
-        self.labels_combo = QComboBox()
+        self.image_combo = Q.combo()
+        self.labels_combo = Q.combo()
         self.label_spin = QSpinBox()
         self.label_spin.setRange(0, 65535)
         self.label_spin.setSpecialValueText("auto (the only one painted)")
-        self.kind_combo = QComboBox()
+        self.kind_combo = Q.combo()
         self.kind_combo.addItems(T.DATASET_KINDS)
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("dataset folder")
@@ -117,10 +116,10 @@ class TrainWidget(QWidget):
         self.budget_spin.setDecimals(1)
         self.budget_spin.setSpecialValueText("none")
         self.budget_spin.setSuffix(" min")
-        self.start_combo = QComboBox()
+        self.start_combo = Q.combo()
         self.start_combo.activated.connect(self._start_activated)
         self.start_combo.currentIndexChanged.connect(self._start_changed)
-        self.device_combo = QComboBox()
+        self.device_combo = Q.combo()
         self.device_combo.addItems(available_devices())
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new folder under ~/.cache/napari-pixeldrl/runs")

@@ -417,3 +417,22 @@ def test_the_three_docks_fit_a_small_screen(make_napari_viewer):
     h = status.height()
     status.setText("a long message " * 40)
     assert status.height() == h and "a long message" in status.toolTip()  # the layout does not jump
+
+
+def test_docked_widgets_are_not_cut_at_the_right(make_napari_viewer, qtbot):
+    """Docked in a 1280x800 window, with a long layer name in their lists, every widget's
+    content fits its dock's width (a scroll area that only scrolls vertically once cut the
+    Segment widget's right edge: the dock took its width before the lists were filled)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_pixeldrl._widget_train import TrainWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1280, 800)
+    long_name = "sub-0001_ses-baseline_acq-highres_T1w_space-MNI152NLin2009cAsym_desc-preproc"
+    viewer.add_image(np.zeros((2, 32, 32), np.float32), name=long_name)
+    viewer.add_labels(np.zeros((2, 32, 32), np.uint8), name=long_name + " labels")
+    for widget in (SegmentWidget(viewer), EvaluateWidget(viewer), TrainWidget(viewer)):
+        viewer.window.add_dock_widget(widget)
+        scroll = widget.findChild(QScrollArea)
+        qtbot.waitUntil(lambda s=scroll: s.widget().width() <= s.viewport().width(), timeout=5000)
