@@ -129,37 +129,68 @@ def recorded_commands(run: Path, ended_only: bool = False) -> list[str]:
     return list(dict.fromkeys(shlex.join(r["argv"]) for r in records if r.get("argv")))
 
 
-def run_chain(run: Path) -> list[Path]:
+class UncountedStart(SystemExit):
+    """A fine-tune whose starting checkpoint's training cannot be counted here."""
+
+
+def run_chain(run: Path, uncounted_ok: bool = False) -> list[Path]:
     """The run folders behind a run's weights, oldest first, ending with ``run``: a fine-tune
     (its checkpoint's ``init_checkpoint``) continues the run named by its starting
     checkpoint's ``source_run`` (which ship_models.py writes into a bundled model), and so on.
-    A starting checkpoint that names no run stops the walk with a SystemExit: its training
-    could not be counted."""
-    from napari_pixeldrl.model.checkpoint import read_header, resolve_checkpoint
-
+    A starting checkpoint whose run is not here raises :class:`UncountedStart` (its training
+    cannot be counted), or, with ``uncounted_ok``, ends the chain where it is known
+    (:func:`uncounted_start` names what is missing)."""
     chain = [Path(run)]
     while True:
-        data = read_header(chain[0] / "checkpoint_best.safetensors")["info"].get("data") or {}
-        start = data.get("init_checkpoint") if isinstance(data, dict) else None
+        missing = uncounted_start(chain[0])
+        start = _start_of(chain[0])
         if not start:
             return chain
-        path = ROOT / start if (ROOT / start).exists() else resolve_checkpoint(start)  # commands run in ROOT
-        source = read_header(path)["info"].get("source_run")
-        if not source:
-            raise SystemExit(f"{chain[0]} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted")
-        base = ROOT / source.split(" (")[0]
-        if not (base / "commands.jsonl").exists():
-            raise SystemExit(f"{chain[0]} fine-tunes {start}, trained in {base}, which holds no commands.jsonl here: "
-                             "its CPU time cannot be counted")
+        if missing:
+            if uncounted_ok:
+                return chain
+            raise UncountedStart(missing)
+        base = _source_run(start)
         if base in chain:
             raise SystemExit(f"{base} appears twice in the runs behind {run}")
         chain.insert(0, base)
 
 
-def cpu_minutes_spent(run: Path) -> float:
+def _start_of(run: Path) -> str | None:
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    data = read_header(Path(run) / "checkpoint_best.safetensors")["info"].get("data") or {}
+    return data.get("init_checkpoint") if isinstance(data, dict) else None
+
+
+def _source_run(start: str) -> Path | None:
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    source = read_header(ROOT / start if (ROOT / start).exists() else start)["info"].get("source_run")  # commands run in ROOT
+    return ROOT / source.split(" (")[0] if source else None
+
+
+def uncounted_start(run: Path) -> str | None:
+    """Why the training of ``run``'s starting checkpoint cannot be counted here, or None
+    (no starting checkpoint, or its run folder is here)."""
+    start = _start_of(run)
+    if not start:
+        return None
+    run = Path(run).relative_to(ROOT) if Path(run).is_relative_to(ROOT) else run
+    base = _source_run(start)
+    if base is None:
+        return f"{run} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted"
+    if not (base / "commands.jsonl").exists():
+        return (f"{run} fine-tunes {start}, trained in {base.relative_to(ROOT)}, which holds no commands.jsonl here: "
+                "its CPU time cannot be counted")
+    return None
+
+
+def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:
     """Process CPU minutes behind a run's weights: every command that ended on the run folder
-    and on the runs it continues (:func:`run_chain`), partial epochs included."""
-    return sum(float(r.get("cpu_minutes") or 0) for link in run_chain(run) for r in command_records(link))
+    and on the runs it continues (:func:`run_chain`), partial epochs included; with
+    ``uncounted_ok``, only those of the runs that are here."""
+    return sum(float(r.get("cpu_minutes") or 0) for link in run_chain(run, uncounted_ok) for r in command_records(link))
 
 
 def validations(run: Path) -> list[tuple[int, float, float]]:

@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, validations
+from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, uncounted_start, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -32,9 +32,10 @@ LABEL = {"lite": "PixelDRL-MG lite", "basicunet": "MONAI BasicUNet"}
 def curve(run) -> list[tuple[float, float]]:
     """(cumulative CPU minutes, validation DICE) per validation: each epoch's, and the one at
     each stage's budget stop (at the CPU time the stages had spent by then). A fine-tune
-    continues the curve of the run it started from (``run_chain``)."""
+    continues the curve of the run it started from (``run_chain``); where that run is not
+    here, the curve starts at the fine-tune's first minute (the results file says so)."""
     points, before = [], 0.0
-    for link in run_chain(run):
+    for link in run_chain(run, uncounted_ok=True):
         points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
         spent = before
         for r in command_records(link):
@@ -104,7 +105,7 @@ def main() -> None:
     stages, load = old.get("stages", []), old.get("load_at_end_of_training")
     if args.skip_train and not stages:  # runs trained without a results file: their own commands
         for p, r in runs.items():
-            stages += [f"{LABEL[p]}: `{c}`" for link in run_chain(r) for c in recorded_commands(link)]
+            stages += [f"{LABEL[p]}: `{c}`" for link in run_chain(r, uncounted_ok=True) for c in recorded_commands(link)]
     if not args.skip_train:
         if not any((r / "training_state.safetensors").exists() for r in runs.values()):
             stages = []
@@ -139,6 +140,11 @@ def main() -> None:
         proj = projected_minutes(pts, target)
         proj_txt = "-" if proj is None else (f"~{proj:,.0f}" if proj < 1e5 else "beyond 100,000")
         lines.append(f"| {LABEL[p]} | {cells} | {best:.3f} | {target - best:+.3f} | {proj_txt} |")
+    for p, r in runs.items():
+        missing = uncounted_start(run_chain(r, uncounted_ok=True)[0])
+        if missing:
+            lines += ["", f"**{LABEL[p]}'s curve does not count all its training**: {missing}; its CPU minutes "
+                      "start at the fine-tune."]
     lines += ["", "The last column fits validation DICE as a straight line in log(CPU minutes) and reads where it "
               "crosses the paper's level: a rough guide to the budget the curve points to, from a few noisy points, "
               "not a prediction."]

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, json_lines, log_test_scoring,
-                   metric_cells, recorded_commands, run_chain)
+                   metric_cells, recorded_commands, run_chain, uncounted_start)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
@@ -87,7 +87,11 @@ def training_steps(run: Path) -> list[str]:
     from napari_pixeldrl.model.checkpoint import read_header
 
     steps = []
-    for link in run_chain(run):
+    chain = run_chain(run, uncounted_ok=True)
+    missing = uncounted_start(chain[0])
+    if missing:
+        steps.append(f"**not counted here**: {missing}")
+    for link in chain:
         start = (read_header(link / "checkpoint_best.safetensors")["info"].get("data") or {}).get("init_checkpoint")
         if start:
             made = read_header(ROOT / start if (ROOT / start).exists() else start)["info"].get("widened_from")
@@ -96,7 +100,7 @@ def training_steps(run: Path) -> list[str]:
     return steps
 
 
-def ship(name: str, spec: dict, race_name: str) -> dict:
+def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     base = ROOT / "runs" / f"race-{race_name}"
     lite_run, peer_run = base / "lite", base / "basicunet"
     race = json.loads((RESULTS / f"race_{race_name}.json").read_text())
@@ -123,11 +127,17 @@ def ship(name: str, spec: dict, race_name: str) -> dict:
         shutil.copyfile(final, target)
     peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
     peer_info = load_checkpoint(peer_ckpt).info
-    lite_budget, peer_budget = cpu_minutes_spent(lite_run), cpu_minutes_spent(peer_run)
+    lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
+    missing = uncounted_start(run_chain(lite_run, uncounted_ok=True)[0])
+    same = not missing and abs(lite_budget - peer_budget) <= 0.1 * peer_budget
+    budget_words = "under the same CPU budget" if same else (
+        f"after {peer_budget:.0f} CPU-min, NOT the same budget as this model's (" +
+        ("its starting checkpoint's training is not counted here" if missing else f"{lite_budget:.0f} CPU-min") + ")")
+    peer_label = "MONAI BasicUNet, same CPU budget" if same else f"MONAI BasicUNet, {peer_budget:.0f} CPU-min (not the same budget)"
     lo, hi = peer["dice_ci95"]
     inside = lo <= test["dice"] <= hi
     diff = test["dice"] - peer["dice"]
-    status = (f"test DICE {test['dice']:.4f} against MONAI BasicUNet's {peer['dice']:.4f} under the same CPU budget "
+    status = (f"test DICE {test['dice']:.4f} against MONAI BasicUNet's {peer['dice']:.4f} {budget_words} "
               f"({diff:+.4f}; {'inside' if inside else 'outside'} the peer's patient-bootstrap 95 % interval); "
               f"the paper's level {TARGET_DICE[name]:.2f} is {'reached' if test['dice'] >= TARGET_DICE[name] else 'NOT reached'}.")
     curve = race.get("curves", {})
@@ -141,19 +151,19 @@ def ship(name: str, spec: dict, race_name: str) -> dict:
     card = f"""# Model card: `{name}` (PixelDRL-MG, `lite` preset)
 
 **Status**: {status}
-
+{chr(10) + note + chr(10) if note else ""}
 Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {name}`, or pick
 `{name}` in the napari Segment widget.
 
 - **Data**: {spec['what']}; `../shared/data` as described in its README.
 - **Split**: by patient, 70/10/20 (train/val/test), seed 0; slices without object removed
   (the paper's protocol). The bundled sample patient ({spec['sample']}) is in the test split.
-- **Network**: `lite` preset: VGG16-half extractor with instance normalisation, run once per
-  image; self-attention; one shared policy-and-value head body at 1/4 resolution; t_max {loaded.config.t_max};
+- **Network**: `lite` preset: VGG16-half extractor{" with instance normalisation" if loaded.config.extractor_norm == "instance" else " without normalisation"}, run once per
+  image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution; t_max {loaded.config.t_max};
   {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
 {chr(10).join(f"  - {c}" for c in training_steps(lite_run))}
-- **Budget**: {lite_budget:.1f} min of process CPU time (1 thread), on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
+- **Budget**: {lite_budget:.1f} min of process CPU time (1 thread){" for the runs that are here (" + missing + ")" if missing else ""}, on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
   the peer {peer_budget:.1f} min the same way. A CPU-time budget is not changed by other work on the machine
   (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
 - **Choices, all on the validation split**: the checkpoint with the best validation DICE ({chosen(info)},
@@ -169,14 +179,14 @@ DICE as the mean over slices, with a 95 % interval from resampling whole patient
 | model | DICE [95 % CI] | empty predictions | HD95 over non-empty predictions (px) |
 | --- | --- | --- | --- |
 | PixelDRL-MG lite (this file) | {interval(test)} | {test['empty_predictions']} | {nonempty(test)} |
-| MONAI BasicUNet, same CPU budget | {interval(peer)} | {peer['empty_predictions']} | {nonempty(peer)} |
+| {peer_label} | {interval(peer)} | {peer['empty_predictions']} | {nonempty(peer)} |
 
 Mean ± SD per slice (HD95 in pixels, an empty prediction scored as the image diagonal):
 
 | model | DICE | PPV | SEN | IoU | BIoU | HD95 |
 | --- | --- | --- | --- | --- | --- | --- |
 {row('PixelDRL-MG lite (this file)', test)}
-{row('MONAI BasicUNet, same CPU budget', peer)}
+{row(peer_label, peer)}
 {PAPER_ROWS[name]}
 
 The paper's figures (Liu et al., Sci. Rep. 2025, Table 2) are on its own test split, probably by slice (easier than
@@ -210,15 +220,18 @@ def main() -> None:
                         help="ship only this model (repeatable; default: all); the others keep their files and entries")
     parser.add_argument("--race", action="append", default=[], metavar="MODEL=RACE",
                         help="ship MODEL from runs/race-RACE (default: runs/race-MODEL), e.g. lgg=lgg-refine")
+    parser.add_argument("--note", action="append", default=[], metavar="MODEL=TEXT",
+                        help="a paragraph for MODEL's card, under its status")
     args = parser.parse_args()
     names = list(dict.fromkeys(args.model or MODELS))
     races = {n: n for n in names} | dict(r.split("=", 1) for r in args.race)
+    notes = dict(n.split("=", 1) for n in args.note)
     path = RESULTS / "shipped_models.json"
     old = json.loads(path.read_text()) if path.exists() else {"models": []}
     kept = [m for m in old["models"] if m["model"] not in names]
     shipped = []
     for name in names:
-        shipped.append(ship(name, MODELS[name], races[name]))
+        shipped.append(ship(name, MODELS[name], races[name], notes.get(name, "")))
         print(f"shipped {name}: {json.dumps(shipped[-1])}")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for entry in shipped:
