@@ -139,51 +139,62 @@ def run_chain(run: Path, uncounted_ok: bool = False) -> list[Path]:
     checkpoint's ``source_run`` (which ship_models.py writes into a bundled model), and so on.
     A starting checkpoint whose run is not here raises :class:`UncountedStart` (its training
     cannot be counted), or, with ``uncounted_ok``, ends the chain where it is known
-    (:func:`uncounted_start` names what is missing)."""
+    (:func:`uncounted_training` says what is missing)."""
     chain = [Path(run)]
     while True:
-        missing = uncounted_start(chain[0])
-        start = _start_of(chain[0])
+        start, base = _start_and_its_run(chain[0])
         if not start:
             return chain
+        missing = _uncounted(chain[0], start, base)
         if missing:
             if uncounted_ok:
                 return chain
             raise UncountedStart(missing)
-        base = _source_run(start)
         if base in chain:
             raise SystemExit(f"{base} appears twice in the runs behind {run}")
         chain.insert(0, base)
 
 
-def _start_of(run: Path) -> str | None:
+def checkpoint_info(checkpoint: str | Path) -> dict:
+    """The ``info`` of a checkpoint's header: a path relative to the repository (where the
+    commands run), any other path, or a bundled model's name."""
     from napari_pixeldrl.model.checkpoint import read_header
 
-    data = read_header(Path(run) / "checkpoint_best.safetensors")["info"].get("data") or {}
+    return read_header(ROOT / checkpoint if (ROOT / checkpoint).exists() else checkpoint)["info"]
+
+
+def start_checkpoint(run: Path) -> str | None:
+    """The checkpoint a run fine-tuned (its best checkpoint's ``init_checkpoint``), or None."""
+    data = checkpoint_info(Path(run) / "checkpoint_best.safetensors").get("data") or {}
     return data.get("init_checkpoint") if isinstance(data, dict) else None
 
 
-def _source_run(start: str) -> Path | None:
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    source = read_header(ROOT / start if (ROOT / start).exists() else start)["info"].get("source_run")  # commands run in ROOT
-    return ROOT / source.split(" (")[0] if source else None
-
-
-def uncounted_start(run: Path) -> str | None:
-    """Why the training of ``run``'s starting checkpoint cannot be counted here, or None
-    (no starting checkpoint, or its run folder is here)."""
-    start = _start_of(run)
+def _start_and_its_run(run: Path) -> tuple[str | None, Path | None]:
+    """A run's starting checkpoint and the run folder that checkpoint names (None if none)."""
+    start = start_checkpoint(run)
     if not start:
-        return None
+        return None, None
+    source = checkpoint_info(start).get("source_run")
+    return start, (ROOT / source.split(" (")[0] if source else None)
+
+
+def _uncounted(run: Path, start: str, base: Path | None) -> str | None:
+    """Why the training of ``start``, which ``run`` fine-tunes, cannot be counted here, or None."""
     run = Path(run).relative_to(ROOT) if Path(run).is_relative_to(ROOT) else run
-    base = _source_run(start)
     if base is None:
         return f"{run} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted"
     if not (base / "commands.jsonl").exists():
         return (f"{run} fine-tunes {start}, trained in {base.relative_to(ROOT)}, which holds no commands.jsonl here: "
                 "its CPU time cannot be counted")
     return None
+
+
+def uncounted_training(run: Path) -> str | None:
+    """Why the training behind a run's weights is not all counted here (the first link of
+    its chain fine-tunes a checkpoint whose run is not here), or None."""
+    first = run_chain(run, uncounted_ok=True)[0]
+    start, base = _start_and_its_run(first)
+    return _uncounted(first, start, base) if start else None
 
 
 def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:
@@ -208,10 +219,8 @@ def history(run: Path) -> dict:
     the best validation DICE with the whole epochs behind it, from the header of the
     checkpoint that is scored (a time-budget stop may have validated weights between
     epochs, which the per-epoch log does not hold)."""
-    from napari_pixeldrl.model.checkpoint import read_header
-
     rows = metric_rows(run)
-    info = read_header(run / "checkpoint_best.safetensors")["info"]
+    info = checkpoint_info(Path(run) / "checkpoint_best.safetensors")
     return {
         "epochs": len(rows),
         "train_seconds": round(sum(r.get("seconds", 0) for r in rows), 1),

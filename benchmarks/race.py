@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, uncounted_start, validations
+from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, uncounted_training, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -141,7 +141,7 @@ def main() -> None:
         proj_txt = "-" if proj is None else (f"~{proj:,.0f}" if proj < 1e5 else "beyond 100,000")
         lines.append(f"| {LABEL[p]} | {cells} | {best:.3f} | {target - best:+.3f} | {proj_txt} |")
     for p, r in runs.items():
-        missing = uncounted_start(run_chain(r, uncounted_ok=True)[0])
+        missing = uncounted_training(r)
         if missing:
             lines += ["", f"**{LABEL[p]}'s curve does not count all its training**: {missing}; its CPU minutes "
                       "start at the fine-tune."]

@@ -22,13 +22,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, json_lines, log_test_scoring,
-                   metric_cells, recorded_commands, run_chain, uncounted_start)
+from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_spent, evaluate, file_sha256, json_lines,
+                   log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint, uncounted_training)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
 WEIGHTS = ROOT / "model" / "weights"
 RESULTS = ROOT / "benchmarks" / "results"
-SCORINGS = TEST_SCORINGS
 MODELS = {
     "lgg": {"dataset": "lgg", "data": "../shared/data/lgg/kaggle_3m", "sample": "TCGA_DU_7306_19930512",
             "what": "LGG brain MRI (kaggle_3m: pre-contrast, FLAIR, post-contrast as 3 channels), FLAIR abnormality"},
@@ -57,13 +56,13 @@ def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, w
     already with the same request, else scored now and the scoring recorded."""
     result = evaluate(checkpoint, spec["dataset"], spec["data"], "test", out, postprocess=postprocess, reuse=True)
     digest = file_sha256(checkpoint)
-    if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in json_lines(SCORINGS)):
+    if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in json_lines(TEST_SCORINGS)):
         log_test_scoring(who, spec["dataset"], postprocess, digest, result["dice"])
     return result
 
 
 def scorings(dataset: str) -> list[dict]:
-    return [d for d in json_lines(SCORINGS) if d["dataset"] == dataset]
+    return [d for d in json_lines(TEST_SCORINGS) if d["dataset"] == dataset]
 
 
 def interval(s: dict) -> str:
@@ -84,17 +83,12 @@ def chosen(info: dict) -> str:
 def training_steps(run: Path) -> list[str]:
     """The commands behind a run's weights, oldest first: those of each run it continues
     (:func:`run_chain`), with the starting checkpoint of each fine-tune and how it was made."""
-    from napari_pixeldrl.model.checkpoint import read_header
-
-    steps = []
-    chain = run_chain(run, uncounted_ok=True)
-    missing = uncounted_start(chain[0])
-    if missing:
-        steps.append(f"**not counted here**: {missing}")
-    for link in chain:
-        start = (read_header(link / "checkpoint_best.safetensors")["info"].get("data") or {}).get("init_checkpoint")
+    missing = uncounted_training(run)
+    steps = [f"**not counted here**: {missing}"] if missing else []
+    for link in run_chain(run, uncounted_ok=True):
+        start = start_checkpoint(link)
         if start:
-            made = read_header(ROOT / start if (ROOT / start).exists() else start)["info"].get("widened_from")
+            made = checkpoint_info(start).get("widened_from")
             steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/add_prototypes.py`)" if made else ""))
         steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
     return steps
@@ -128,7 +122,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
     peer_info = load_checkpoint(peer_ckpt).info
     lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
-    missing = uncounted_start(run_chain(lite_run, uncounted_ok=True)[0])
+    missing = uncounted_training(lite_run)
     same = not missing and abs(lite_budget - peer_budget) <= 0.1 * peer_budget
     budget_words = "under the same CPU budget" if same else (
         f"after {peer_budget:.0f} CPU-min, NOT the same budget as this model's (" +
