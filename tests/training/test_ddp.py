@@ -46,6 +46,16 @@ def torchrun(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return done
 
 
+def run_script(tmp_path, source: str) -> tuple[Path, list[str]]:
+    """Run a SETUP ... LEAVE script under torchrun with its run folder in tmp_path; the run
+    folder and the line each rank wrote (rank 0 first)."""
+    script = tmp_path / "ddp.py"
+    script.write_text(source.format(tests=str(HERE)))
+    out = tmp_path / "run"
+    torchrun(str(script), str(out))
+    return out, [(tmp_path / f"run.rank{rank}").read_text() for rank in (0, 1)]
+
+
 SCRIPT = SETUP + """
 r = t.fit()
 # the processes hold the same weights after the synchronised updates
@@ -60,12 +70,8 @@ del r
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(SCRIPT.format(tests=str(HERE)))
-    out = tmp_path / "run"
-    torchrun(str(script), str(out))
-    for rank in (0, 1):
-        assert (tmp_path / f"run.rank{rank}").read_text() == f"RANK {rank} WORLD 2 SAME True done 2"
+    out, lines = run_script(tmp_path, SCRIPT)
+    assert lines == [f"RANK {rank} WORLD 2 SAME True done 2" for rank in (0, 1)]
     load_checkpoint(out / "checkpoint_best.safetensors")
 
 
@@ -91,12 +97,8 @@ open(sys.argv[1] + ".rank%d" % t.rank, "w").write(line)
 
 def test_a_loss_that_is_nan_on_one_process_stops_both(tmp_path):
     """Not one process stopped and the other waiting forever in the gradients' all-reduce."""
-    script = tmp_path / "ddp_nan.py"
-    script.write_text(NAN_ON_RANK_1.format(tests=str(HERE)))
-    out = tmp_path / "run"
-    torchrun(str(script), str(out))
-    for rank in (0, 1):
-        line = (tmp_path / f"run.rank{rank}").read_text()
+    _, lines = run_script(tmp_path, NAN_ON_RANK_1)
+    for line in lines:
         assert line.startswith("STOPPED training diverged at epoch 1, episode 1"), line
 
 
