@@ -287,21 +287,11 @@ def cmd_train(args) -> int:
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
     if trainer.world_size > 1:
+        from napari_pixeldrl.training.trainer import leave_process_group
+
         del trainer
-        _leave_process_group()
+        leave_process_group()
     return 0
-
-
-def _leave_process_group() -> None:
-    """Under torchrun: free the trainer's objects, meet, and end the process group, so no
-    C++ object of it outlives the group at exit (which can abort the process)."""
-    import gc
-
-    import torch.distributed as dist
-
-    gc.collect()
-    dist.barrier()
-    dist.destroy_process_group()
 
 
 def _report(event, args, cfg, started: str, cpu_started: float) -> None:

@@ -68,6 +68,19 @@ class _Slices:
 # ------------------------------------------------------------------------- trainer
 
 
+def leave_process_group() -> None:
+    """Under torchrun, once the caller has dropped its Trainer: collect its objects, meet
+    the other processes, and end the process group, so that no C++ object of the group
+    outlives it at exit (which can abort the process)."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 class Trainer:
     """``Trainer(config, train, val, out_dir).fit()``; subclass and override the hooks if needed."""
 

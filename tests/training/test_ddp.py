@@ -23,13 +23,12 @@ t = Trainer(cfg, discs(8), discs(2, 1), sys.argv[1])
 """
 
 # The end of every script: free the trainer (its network, optimiser and any DDP state) before
-# the process group goes: C++ objects that outlive it can abort the process at exit.
+# the process group goes, as `pixeldrl train` does: C++ objects that outlive it can abort the
+# process at exit.
 LEAVE = """
-import gc
+from napari_pixeldrl.training.trainer import leave_process_group
 del t
-gc.collect()
-torch.distributed.barrier()
-torch.distributed.destroy_process_group()
+leave_process_group()
 """
 
 
