@@ -32,7 +32,6 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-
     checkpoint, note = args.checkpoint, ""
     if checkpoint is not None and not checkpoint.exists():
         from napari_pixeldrl.model.checkpoint import resolve_checkpoint
@@ -126,7 +125,7 @@ def shoot(viewer, path: Path) -> None:
     print(f"wrote {path} {img.shape}")
 
 
-def evaluate_view(viewer, segment, path: Path) -> None:
+def evaluate_view(viewer, segment, path: Path):
     """The final mask against the expert's: the table and the agreement layer."""
     dock, widget = viewer.window.add_plugin_dock_widget("napari-pixeldrl", "Evaluate")
     widget.run()
