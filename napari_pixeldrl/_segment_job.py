@@ -107,6 +107,14 @@ def step_views(step_masks: np.ndarray, start_mask=None) -> tuple[np.ndarray, np.
     return np.concatenate([start[None], masks]), np.concatenate([empty, actions])
 
 
+def _import_label_colours() -> None:
+    """Import what napari's first Labels layer of a session imports (skimage's colour
+    conversions, for its random colours: 0.1-0.2 s on 2 cores), here in the worker thread,
+    so that showing the result does not pay for it on the GUI thread. skimage loads its
+    submodules lazily: only an attribute access runs the import."""
+    from skimage.color import lab2rgb  # noqa: F401
+
+
 def segment_job(
     data,
     *,
@@ -150,6 +158,7 @@ def segment_job(
         if start_mask is not None and not np.any(start_mask):
             return Failed("the start layer is empty: draw a box or paint a region on it, or start from the whole image",
                           "input")
+        _import_label_colours()
         yield Stage("segmenting")
         gen = iter_segment(
             loaded.model,

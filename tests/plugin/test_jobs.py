@@ -117,3 +117,25 @@ def test_evaluate_job_refuses_several_labels_unless_one_is_chosen():
     assert done.rows[0][1]["dice"] == pytest.approx(1.0)
     _, done = drain(E.evaluate_job(pred, gt, label=1))
     assert done.rows[0][1]["dice"] < 0.01
+
+
+def test_segment_job_imports_napari_label_colours_off_the_gui_thread(ckpt):
+    """napari's first Labels layer imports skimage's colour conversions (0.1-0.2 s); the job
+    does it in the worker. A fresh interpreter, since this one may have them loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_pixeldrl import _segment_job as S\n"
+        "assert 'skimage.color.colorconv' not in sys.modules\n"
+        "gen = S.segment_job(np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32), rgb=False, model_source=sys.argv[1], t_max=1)\n"
+        "try:\n    while True: next(gen)\nexcept StopIteration as stop: assert type(stop.value).__name__ == 'SegmentDone', stop.value\n"
+        "from napari.utils.colormaps.colormap_utils import _color_random\n"
+        "import inspect\n"
+        "assert 'skimage.color' in inspect.getsource(_color_random), 'napari no longer imports it there'\n"
+        "print('colorconv' if 'skimage.color.colorconv' in sys.modules else 'missing')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ckpt(1))], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "colorconv"
