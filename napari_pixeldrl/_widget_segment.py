@@ -67,7 +67,6 @@ class SegmentWidget(QWidget):
         self._queue: list[str] = []  # image layers still to segment in this run
         self._image_layer = None  # the layer segmented last (its result layers are layer_for's default)
         self._busy = False  # the result layers are being put in the viewer
-        self._steps_taken: dict[str, np.ndarray] = {}  # image name -> per slice, the step its episode stopped at
 
         self.image_combo = Q.combo()
         self.start_combo = Q.combo()
@@ -313,7 +312,6 @@ class SegmentWidget(QWidget):
         self.last_result = msg
         if isinstance(msg, M.SegmentDone):
             self._cache[msg.model_name] = msg.loaded
-            self._steps_taken[self._image_layer.name] = np.asarray(msg.steps_taken)
             lo, hi = int(np.min(msg.steps_taken)), int(np.max(msg.steps_taken))
             taken = f"step {hi}" if lo == hi else f"steps {lo}-{hi} (by slice)"
             self.status.setText(f"Done in {msg.seconds:.1f} s. No pixel changed at {taken} of {msg.t_max}: "
@@ -376,7 +374,10 @@ class SegmentWidget(QWidget):
         self.stop_play()
 
         def meta(role):
-            return {TAG: {"widget": self._id, "role": role, "image": base, "model": res.model_name}, **meta_geo}
+            tag = {"widget": self._id, "role": role, "image": base, "model": res.model_name}
+            if role == "steps":  # per slice, the step at which its episode stopped
+                tag["steps_taken"] = [int(t) for t in np.atleast_1d(res.steps_taken)]
+            return {TAG: tag, **meta_geo}
 
         ours = C.label_colormap({1: C.PREDICTION})
         specs = [
@@ -441,7 +442,7 @@ class SegmentWidget(QWidget):
         """Say which mask the step slider shows, and whether this slice's episode had
         already stopped there (a fixed point: every later step repeats it)."""
         steps = self.layer_for("steps")
-        taken = self._steps_taken.get(self._image_layer.name) if self._image_layer is not None else None
+        taken = steps.metadata[TAG].get("steps_taken") if steps is not None else None
         if steps is None or taken is None or self._step_axis is None or self._step_axis >= self.viewer.dims.ndim:
             self.step_info.setText("")
             return

@@ -92,6 +92,7 @@ def test_segment_volume_layers_steps_and_rerun(make_napari_viewer, qtbot, ckpt, 
     cmap = roles["actions"].colormap
     np.testing.assert_allclose(cmap.color_dict[ZEROED][:3], (1, 0, 0))
     # the widget says which mask the step slider shows, and where each slice's episode stopped
+    assert roles["steps"].metadata[TAG]["steps_taken"] == [int(t) for t in res.steps_taken]  # kept with the layer
     viewer.dims.set_current_step(0, 0)
     assert w.step_info.text().endswith("the start mask m(0)")
     for z, stop in enumerate(res.steps_taken):
