@@ -115,12 +115,11 @@ def main() -> None:
     if args.checkpoint:
         start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
         curves["start checkpoint"] = start["dice_per_step"]
-    for n in variants:  # every variant runs the checkpoint's t_max steps, whatever t_max it trained with
-        one_step = trained_t_max(variants[n]) == 1  # a one-step control: its final mask is m(1)
-        curves[n] = scores[n]["dice_per_step"][:1] if one_step else scores[n]["dice_per_step"]
-    controls = [n for n in variants if trained_t_max(variants[n]) == 1]
-    paired = {n: against_control(runs[n] / "eval_val" / "per_slice.csv", runs[controls[0]] / "eval_val" / "per_slice.csv",
-                                 len(curves[n]))
+    controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
+    for n in variants:  # every other variant runs the checkpoint's t_max steps, whatever t_max it trained with
+        curves[n] = scores[n]["dice_per_step"][:1] if n in controls else scores[n]["dice_per_step"]
+    per_slice = {n: runs[n] / "eval_val" / "per_slice.csv" for n in variants}
+    paired = {n: against_control(per_slice[n], per_slice[controls[0]], len(curves[n]))
               for n in variants if controls and n not in controls}
     rows = {n: {**history(runs[n]), "at_stop": at_stop(runs[n]), "commands": recorded_commands(runs[n], ended_only=True)} for n in variants}
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
