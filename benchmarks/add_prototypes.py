@@ -24,6 +24,11 @@ def main() -> None:
     net = with_state_prototypes(loaded.model)
     info = dict(loaded.info)
     info["widened_from"] = f"{args.checkpoint}: state-prototype inputs added at zero weight"
+    run = Path(args.checkpoint).parent
+    if "source_run" not in info and (run / "commands.jsonl").exists():
+        # A run's own checkpoint: name the run, so that a fine-tune of this file counts
+        # that run's CPU time in its chain (benchmarks/_runs.run_chain).
+        info["source_run"] = f"{run.as_posix()} (epoch {info.get('epoch')})"
     save_checkpoint(args.out, net, net.config, info)
     print(f"wrote {args.out}")
 
