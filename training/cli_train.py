@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -281,8 +284,9 @@ def cmd_train(args) -> int:
     cpu_started = time.process_time()
 
     trainer = Trainer(cfg, train, val, args.out, init_checkpoint=init)
-    result = drive(trainer.run(resume=args.resume),
-                   lambda event: _report(event, args, cfg, started, cpu_started) if trainer.rank == 0 else None)
+    with _stop_cleanly_on_signals(trainer.cancel):
+        result = drive(trainer.run(resume=args.resume),
+                       lambda event: _report(event, args, cfg, started, cpu_started) if trainer.rank == 0 else None)
     if trainer.rank == 0:
         print(json.dumps({"reason": result.reason, "epochs": result.epochs_done, "best_dice": result.best_dice,
                           "best_epoch": result.best_epoch, "best_checkpoint": str(result.best_checkpoint)}))
@@ -292,6 +296,30 @@ def cmd_train(args) -> int:
         del trainer
         leave_process_group()
     return 0
+
+
+@contextmanager
+def _stop_cleanly_on_signals(cancel: threading.Event):
+    """SIGTERM (``kill``, a scheduler's preemption) and a first Ctrl-C stop the run as the
+    plugin's Cancel does: before the next episode, with the stop recorded in commands.jsonl
+    with its CPU time, so that ``--resume`` continues it and its budget stays counted. A
+    second Ctrl-C interrupts at once."""
+    def stop(signum, frame):
+        if cancel.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cancel.set()
+        print(f"{signal.Signals(signum).name}: stopping before the next episode "
+              "(Ctrl-C again to interrupt at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _report(event, args, cfg, started: str, cpu_started: float) -> None:

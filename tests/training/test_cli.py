@@ -373,3 +373,34 @@ def test_predict_a_folder_skips_bad_files_and_resumes(capsys, tmp_path, tiny_con
     code, _, err = run(capsys, "predict", "--checkpoint", str(ckpt), str(tmp_path / "masks"), str(tmp_path / "m2"),
                        "--start-mask", str(out / "a.tif"))
     assert code == 2 and "not a folder" in err
+
+
+def test_sigterm_stops_training_cleanly_and_on_record(capsys, tmp_path, monkeypatch):
+    """A killed command (SIGTERM) stops before its next episode, exits 0 and records the stop
+    with its CPU time, so a resume continues it and its budget stays counted."""
+    import os
+    import signal
+
+    from napari_pixeldrl.training import cli_train
+    from napari_pixeldrl.training.events import EpisodeEvent
+
+    report = cli_train._report
+    sent = []
+
+    def report_and_kill(event, *args):
+        report(event, *args)
+        if isinstance(event, EpisodeEvent) and not sent:
+            sent.append(event)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli_train, "_report", report_and_kill)
+    before = signal.getsignal(signal.SIGTERM)
+    root = _disc_folder(tmp_path / "data")
+    code, out, err = run(capsys, "train", "--dataset", "folder", "--data", str(root), "--epochs", "3", "--t-max", "2",
+                         "--crop", "0", "--threads", "1", "--no-progress", "--preset", "lite", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert "SIGTERM: stopping" in err
+    record = json.loads((tmp_path / "run" / "commands.jsonl").read_text().splitlines()[-1])
+    assert record["status"] == "ended" and record["reason"] == "cancelled" and record["epochs_done"] == 0
+    assert record["cpu_minutes"] > 0
+    assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is gone with it
