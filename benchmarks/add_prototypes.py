@@ -14,6 +14,8 @@ from pathlib import Path
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.network import with_state_prototypes
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -24,11 +26,13 @@ def main() -> None:
     net = with_state_prototypes(loaded.model)
     info = dict(loaded.info)
     info["widened_from"] = f"{args.checkpoint}: state-prototype inputs added at zero weight"
-    run = Path(args.checkpoint).parent
+    run = Path(args.checkpoint).resolve().parent
     if "source_run" not in info and (run / "commands.jsonl").exists():
-        # A run's own checkpoint: name the run, so that a fine-tune of this file counts
-        # that run's CPU time in its chain (benchmarks/_runs.run_chain).
-        info["source_run"] = f"{run.as_posix()} (epoch {info.get('epoch')})"
+        # A run's own checkpoint: name the run (relative to the repository, where
+        # benchmarks/_runs.run_chain reads it), so that a fine-tune of this file counts
+        # that run's CPU time in its chain.
+        where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
+        info["source_run"] = f"{where.as_posix()} (epoch {info.get('epoch')})"
     save_checkpoint(args.out, net, net.config, info)
     print(f"wrote {args.out}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -284,7 +285,7 @@ def cmd_train(args) -> int:
     cpu_started = time.process_time()
 
     trainer = Trainer(cfg, train, val, args.out, init_checkpoint=init)
-    with _stop_cleanly_on_signals(trainer.cancel):
+    with _stop_cleanly_on_signals(trainer.cancel) as signals:
         result = drive(trainer.run(resume=args.resume),
                        lambda event: _report(event, args, cfg, started, cpu_started) if trainer.rank == 0 else None)
     if trainer.rank == 0:
@@ -295,7 +296,7 @@ def cmd_train(args) -> int:
 
         del trainer
         leave_process_group()
-    return 0
+    return 128 + signals[0] if signals else 0
 
 
 @contextmanager
@@ -303,23 +304,29 @@ def _stop_cleanly_on_signals(cancel: threading.Event):
     """SIGTERM (``kill``, a scheduler's preemption) and a first Ctrl-C stop the run as the
     plugin's Cancel does: before the next episode, with the stop recorded in commands.jsonl
     with its CPU time, so that ``--resume`` continues it and its budget stays counted. A
-    second Ctrl-C interrupts at once."""
+    second Ctrl-C interrupts at once. The command then exits with 128 + the signal's number,
+    as a killed command does, so that a caller does not take the stop for a finished run."""
+    received = []
+
     def stop(signum, frame):
         if cancel.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         cancel.set()
-        print(f"{signal.Signals(signum).name}: stopping before the next episode "
-              "(Ctrl-C again to interrupt at once)", file=sys.stderr, flush=True)
+        received.append(signum)
+        # os.write, not print: a handler that prints while stderr is mid-write raises.
+        os.write(2, f"{signal.Signals(signum).name}: stopping before the next episode "
+                    "(Ctrl-C again to interrupt at once)\n".encode())
 
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
+        yield received
         return
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield received
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(s, handler)
 
 
 def _report(event, args, cfg, started: str, cpu_started: float) -> None:

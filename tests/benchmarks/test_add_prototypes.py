@@ -26,10 +26,11 @@ def test_a_runs_checkpoint_is_widened_and_names_its_run(tmp_path, tiny_config, m
     run.mkdir()
     (run / "commands.jsonl").write_text("{}\n")
     save_checkpoint(run / "checkpoint_best.safetensors", net, config, {"epoch": 3})
-    monkeypatch.chdir(tmp_path)
-    wide = widen(monkeypatch, Path("run/checkpoint_best.safetensors"), tmp_path / "wide.safetensors")
+    monkeypatch.chdir(run)  # the path given relative to wherever the command runs
+    wide = widen(monkeypatch, Path("checkpoint_best.safetensors"), tmp_path / "wide.safetensors")
     assert wide.model.config.state_prototypes and not config.state_prototypes
-    assert wide.info["source_run"] == "run (epoch 3)"
+    # Outside the repository the run is named by its full path (inside, relative to the repository).
+    assert wide.info["source_run"] == f"{run.resolve().as_posix()} (epoch 3)"
     image = torch.rand(1, config.in_channels, 32, 32)
     mask = torch.ones(1, 1, 32, 32)
     net.eval(), wide.model.eval()
@@ -41,6 +42,7 @@ def test_a_runs_checkpoint_is_widened_and_names_its_run(tmp_path, tiny_config, m
 def test_a_file_outside_a_run_keeps_what_it_says(tmp_path, tiny_config, monkeypatch):
     config = tiny_config("lite", head_scale=4)
     net = build_model(config)
+    (tmp_path / "commands.jsonl").write_text("{}\n")  # in a run folder, yet it names its own source
     save_checkpoint(tmp_path / "model.safetensors", net, config, {"source_run": "runs/x (epoch 1)"})
     wide = widen(monkeypatch, tmp_path / "model.safetensors", tmp_path / "wide.safetensors")
     assert wide.info["source_run"] == "runs/x (epoch 1)"
