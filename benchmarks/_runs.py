@@ -198,31 +198,38 @@ def uncounted_training(run: Path) -> str | None:
 
 
 def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:
-    """Process CPU minutes behind a run's weights: every command that ended on the run folder
-    and on the runs it continues (:func:`run_chain`), partial epochs included, and the whole
-    epochs of commands killed without an end record (:func:`killed_cpu_minutes`); with
-    ``uncounted_ok``, only those of the runs that are here."""
-    return sum(float(r.get("cpu_minutes") or 0) for link in run_chain(run, uncounted_ok) for r in command_records(link)) + \
-        sum(killed_cpu_minutes(link) for link in run_chain(run, uncounted_ok))
+    """Process CPU minutes behind a run's weights: every command that trained the run folder
+    and the runs it continues (:func:`run_chain`), as :func:`command_cpu_minutes` counts
+    them; with ``uncounted_ok``, only those of the runs that are here."""
+    return sum(m for link in run_chain(run, uncounted_ok) for _, m in command_cpu_minutes(link))
 
 
-def killed_cpu_minutes(run: Path) -> float:
-    """CPU minutes of the epochs that commands killed before their end record finished: a
-    killed command's whole epochs are in the weights (a resume continues after them), its
-    partial epoch is not. Read from metrics.jsonl: the epochs after the command's start and
-    up to the next command's start."""
+def command_cpu_minutes(run: Path) -> list[tuple[dict, float]]:
+    """Each command that trained a run folder, in order, with its CPU minutes: the end
+    record and its ``cpu_minutes`` (partial epochs included), or, for a command killed before
+    its end record, its start record and the CPU time of the whole epochs it finished (in
+    the weights: a resume continues after them; its partial epoch is not), read from
+    metrics.jsonl: the epochs after its start and up to the next command's start."""
     records = command_records(run)
-    ended = {r.get("started") for r in records if r.get("status") == "ended"}
+    ends = {r.get("started"): r for r in records if r.get("status") == "ended"}
     starts = [r for r in records if r.get("status") == "started"]
     rows = metric_rows(run)
-    total = 0.0
+    spans = []
     for i, start in enumerate(starts):
-        if start.get("started") in ended:
+        end = ends.get(start.get("started"))
+        if end is not None:
+            spans.append((end, float(end.get("cpu_minutes") or 0)))
             continue
         first = start.get("start_epoch", 0)
         last = starts[i + 1].get("start_epoch", 0) if i + 1 < len(starts) else None
-        total += sum(r.get("cpu_seconds", 0.0) for r in rows if r["epoch"] > first and (last is None or r["epoch"] <= last))
-    return total / 60
+        seconds = sum(r.get("cpu_seconds", 0.0) for r in rows if r["epoch"] > first and (last is None or r["epoch"] <= last))
+        spans.append((start, seconds / 60))
+    return spans
+
+
+def killed_cpu_minutes(run: Path) -> float:
+    """The CPU minutes :func:`command_cpu_minutes` counts for commands killed before their end record."""
+    return sum(m for record, m in command_cpu_minutes(run) if record.get("status") != "ended")
 
 
 def validations(run: Path) -> list[tuple[int, float, float]]:

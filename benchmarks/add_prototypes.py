@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from _runs import ROOT
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.network import with_state_prototypes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

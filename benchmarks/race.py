@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_records, recorded_commands, run_chain, train_at_once, uncounted_training, validations
+from _runs import DATA, OUT, ROOT, command_cpu_minutes, recorded_commands, run_chain, train_at_once, uncounted_training, validations
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -37,13 +37,10 @@ def curve(run) -> list[tuple[float, float]]:
     points, before = [], 0.0
     for link in run_chain(run, uncounted_ok=True):
         points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
-        spent = before
-        for r in command_records(link):
-            if r.get("status") == "ended":
-                spent += r.get("cpu_minutes") or 0.0
-                if r.get("stop_val_dice") is not None:
-                    points.append((spent, r["stop_val_dice"]))
-        before = spent
+        for record, minutes in command_cpu_minutes(link):
+            before += minutes
+            if record.get("stop_val_dice") is not None:
+                points.append((before, record["stop_val_dice"]))
     return sorted(points)
 
 
