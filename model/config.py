@@ -50,6 +50,11 @@ class ModelConfig:
     state_prototypes: bool = False
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
+    # Lite heads: 0 ends them in one linear 3x3 layer at full resolution. N > 0 makes that
+    # layer N channels wide and adds a ReLU, a 3x3 layer of N and a 1x1 output: a small
+    # decoder, so that a boundary at full resolution is more than a linear mix of the
+    # conv1_2 projection and 4x4 blocks of the coarse output (small objects, the heart).
+    fine_decoder: int = 0
     # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
     # "image": it runs once on I; the heads see m(t) (same information, 1 extractor pass).
     features_from: str = "state"
@@ -82,6 +87,8 @@ class ModelConfig:
             del d["extractor_norm"]
         if not d["state_prototypes"]:
             del d["state_prototypes"]
+        if not d["fine_decoder"]:
+            del d["fine_decoder"]
         return d
 
     @classmethod
@@ -130,6 +137,9 @@ class ModelConfig:
         widths("head_dilations", len(self.head_widths), 1, 16)  # head_widths is a tuple by now
         whole("context_channels", 1, 1024)
         whole("fine_channels", 1, 1024)
+        whole("fine_decoder", 0, 1024)
+        if self.fine_decoder and self.head_scale == 1:
+            raise InputError("model config: fine_decoder needs the lite heads (head_scale 4)")
         whole("reward_kernel", 1, 65)
         if self.reward_kernel % 2 == 0:
             raise InputError(f"model config: reward_kernel must be odd, got {self.reward_kernel}")

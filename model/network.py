@@ -57,14 +57,20 @@ class LowResHead(nn.Module):
     convolution over the concatenation, at a fraction of the cost over ten steps."""
 
     def __init__(self, in_ch: int, widths, dilations, out_ch: int, fine_ch: int, scale: int, mask_in: bool,
-                 state_in: int = 0):
+                 state_in: int = 0, decoder: int = 0):
         super().__init__()
         self.body = dilated_stack(in_ch, widths, dilations)
         self.scale = scale
         self.mask_in = mask_in  # the body's last input channel is the pooled mask
         self.state_in = state_in  # channels before the mask's that change every step (state prototypes)
-        self.to_full = nn.Conv2d(widths[-1], out_ch * scale * scale, 1)
-        self.out = nn.Conv2d(fine_ch + 1, out_ch, 3, padding=1)  # full resolution; last channel: the mask
+        full = decoder or out_ch  # channels of the full-resolution sum
+        self.to_full = nn.Conv2d(widths[-1], full * scale * scale, 1)
+        self.out = nn.Conv2d(fine_ch + 1, full, 3, padding=1)  # full resolution; last channel: the mask
+        # ModelConfig.fine_decoder: ReLU, 3x3, ReLU, 1x1 on the sum; none: the sum is the output.
+        self.decode = None
+        if decoder:
+            self.decode = nn.Sequential(nn.ReLU(inplace=True), conv3x3(decoder, decoder, 1), nn.ReLU(inplace=True),
+                                        nn.Conv2d(decoder, out_ch, 1))
 
     def prepare(self, low: torch.Tensor, fine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The image's part of the first body layer and of the full-resolution layer."""
@@ -86,7 +92,8 @@ class LowResHead(nn.Module):
             body_in = body_in + F.conv2d(low_mask, first.weight[:, -1:], None, padding=first.padding, dilation=first.dilation)
         h = self.body[2:](F.relu(body_in))  # body[1] is the first layer's ReLU
         coarse = F.pixel_shuffle(self.to_full(h), self.scale)
-        return coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
+        full = coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
+        return full if self.decode is None else self.decode(full)
 
 
 STATE_CHANNELS = 2  # prototype similarities: inside m(t), outside m(t)
@@ -138,7 +145,7 @@ class PixelDRLNet(nn.Module):
             state_in = STATE_CHANNELS if c.state_prototypes else 0
             head_in = c.context_channels + state_in + (1 if c.mask_channel else 0)
             args = (c.head_widths, head_dil)
-            extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in)
+            extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in, c.fine_decoder)
             self.policy = LowResHead(head_in, *args, policy_out, *extra)
             self.value = None if c.shared_head else LowResHead(head_in, *args, 1, *extra)
         # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at

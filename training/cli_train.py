@@ -77,6 +77,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--state-prototypes", action=argparse.BooleanOptionalAction, default=None,
                        help="lite heads: also see each pixel's similarity to the mean features inside and outside "
                             "m(t), a cheap view of the state (default off; not in the paper)")
+        p.add_argument("--fine-decoder", type=int, default=None, metavar="CHANNELS",
+                       help="lite heads: a small decoder of this width at full resolution (ReLU, 3x3, ReLU, 1x1) "
+                            "instead of one linear 3x3 layer (default 0: none; not in the paper)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=None, help="default 200")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop cleanly after this long (the weights trained since the last validation are validated at the stop and kept if best)")
@@ -247,15 +250,16 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes become model overrides of a new run; a resumed run keeps its network."""
+    """--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
-    switches = {k: getattr(args, k, None) for k in ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes")}
+    names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "fine_decoder")
+    switches = {k: getattr(args, k, None) for k in names}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        raise InputError(f"--sam/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:

@@ -515,12 +515,15 @@ def init_keep_bias(net: torch.nn.Module, keep: float) -> None:
     if not 0.0 < keep < 1.0:
         raise InputError(f"keep_init must be in (0, 1), got {keep}")
     head = net.policy
+    decode = getattr(head, "decode", None)
+    # The layers that sum to the output: the decoder's last, or the coarse and full-resolution ones.
+    outputs = (decode[-1],) if decode is not None else (getattr(head, "to_full", None), head.out)
     with torch.no_grad():
-        for layer in (getattr(head, "to_full", None), head.out):  # the layers that sum to the output
+        for layer in outputs:
             if layer is not None:
                 layer.weight.mul_(0.1)
                 layer.bias.zero_()
-        head.out.bias[KEEP] = math.log(keep / (1.0 - keep))
+        outputs[-1].bias[KEEP] = math.log(keep / (1.0 - keep))
 
 
 def reward_filter_lr_scale(scale: float | str | None, weights: int) -> float:

@@ -98,8 +98,8 @@ def test_instance_norm_extractor(tiny_config):
 
 def test_new_fields_left_out_of_json_at_their_first_values():
     d = preset_config("lite", shared_head=False, extractor_norm="none").to_dict()
-    assert "shared_head" not in d and "extractor_norm" not in d and "state_prototypes" not in d
-    changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True)
+    assert not {"shared_head", "extractor_norm", "state_prototypes", "fine_decoder"} & set(d)
+    changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True, fine_decoder=8)
     assert ModelConfig.from_dict(changed.to_dict()) == changed
 
 
@@ -132,3 +132,18 @@ def test_state_prototypes_added_at_zero_weight_change_nothing(tiny_config):
         assert torch.allclose(a, b, atol=1e-5) and torch.allclose(va, vb, atol=1e-5)
     with pytest.raises(ValueError, match="already"):
         with_state_prototypes(wide)
+
+
+def test_fine_decoder_needs_the_lite_heads_and_widens_them(tiny_config):
+    with pytest.raises(InputError, match="fine_decoder"):
+        tiny_config("paper", fine_decoder=8)
+    with pytest.raises(InputError, match="fine_decoder"):
+        tiny_config("lite", fine_decoder=-1)
+    plain, decoded = build_model(tiny_config("lite")), build_model(tiny_config("lite", fine_decoder=8))
+    assert plain.policy.decode is None and decoded.policy.decode is not None
+    assert count_parameters(decoded) > count_parameters(plain)
+    # The decoder is non-linear at full resolution: the policy is not the plain head's.
+    torch.manual_seed(0)
+    x, mask = torch.rand(1, 1, 64, 64), torch.ones(1, 1, 64, 64)
+    policy, value = decoded(x, mask)
+    assert policy.shape == (1, 2, 64, 64) and value.shape == (1, 1, 64, 64)

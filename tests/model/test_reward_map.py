@@ -49,7 +49,11 @@ def _concat_head(head: LowResHead, low, fine, mask, low_mask):
         low = torch.cat([low, _state_reference(low, low_mask)], dim=1)
     x = torch.cat([low, low_mask], dim=1) if head.mask_in else low
     coarse = F.pixel_shuffle(head.to_full(head.body(x)), head.scale)
-    return coarse + head.out(torch.cat([fine, mask], dim=1))
+    full = coarse + head.out(torch.cat([fine, mask], dim=1))
+    if head.decode is None:
+        return full
+    first, last = head.decode[1], head.decode[3]
+    return last(F.relu(first(F.relu(full))))
 
 
 def _concat_step(self, context, mask, with_value=True):
@@ -61,11 +65,14 @@ def _concat_step(self, context, mask, with_value=True):
     return _concat_head(self.policy, *args), (_concat_head(self.value, *args) if with_value else None)
 
 
-@pytest.mark.parametrize("shared_head, state_prototypes", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("shared_head, state_prototypes, fine_decoder",
+                         [(True, False, 0), (False, False, 0), (True, True, 0), (True, False, 8), (False, True, 8)])
 @pytest.mark.parametrize("mask_channel", [True, False])
-def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head, state_prototypes):
+def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head, state_prototypes,
+                                                                 fine_decoder):
     torch.manual_seed(0)
-    config = tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head, state_prototypes=state_prototypes)
+    config = tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head, state_prototypes=state_prototypes,
+                         fine_decoder=fine_decoder)
     net = build_model(config)
     x = torch.rand(2, 1, 64, 64)
     mask = (torch.rand(2, 1, 64, 64) > 0.3).float()

@@ -53,6 +53,12 @@ def test_paper_preset_keeps_the_initialisation_and_one_learning_rate(tmp_path, t
     biased.fit()
     keep = torch.softmax(biased.net.policy.out.bias.detach()[:2], 0)[KEEP]  # the policy's two outputs
     assert float(keep) == pytest.approx(0.9, abs=1e-6)
+    # With the fine decoder its last layer makes the output: the bias goes there.
+    decoded = Trainer(tiny(epochs=0, keep_init=0.9, model_overrides={**TINY, "fine_decoder": 4}), discs(2, 0),
+                      discs(1, 1), tmp_path / "decoded")
+    decoded.fit()
+    keep = torch.softmax(decoded.net.policy.decode[-1].bias.detach()[:2], 0)[KEEP]
+    assert float(keep) == pytest.approx(0.9, abs=1e-6)
 
 
 def test_info_shows_each_presets_training_defaults(capsys):
