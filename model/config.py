@@ -30,6 +30,9 @@ class ModelConfig:
     # Normalisation after each extractor convolution: "none" (VGG16, the paper) or "instance".
     extractor_norm: str = "none"
     sam: bool = True  # self-attention module on conv4_3 (paper Eq. 1); Table 3 switch
+    # The SAM's softmax axis (model/attention.py): "spatial" (per channel, over the image:
+    # every output depends on the whole image) or "channel" (per pixel: local).
+    sam_axis: str = "spatial"
     dilation: bool = True  # dilated convolutions (DC); Table 3 switch
     # Policy and value heads: one 3x3 convolution per width, dilated as listed.
     head_widths: tuple[int, ...] = (256, 256, 256, 128)
@@ -89,6 +92,8 @@ class ModelConfig:
             del d["state_prototypes"]
         if not d["fine_decoder"]:
             del d["fine_decoder"]
+        if d["sam_axis"] == "spatial":
+            del d["sam_axis"]
         return d
 
     @classmethod
@@ -123,6 +128,7 @@ class ModelConfig:
         choice("features_from", ("state", "image"))
         choice("extractor_norm", ("none", "instance"))
         choice("head_scale", (1, 4))
+        choice("sam_axis", ("spatial", "channel"))
         for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):

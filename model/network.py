@@ -127,7 +127,7 @@ class PixelDRLNet(nn.Module):
         self.extractor = VGG16Half(
             extractor_in, c.widths, c.extractor_dilations if dc else (1,) * len(c.widths), c.extractor_norm
         )
-        self.sam = SelfAttention(c.widths[3]) if c.sam else nn.Identity()
+        self.sam = SelfAttention(c.widths[3], c.sam_axis) if c.sam else nn.Identity()
         concat = c.widths[0] + c.widths[1] + c.widths[2] + c.widths[3]  # 480 for VGG16-half
         head_dil = c.head_dilations if dc else (1,) * len(c.head_widths)
         # With ``shared_head`` one body gives both outputs: ``self.policy`` then has three

@@ -98,8 +98,9 @@ def test_instance_norm_extractor(tiny_config):
 
 def test_new_fields_left_out_of_json_at_their_first_values():
     d = preset_config("lite", shared_head=False, extractor_norm="none").to_dict()
-    assert not {"shared_head", "extractor_norm", "state_prototypes", "fine_decoder"} & set(d)
-    changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True, fine_decoder=8)
+    assert not {"shared_head", "extractor_norm", "state_prototypes", "fine_decoder", "sam_axis"} & set(d)
+    changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True, fine_decoder=8,
+                            sam_axis="channel")
     assert ModelConfig.from_dict(changed.to_dict()) == changed
 
 
@@ -147,3 +148,25 @@ def test_fine_decoder_needs_the_lite_heads_and_widens_them(tiny_config):
     x, mask = torch.rand(1, 1, 64, 64), torch.ones(1, 1, 64, 64)
     policy, value = decoded(x, mask)
     assert policy.shape == (1, 2, 64, 64) and value.shape == (1, 1, 64, 64)
+
+
+def test_channel_sam_is_local_and_spatial_sam_sees_the_whole_image(tiny_config):
+    from napari_pixeldrl.model.attention import SelfAttention
+
+    torch.manual_seed(0)
+    f = torch.rand(1, 8, 6, 6) + 0.1
+    padded = torch.nn.functional.pad(f, (3, 3, 3, 3), value=0.5)  # more image, the same pixels inside
+    for axis, local in (("channel", True), ("spatial", False)):
+        sam = SelfAttention(8, axis)
+        with torch.no_grad():
+            same = torch.allclose(sam(f), sam(padded)[..., 3:9, 3:9], atol=1e-6)
+        assert same == local
+    # Uniform logits (W = 0, f constant per pixel across channels) give 2f on either axis.
+    g = torch.full((1, 8, 4, 4), 0.3)
+    for axis in ("channel", "spatial"):
+        sam = SelfAttention(8, axis)
+        torch.nn.init.zeros_(sam.w.weight), torch.nn.init.zeros_(sam.w.bias)
+        with torch.no_grad():
+            assert torch.allclose(sam(g), 2 * g)
+    with pytest.raises(InputError, match="sam_axis"):
+        tiny_config("lite", sam_axis="time")
