@@ -58,6 +58,10 @@ class ModelConfig:
     # decoder, so that a boundary at full resolution is more than a linear mix of the
     # conv1_2 projection and 4x4 blocks of the coarse output (small objects, the heart).
     fine_decoder: int = 0
+    # Lite heads: normalisation after each body convolution ("none" or "instance", as
+    # MONAI's BasicUNet has in its decoder), so that the heads see features on one scale
+    # whatever the image's extent and contrast.
+    head_norm: str = "none"
     # "state": the extractor runs on X(t) = I * m(t) (and m(t)) at every step (paper).
     # "image": it runs once on I; the heads see m(t) (same information, 1 extractor pass).
     features_from: str = "state"
@@ -94,6 +98,8 @@ class ModelConfig:
             del d["fine_decoder"]
         if d["sam_axis"] == "spatial":
             del d["sam_axis"]
+        if d["head_norm"] == "none":
+            del d["head_norm"]
         return d
 
     @classmethod
@@ -129,6 +135,9 @@ class ModelConfig:
         choice("extractor_norm", ("none", "instance"))
         choice("head_scale", (1, 4))
         choice("sam_axis", ("spatial", "channel"))
+        choice("head_norm", ("none", "instance"))
+        if self.head_norm != "none" and self.head_scale == 1:
+            raise InputError("model config: head_norm needs the lite heads (head_scale 4)")
         for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):

@@ -17,17 +17,17 @@ from torch import nn
 
 from .attention import SelfAttention
 from .config import ModelConfig
-from .extractor import VGG16Half, conv3x3
+from .extractor import VGG16Half, conv3x3, norm_layer
 from .unet import UNet
 
 ZERO, KEEP = 0, 1  # the two actions, as channels of the policy output
 
 
-def dilated_stack(in_ch: int, widths, dilations) -> nn.Sequential:
-    """The body of a head: one dilated 3x3 convolution + ReLU per width."""
+def dilated_stack(in_ch: int, widths, dilations, norm: str = "none") -> nn.Sequential:
+    """The body of a head: one dilated 3x3 convolution (+ normalisation) + ReLU per width."""
     layers = []
     for width, dil in zip(widths, dilations):
-        layers += [conv3x3(in_ch, width, dil), nn.ReLU(inplace=True)]
+        layers += [conv3x3(in_ch, width, dil), *([norm_layer(norm, width)] if norm != "none" else []), nn.ReLU(inplace=True)]
         in_ch = width
     return nn.Sequential(*layers)
 
@@ -57,9 +57,10 @@ class LowResHead(nn.Module):
     convolution over the concatenation, at a fraction of the cost over ten steps."""
 
     def __init__(self, in_ch: int, widths, dilations, out_ch: int, fine_ch: int, scale: int, mask_in: bool,
-                 state_in: int = 0, decoder: int = 0):
+                 state_in: int = 0, decoder: int = 0, norm: str = "none"):
         super().__init__()
-        self.body = dilated_stack(in_ch, widths, dilations)
+        self.body = dilated_stack(in_ch, widths, dilations, norm)
+        self.first_end = 3 if norm != "none" else 2  # the first layer's modules: conv (, norm), ReLU
         self.scale = scale
         self.mask_in = mask_in  # the body's last input channel is the pooled mask
         self.state_in = state_in  # channels before the mask's that change every step (state prototypes)
@@ -90,7 +91,9 @@ class LowResHead(nn.Module):
             body_in = body_in + F.conv2d(state, w, None, padding=first.padding, dilation=first.dilation)
         if self.mask_in:
             body_in = body_in + F.conv2d(low_mask, first.weight[:, -1:], None, padding=first.padding, dilation=first.dilation)
-        h = self.body[2:](F.relu(body_in))  # body[1] is the first layer's ReLU
+        if self.first_end == 3:
+            body_in = self.body[1](body_in)
+        h = self.body[self.first_end:](F.relu(body_in))  # the first layer's conv is applied above
         coarse = F.pixel_shuffle(self.to_full(h), self.scale)
         full = coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
         return full if self.decode is None else self.decode(full)
@@ -145,7 +148,7 @@ class PixelDRLNet(nn.Module):
             state_in = STATE_CHANNELS if c.state_prototypes else 0
             head_in = c.context_channels + state_in + (1 if c.mask_channel else 0)
             args = (c.head_widths, head_dil)
-            extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in, c.fine_decoder)
+            extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in, c.fine_decoder, c.head_norm)
             self.policy = LowResHead(head_in, *args, policy_out, *extra)
             self.value = None if c.shared_head else LowResHead(head_in, *args, 1, *extra)
         # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at

@@ -80,6 +80,8 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--sam-axis", choices=("spatial", "channel"), default=None,
                        help="the self-attention's softmax axis: spatial (per channel over the image, default) or "
                             "channel (per pixel, so a pixel's output does not depend on the image's size)")
+        p.add_argument("--head-norm", choices=("none", "instance"), default=None,
+                       help="lite heads: normalisation after each head convolution (default none; not in the paper)")
         p.add_argument("--fine-decoder", type=int, default=None, metavar="CHANNELS",
                        help="lite heads: a small decoder of this width at full resolution (ReLU, 3x3, ReLU, 1x1) "
                             "instead of one linear 3x3 layer (default 0: none; not in the paper)")
@@ -253,16 +255,16 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder become model overrides of a new run; a resumed run keeps its network."""
+    """--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder/--head-norm become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
-    names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "fine_decoder", "sam_axis")
+    names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "fine_decoder", "sam_axis", "head_norm")
     switches = {k: getattr(args, k, None) for k in names}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        raise InputError(f"--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--fine-decoder/--head-norm switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:

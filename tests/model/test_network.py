@@ -98,9 +98,9 @@ def test_instance_norm_extractor(tiny_config):
 
 def test_new_fields_left_out_of_json_at_their_first_values():
     d = preset_config("lite", shared_head=False, extractor_norm="none").to_dict()
-    assert not {"shared_head", "extractor_norm", "state_prototypes", "fine_decoder", "sam_axis"} & set(d)
+    assert not {"shared_head", "extractor_norm", "state_prototypes", "fine_decoder", "sam_axis", "head_norm"} & set(d)
     changed = preset_config("lite", shared_head=True, extractor_norm="instance", state_prototypes=True, fine_decoder=8,
-                            sam_axis="channel")
+                            sam_axis="channel", head_norm="instance")
     assert ModelConfig.from_dict(changed.to_dict()) == changed
 
 
@@ -170,3 +170,5 @@ def test_channel_sam_is_local_and_spatial_sam_sees_the_whole_image(tiny_config):
             assert torch.allclose(sam(g), 2 * g)
     with pytest.raises(InputError, match="sam_axis"):
         tiny_config("lite", sam_axis="time")
+    with pytest.raises(InputError, match="head_norm"):
+        tiny_config("paper", head_norm="instance")

@@ -65,14 +65,15 @@ def _concat_step(self, context, mask, with_value=True):
     return _concat_head(self.policy, *args), (_concat_head(self.value, *args) if with_value else None)
 
 
-@pytest.mark.parametrize("shared_head, state_prototypes, fine_decoder",
-                         [(True, False, 0), (False, False, 0), (True, True, 0), (True, False, 8), (False, True, 8)])
+@pytest.mark.parametrize("shared_head, state_prototypes, fine_decoder, head_norm",
+                         [(True, False, 0, "none"), (False, False, 0, "none"), (True, True, 0, "none"),
+                          (True, False, 8, "none"), (False, True, 8, "instance"), (True, False, 0, "instance")])
 @pytest.mark.parametrize("mask_channel", [True, False])
 def test_lite_step_equals_one_convolution_over_the_concatenation(tiny_config, mask_channel, shared_head, state_prototypes,
-                                                                 fine_decoder):
+                                                                 fine_decoder, head_norm):
     torch.manual_seed(0)
     config = tiny_config("lite", mask_channel=mask_channel, shared_head=shared_head, state_prototypes=state_prototypes,
-                         fine_decoder=fine_decoder)
+                         fine_decoder=fine_decoder, head_norm=head_norm)
     net = build_model(config)
     x = torch.rand(2, 1, 64, 64)
     mask = (torch.rand(2, 1, 64, 64) > 0.3).float()

@@ -250,10 +250,10 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "u"), "--preset", "unet", "--no-sam")
     assert code == 2 and "unet" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d"), "--epochs", "1", "--fine-decoder", "4",
-                       "--sam-axis", "channel")
+                       "--sam-axis", "channel", "--head-norm", "instance")
     assert code == 0, err
     decoded = load_checkpoint(tmp_path / "d" / "checkpoint_last.safetensors").config
-    assert (decoded.fine_decoder, decoded.sam_axis) == (4, "channel")
+    assert (decoded.fine_decoder, decoded.sam_axis, decoded.head_norm) == (4, "channel", "instance")
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d2"), "--fine-decoder", "-1")
     assert code == 2 and "fine_decoder" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")
