@@ -242,6 +242,21 @@ def validations(run: Path) -> list[tuple[int, float, float]]:
     return points
 
 
+def validation_curve(run: Path) -> list[tuple[float, float]]:
+    """(cumulative CPU minutes, validation DICE) per validation: each epoch's, and the one at
+    each stage's budget stop (at the CPU time the stages had spent by then). A fine-tune
+    continues the curve of the run it started from (``run_chain``); where that run is not
+    here, the curve starts at the fine-tune's first minute (the results file says so)."""
+    points, before = [], 0.0
+    for link in run_chain(run, uncounted_ok=True):
+        points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
+        for record, minutes in command_cpu_minutes(link):
+            before += minutes
+            if record.get("stop_val_dice") is not None:
+                points.append((before, record["stop_val_dice"]))
+    return sorted(points)
+
+
 def history(run: Path) -> dict:
     """Epochs, training seconds and validation DICE per epoch of a run (metrics.jsonl), and
     the best validation DICE with the whole epochs behind it, from the header of the

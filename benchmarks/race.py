@@ -22,26 +22,11 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, command_cpu_minutes, recorded_commands, run_chain, train_at_once, uncounted_training, validations
+from _runs import DATA, OUT, ROOT, recorded_commands, run_chain, train_at_once, uncounted_training, validation_curve
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
 LABEL = {"lite": "PixelDRL-MG lite", "basicunet": "MONAI BasicUNet"}
-
-
-def curve(run) -> list[tuple[float, float]]:
-    """(cumulative CPU minutes, validation DICE) per validation: each epoch's, and the one at
-    each stage's budget stop (at the CPU time the stages had spent by then). A fine-tune
-    continues the curve of the run it started from (``run_chain``); where that run is not
-    here, the curve starts at the fine-tune's first minute (the results file says so)."""
-    points, before = [], 0.0
-    for link in run_chain(run, uncounted_ok=True):
-        points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
-        for record, minutes in command_cpu_minutes(link):
-            before += minutes
-            if record.get("stop_val_dice") is not None:
-                points.append((before, record["stop_val_dice"]))
-    return sorted(points)
 
 
 def projected_minutes(points: list[tuple[float, float]], target: float) -> float | None:
@@ -110,7 +95,7 @@ def main() -> None:
         train_at_once({runs[p]: [*common, "--preset", p, *(shlex.split(args.lite_args) if p == "lite" else [])]
                        for p in runs})
         load = os.getloadavg()[0]
-    curves = {p: curve(r) for p, r in runs.items()}
+    curves = {p: validation_curve(r) for p, r in runs.items()}
     note = args.note or old.get("note", "")  # a rescoring keeps the results file's note
     target = TARGET[args.dataset]
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "stages": stages,

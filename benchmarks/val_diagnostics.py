@@ -22,19 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from _runs import DATA, ROOT, command_cpu_minutes, header, recorded_commands, run_chain, validations, write_results
+from _runs import DATA, ROOT, header, recorded_commands, run_chain, validation_curve, write_results
 from napari_pixeldrl.training.bench import machine
 
 PADS = (0, 32, 96)
-
-
-def curve(run: Path) -> list[tuple[float, float]]:
-    """(CPU minutes, validation DICE) of each validated epoch, over the run and the runs it continues."""
-    points, before = [], 0.0
-    for link in run_chain(run, uncounted_ok=True):
-        points += [(before + cpu, dice) for _, cpu, dice in validations(link)]
-        before += sum(minutes for _, minutes in command_cpu_minutes(link))
-    return points
 
 
 def diagnose(checkpoint: Path, val, pads=PADS) -> dict:
@@ -85,7 +76,7 @@ def main() -> None:
     val = select_split(data, {"split_by": "patient", "fold": None, "folds": 5, "seed": 0}, "val")
     rows = {}
     for label, run in runs.items():
-        rows[label] = {"run": str(run.relative_to(ROOT)), "curve": [[round(c, 1), round(d, 4)] for c, d in curve(run)],
+        rows[label] = {"run": str(run.relative_to(ROOT)), "curve": [[round(c, 1), round(d, 4)] for c, d in validation_curve(run)],
                        "commands": [c for link in run_chain(run, uncounted_ok=True) for c in recorded_commands(link)],
                        **diagnose(run / "checkpoint_best.safetensors", val)}
         print(label, json.dumps({k: rows[label][k] for k in ("dice", "pad_dice")}), file=sys.stderr, flush=True)
