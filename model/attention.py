@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SAM_AXES = ("spatial", "channel")
+from napari_pixeldrl.model.config import SAM_AXES
 
 
 class SelfAttention(nn.Module):

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from napari_pixeldrl.core.errors import InputError
 
+# The choices of the text-valued options (the CLI offers the same).
+NORMS = ("none", "instance")  # extractor_norm, head_norm
+SAM_AXES = ("spatial", "channel")  # sam_axis (model/attention.py)
+
 # Per-image normalisation every preset uses (see model/preprocess.py); stored in checkpoints
 # so that a later change of the default cannot silently change a trained model's input.
 NORMALISATION = "per-channel percentile 0.5/99.5 clip, min-max to [0, 1], per slice"
@@ -132,10 +136,10 @@ class ModelConfig:
         choice("arch", ("pixeldrl", "unet"))
         choice("unet_family", ("classic", "monai-basic"))
         choice("features_from", ("state", "image"))
-        choice("extractor_norm", ("none", "instance"))
+        choice("extractor_norm", NORMS)
         choice("head_scale", (1, 4))
-        choice("sam_axis", ("spatial", "channel"))
-        choice("head_norm", ("none", "instance"))
+        choice("sam_axis", SAM_AXES)
+        choice("head_norm", NORMS)
         if self.head_norm != "none" and self.head_scale == 1:
             raise InputError("model config: head_norm needs the lite heads (head_scale 4)")
         for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes"):

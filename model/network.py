@@ -60,7 +60,8 @@ class LowResHead(nn.Module):
                  state_in: int = 0, decoder: int = 0, norm: str = "none"):
         super().__init__()
         self.body = dilated_stack(in_ch, widths, dilations, norm)
-        self.first_end = 3 if norm != "none" else 2  # the first layer's modules: conv (, norm), ReLU
+        # The first layer's modules, conv (, norm), ReLU: forward applies them by hand.
+        self.first_end = next(i for i, m in enumerate(self.body) if isinstance(m, nn.ReLU)) + 1
         self.scale = scale
         self.mask_in = mask_in  # the body's last input channel is the pooled mask
         self.state_in = state_in  # channels before the mask's that change every step (state prototypes)
@@ -91,9 +92,7 @@ class LowResHead(nn.Module):
             body_in = body_in + F.conv2d(state, w, None, padding=first.padding, dilation=first.dilation)
         if self.mask_in:
             body_in = body_in + F.conv2d(low_mask, first.weight[:, -1:], None, padding=first.padding, dilation=first.dilation)
-        if self.first_end == 3:
-            body_in = self.body[1](body_in)
-        h = self.body[self.first_end:](F.relu(body_in))  # the first layer's conv is applied above
+        h = self.body[self.first_end - 1:](self.body[1:self.first_end - 1](body_in))  # the first layer's conv is applied above
         coarse = F.pixel_shuffle(self.to_full(h), self.scale)
         full = coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
         return full if self.decode is None else self.decode(full)

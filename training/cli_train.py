@@ -21,6 +21,7 @@ from pathlib import Path
 
 from napari_pixeldrl.core.device import choose_device
 from napari_pixeldrl.core.errors import InputError, PixelDRLError
+from napari_pixeldrl.model.config import NORMS, SAM_AXES
 from napari_pixeldrl.training.data.splits import select_split
 
 DATASETS = ("lgg", "msd", "hecktor", "folder")
@@ -72,15 +73,15 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--shared-head", action=argparse.BooleanOptionalAction, default=None,
                        help="one head body for the policy and the value (three outputs) instead of two: half the "
                             "heads' cost per step (default off; not in the paper)")
-        p.add_argument("--extractor-norm", choices=("none", "instance"), default=None,
+        p.add_argument("--extractor-norm", choices=NORMS, default=None,
                        help="normalisation after each extractor convolution (default none, as VGG16; not in the paper)")
         p.add_argument("--state-prototypes", action=argparse.BooleanOptionalAction, default=None,
                        help="lite heads: also see each pixel's similarity to the mean features inside and outside "
                             "m(t), a cheap view of the state (default off; not in the paper)")
-        p.add_argument("--sam-axis", choices=("spatial", "channel"), default=None,
+        p.add_argument("--sam-axis", choices=SAM_AXES, default=None,
                        help="the self-attention's softmax axis: spatial (per channel over the image, default) or "
                             "channel (per pixel, so a pixel's output does not depend on the image's size)")
-        p.add_argument("--head-norm", choices=("none", "instance"), default=None,
+        p.add_argument("--head-norm", choices=NORMS, default=None,
                        help="lite heads: normalisation after each head convolution (default none; not in the paper)")
         p.add_argument("--fine-decoder", type=int, default=None, metavar="CHANNELS",
                        help="lite heads: a small decoder of this width at full resolution (ReLU, 3x3, ReLU, 1x1) "
