@@ -74,6 +74,27 @@ def row(name: str, s: dict) -> str:
     return f"| {name} | " + " | ".join(metric_cells(s)) + " |"
 
 
+def same_checkpoint(a: Path, b: Path) -> bool:
+    """Whether two safetensors files hold the same tensors and header entries. Their bytes can
+    differ when they do: safetensors writes the header's metadata in no fixed order."""
+    from safetensors import safe_open
+
+    with safe_open(a, "pt") as fa, safe_open(b, "pt") as fb:
+        if fa.metadata() != fb.metadata() or set(fa.keys()) != set(fb.keys()):
+            return False
+        return all(fa.get_tensor(k).equal(fb.get_tensor(k)) for k in fa.keys())
+
+
+def save_unless_same(path: Path, model, config, info: dict) -> None:
+    """Write the float16 checkpoint to ``path`` unless ``path`` already holds the same content,
+    so that a second call keeps the bytes that were scored (and their hash) as they are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        new = Path(tmp) / path.name
+        save_checkpoint(new, model, config, info, half=True)
+        if not (path.exists() and same_checkpoint(new, path)):
+            shutil.copyfile(new, path)
+
+
 def chosen(info: dict) -> str:
     if info.get("validated_at_stop"):
         return f"the weights at the budget stop ({info.get('epoch')} whole epochs and part of the next)"
@@ -101,6 +122,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
+    trained_t_max = (info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
     lite_pp, lite_val = choose_postprocess(source, spec, lite_run)
     peer_ckpt = peer_run / "checkpoint_best.safetensors"
     peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
@@ -111,14 +133,11 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     # finds the same bytes and reads its scores back (evaluate's reuse compares the file's hash).
     candidate = lite_run / f"shipped_{name}.safetensors"
     info["source_run"] = f"runs/race-{race_name}/lite ({chosen(info)})"
-    save_checkpoint(candidate, loaded.model, config, info, half=True)
+    save_unless_same(candidate, loaded.model, config, info)
     test = score_test_once(candidate, spec, lite_run / "eval_test_shipped", "auto", f"bundled {name}")
     info["test_metrics"] = {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")} | {
         "slices": test["slices"], "patients": test["patients"], "split": "test, by patient, seed 0"}
-    with tempfile.TemporaryDirectory() as tmp:  # the same weights, with the scores in the header
-        final = Path(tmp) / f"{name}.safetensors"
-        save_checkpoint(final, loaded.model, config, info, half=True)
-        shutil.copyfile(final, target)
+    save_unless_same(target, loaded.model, config, info)  # the same weights, with the scores in the header
     peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
     peer_info = load_checkpoint(peer_ckpt).info
     lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
@@ -153,7 +172,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 - **Split**: by patient, 70/10/20 (train/val/test), seed 0; slices without object removed
   (the paper's protocol). The bundled sample patient ({spec['sample']}) is in the test split.
 - **Network**: `lite` preset: VGG16-half extractor{" with instance normalisation" if loaded.config.extractor_norm == "instance" else " without normalisation"}, run once per
-  image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution; t_max {loaded.config.t_max};
+  image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution{f" ending in a {loaded.config.fine_decoder}-channel decoder at full resolution" if loaded.config.fine_decoder else ""}{"; instance normalisation in the heads" if loaded.config.head_norm == "instance" else ""}; t_max {loaded.config.t_max}{f" (trained with episodes of {trained_t_max} step{'s' if trained_t_max > 1 else ''})" if trained_t_max and trained_t_max != loaded.config.t_max else ""};
   {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
 {chr(10).join(f"  - {c}" for c in training_steps(lite_run))}

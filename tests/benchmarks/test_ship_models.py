@@ -1,0 +1,33 @@
+"""benchmarks/ship_models.py: a second call keeps the shipped file that was scored, byte for
+byte, so that its test scores are read back rather than the test split scored again."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import ship_models  # noqa: E402
+from _runs import file_sha256  # noqa: E402
+from napari_pixeldrl.model.network import build_model  # noqa: E402
+
+
+def test_save_unless_same_keeps_the_bytes_of_the_same_content(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    config = tiny_config("lite", head_scale=4)
+    net = build_model(config)
+    info = {"epoch": 3, "source_run": "runs/x", "train": {"t_max": 1, "lr": 1e-3}}
+    path = tmp_path / "shipped.safetensors"
+    ship_models.save_unless_same(path, net, config, info)
+    first = file_sha256(path)
+    for _ in range(3):  # safetensors may write the same header in another order each time
+        ship_models.save_unless_same(path, net, config, dict(info))
+        assert file_sha256(path) == first
+
+    ship_models.save_unless_same(path, net, config, {**info, "epoch": 4})
+    assert file_sha256(path) != first
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    other = tmp_path / "other.safetensors"
+    ship_models.save_unless_same(other, net, config, {**info, "epoch": 4})
+    assert not ship_models.same_checkpoint(path, other)
