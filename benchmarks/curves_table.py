@@ -17,13 +17,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from _runs import command_records, recorded_commands, validations, write_results
+from _runs import command_records, recorded_commands, validation_curve, write_results
 from napari_pixeldrl.training.bench import machine
 
 
 def read_run(run: Path) -> dict:
     records = command_records(run)
-    points = [[epoch, round(cpu, 2), round(dice, 4)] for epoch, cpu, dice in validations(run)]
+    # Each epoch's validation and each stage's budget-stop one (which may hold the best weights).
+    points = [[round(cpu, 2), round(dice, 4)] for cpu, dice in validation_curve(run)]
     ended = [r for r in records if r.get("status") == "ended"]
     return {"commands": recorded_commands(run), "validations": points,
             "ended": bool(ended) and records[-1].get("status") == "ended",
@@ -49,10 +50,10 @@ def main() -> None:
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. Each run: 1 thread; its CPU minutes are its "
              "own process CPU time, which other work on the machine does not change (up to three processes shared "
              "the 2 cores).", "",
-             "| run | validations (epoch, CPU min: val DICE) | best | how it ended |", "| --- | --- | --- | --- |"]
+             "| run | validations (CPU min: val DICE) | best | how it ended |", "| --- | --- | --- | --- |"]
     for label, r in runs.items():
-        cells = ", ".join(f"{e}, {c:.1f}: {d:.3f}" for e, c, d in r["validations"]) or "none"
-        best = max((d for _, _, d in r["validations"]), default=float("nan"))
+        cells = ", ".join(f"{c:.1f}: {d:.3f}" for c, d in r["validations"]) or "none"
+        best = max((d for _, d in r["validations"]), default=float("nan"))
         lines.append(f"| {label} | {cells} | {best:.3f} | {r['reason']} |")
     lines += ["", "Commands each run folder records:", ""]
     for label, r in runs.items():
