@@ -92,7 +92,10 @@ class LowResHead(nn.Module):
             body_in = body_in + F.conv2d(state, w, None, padding=first.padding, dilation=first.dilation)
         if self.mask_in:
             body_in = body_in + F.conv2d(low_mask, first.weight[:, -1:], None, padding=first.padding, dilation=first.dilation)
-        h = self.body[self.first_end - 1:](self.body[1:self.first_end - 1](body_in))  # the first layer's conv is applied above
+        # The first layer's conv is applied above; then its norm (if any) and a ReLU that is not
+        # in place, since without mask or state inputs body_in is prepare()'s tensor, reused every step.
+        first_norm = self.body[1:self.first_end - 1]  # empty without head_norm
+        h = self.body[self.first_end:](F.relu(first_norm(body_in)))
         coarse = F.pixel_shuffle(self.to_full(h), self.scale)
         full = coarse + out_in + F.conv2d(mask, self.out.weight[:, -1:], None, padding=1)
         return full if self.decode is None else self.decode(full)

@@ -172,3 +172,21 @@ def test_channel_sam_is_local_and_spatial_sam_sees_the_whole_image(tiny_config):
         tiny_config("lite", sam_axis="time")
     with pytest.raises(InputError, match="head_norm"):
         tiny_config("paper", head_norm="instance")
+
+
+@pytest.mark.parametrize("head_norm", ["none", "instance"])
+def test_lite_head_leaves_its_prepared_image_part_alone(tiny_config, head_norm):
+    """Without mask or state inputs the head's first-layer input is prepare()'s tensor itself,
+    reused at every step of an episode: the head must not change it in place."""
+    torch.manual_seed(0)
+    head = build_model(tiny_config("lite", mask_channel=False, head_norm=head_norm)).policy
+    assert not head.mask_in and not head.state_in
+    low = torch.rand(1, head.body[0].weight.shape[1], 8, 8, requires_grad=True)
+    fine = torch.rand(1, head.out.weight.shape[1] - 1, 32, 32)
+    prepared = head.prepare(low, fine)
+    before = prepared[0].detach().clone()
+    steps = [head(prepared, None, torch.ones(1, 1, 32, 32)) for _ in range(2)]
+    assert torch.equal(prepared[0].detach(), before)
+    assert torch.equal(steps[0], steps[1])
+    sum(s.sum() for s in steps).backward()  # a tensor saved for backward must not have changed
+    assert low.grad is not None
