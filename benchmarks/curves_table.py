@@ -1,6 +1,7 @@
 """Tabulate the validation curves of run folders, whatever started them: each run's own
-recorded commands (commands.jsonl), and its validation DICE per epoch against the CPU
-minutes it had spent (metrics.jsonl). For screens run by hand with `pixeldrl train`.
+recorded commands (commands.jsonl), and its validation DICE against the CPU minutes it had
+spent (`_runs.validation_curve`: each epoch's validation and each budget stop's, a fine-tune's
+curve continuing the run it started from). For screens run by hand with `pixeldrl train`.
 
     python benchmarks/curves_table.py --name lite_recipe_lgg --title "..." LABEL=RUN_FOLDER ...
 
