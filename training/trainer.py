@@ -213,6 +213,15 @@ class Trainer:
     def _checkpoint_info(self, epoch: int, val_dice) -> dict:
         return {"train": self.config.to_dict(), "epoch": epoch, "val_dice": val_dice, "data": self.config.data}
 
+    def _checkpoint_config(self) -> ModelConfig:
+        """The model config a best/last checkpoint carries: the episode length it was trained
+        and validated with, so that inference runs the same steps by default (a model trained
+        with --t-max 1 has untrained steps 2..10). The run's own state keeps the config it
+        started from, so resuming is unchanged."""
+        if self.model_config.arch == "unet":
+            return self.model_config
+        return self.model_config.replace(t_max=self.t_max)
+
     def _write_config(self) -> None:
         body = {"train": self.config.to_dict(), "model": self.model_config.to_dict(), "parameters": count_parameters(self.net)}
         text = json.dumps(body, indent=2)
@@ -417,7 +426,7 @@ class Trainer:
         if no_best or dice > self.best_dice:
             self.best_dice, self.best_epoch = dice, epochs_done
             info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
-            save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, info)
+            save_checkpoint(self.out_dir / BEST, self.validated_net, self._checkpoint_config(), info)
 
     def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> Generator[object, None, str]:
         c = self.config
@@ -489,7 +498,7 @@ class Trainer:
                 if val_dice > self.best_dice:
                     is_best = True
                     self.best_dice, self.best_epoch = val_dice, number
-                    save_checkpoint(self.out_dir / BEST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
+                    save_checkpoint(self.out_dir / BEST, self.validated_net, self._checkpoint_config(), self._checkpoint_info(number, val_dice))
             seconds = time.monotonic() - t0
             row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds,
                    "cpu_seconds": time.process_time() - t0_cpu}
@@ -500,7 +509,7 @@ class Trainer:
                 # A run resumed with other loss options (a staged run) shows which epochs had which.
                 row["objective"] = {k: c.resolved(k) for k in (*LOSS_OPTIONS, "supervised_weight")}
             self.history.append(row)
-            save_checkpoint(self.out_dir / LAST, self.validated_net, self.model_config, self._checkpoint_info(number, val_dice))
+            save_checkpoint(self.out_dir / LAST, self.validated_net, self._checkpoint_config(), self._checkpoint_info(number, val_dice))
             self._save_state(number)
             self._write_metrics()
             self._write_curve()

@@ -1,5 +1,5 @@
-import json
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +47,17 @@ def test_run_folder_and_resume_continue_epochs_and_best(tmp_path):
     assert [row["epoch"] for row in r2.history] == [1, 2, 3]
     assert r2.best_dice >= r1.best_dice
     assert t2.scheduler.last_epoch == 3
+
+
+def test_checkpoints_carry_the_episode_length_they_were_trained_with(tmp_path):
+    # The tiny preset's config says 10 steps; a run trained with 2 must infer with 2 by
+    # default, and resuming (which checks the run's own config) still works.
+    data = discs(4, 0)
+    Trainer(tiny(epochs=1, t_max=2), data, discs(2, 1), tmp_path).fit()
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["t_max"] == 10
+    assert load_checkpoint(tmp_path / BEST).config.t_max == 2
+    assert load_checkpoint(tmp_path / LAST).config.t_max == 2
+    assert Trainer(tiny(epochs=2, t_max=2), data, discs(2, 1), tmp_path).fit(resume=True).epochs_done == 2
 
 
 def test_cancel_stops_within_one_episode(tmp_path):
