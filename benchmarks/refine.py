@@ -10,7 +10,8 @@ A run's budget is process CPU time (``pixeldrl finetune --cpu-budget``), so runs
 share the machine, or other work on it, do not change what each gets. Runs land in
 runs/refine-<name>/<variant>; the table and the figure in benchmarks/results/refine_<name>.*.
 A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1). Any
-other variant is scored over the checkpoint's t_max steps (10), also one trained with fewer.
+other variant is scored over --score-steps steps (10, the paper's t_max), also one trained
+with fewer (its checkpoint's own default is the length it trained with).
 A variant whose run folder already holds a finished run is not trained again; the table
 lists the commands each run folder records (commands.jsonl), whoever started them.
 """
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, required=True, help="process CPU time of each run")
     parser.add_argument("--shared", default="", help="options every variant gets")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
+    parser.add_argument("--score-steps", type=int, default=10, help="episode length the refining variants are scored at")
     parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
@@ -109,14 +111,16 @@ def main() -> None:
     if to_train:
         train_at_once(to_train, command="finetune" if args.checkpoint else "train", resume=False)
         load = os.getloadavg()[0]
+    controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
     scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",
-                          reuse=args.skip_train) for n in variants}
+                          reuse=args.skip_train, extra=() if n in controls else ("--t-max", str(args.score_steps)))
+              for n in variants}
     curves = {}
     if args.checkpoint:
-        start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True)
+        start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True,
+                         extra=("--t-max", str(args.score_steps)))
         curves["start checkpoint"] = start["dice_per_step"]
-    controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
-    for n in variants:  # every other variant runs the checkpoint's t_max steps, whatever t_max it trained with
+    for n in variants:  # every other variant runs --score-steps steps, whatever t_max it trained with
         curves[n] = scores[n]["dice_per_step"][:1] if n in controls else scores[n]["dice_per_step"]
     per_slice = {n: runs[n] / "eval_val" / "per_slice.csv" for n in variants}
     paired = {n: against_control(per_slice[n], per_slice[controls[0]], len(curves[n]))

@@ -152,6 +152,8 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: eval_<model>_<split> in the current folder)")
     p.add_argument("--fig-slices", type=int, default=4)
+    p.add_argument("--t-max", type=int, default=None,
+                   help="steps of every episode (default: the model's t_max); the report gives the DICE after each")
     p.add_argument("--start-from", default="ones", metavar="ones|box:N",
                    help="m(0) of every episode: all ones (default), or the truth's bounding box grown by N pixels, a "
                         "simulated user's box; with a box only the slices that hold the object are scored")
@@ -377,6 +379,8 @@ def cmd_evaluate(args) -> int:
     import torch
 
     grow = parse_start(args.start_from)
+    if args.t_max is not None and not 1 <= args.t_max <= 100:
+        raise InputError(f"--t-max must be a whole number of steps from 1 to 100, got {args.t_max}")
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)
@@ -414,7 +418,7 @@ def cmd_evaluate(args) -> int:
     if grow is not None:
         name += f", from the box + {grow} px"
     result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name,
-                      progress=not args.json and sys.stderr.isatty(), start_masks=starts)
+                      progress=not args.json and sys.stderr.isatty(), start_masks=starts, t_max=args.t_max)
     if args.json:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")

@@ -207,6 +207,14 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     lo, hi = summary["dice_ci95"]
     assert lo <= summary["dice"] <= hi and summary["patients"] >= 1
     assert summary["empty_predictions"] >= 0 and "hd95_nonempty" in summary
+    assert len(summary["dice_per_step"]) == 2  # the episode length it was trained with
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                         "--split", "all", "--json", "--t-max", "5", "--out", str(tmp_path / "report5"))
+    assert code == 0, err
+    assert len(json.loads(out.strip().splitlines()[-1])["dice_per_step"]) == 5
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                       "--split", "all", "--t-max", "0", "--out", str(tmp_path / "report0"))
+    assert code == 2 and "--t-max" in err and not (tmp_path / "report0").exists()
 
     code, out, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                          "--out", str(tmp_path / "ft"), "--n-shot", "3")
