@@ -44,11 +44,26 @@ PAPER_ROWS = {
 POSTPROCESS = ("none", "largest-component")
 
 
-def choose_postprocess(checkpoint: Path, spec: dict, out: Path) -> tuple[str, dict]:
-    """The post-processing with the best mean validation DICE, and every option's score."""
+PAPER_T_MAX = 10
+
+
+def choose_postprocess(checkpoint: Path, spec: dict, out: Path, t_max: int | None = None) -> tuple[str, dict]:
+    """The post-processing with the best mean validation DICE, and every option's score
+    (episodes of ``t_max`` steps; None: the checkpoint's)."""
+    extra = () if t_max is None else ("--t-max", str(t_max))
     scores = {p: evaluate(checkpoint, spec["dataset"], spec["data"], "val", out / f"eval_val_{p}", postprocess=p,
-                          reuse=True)["dice"] for p in POSTPROCESS}
+                          reuse=True, extra=extra)["dice"] for p in POSTPROCESS}
     return max(POSTPROCESS, key=lambda p: scores[p]), scores
+
+
+def choose_steps(checkpoint: Path, trained: int, spec: dict, out: Path) -> tuple[int, list[float]]:
+    """The episode length to ship: the paper's t_max (10) where its raw validation DICE is at
+    least that after the steps the model trained with, else those. Returns it and the
+    validation DICE after each step t = 1..10 (one episode of 10 steps gives every m(t))."""
+    steps = evaluate(checkpoint, spec["dataset"], spec["data"], "val", out / "eval_val_steps", reuse=True,
+                     extra=("--t-max", str(PAPER_T_MAX)))["dice_per_step"]
+    trained = min(trained, PAPER_T_MAX)
+    return (PAPER_T_MAX if steps[-1] >= steps[trained - 1] else trained), steps
 
 
 def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, who: str) -> dict:
@@ -123,10 +138,11 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
     trained_t_max = (info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
-    lite_pp, lite_val = choose_postprocess(source, spec, lite_run)
+    t_max, val_steps = choose_steps(source, trained_t_max or loaded.config.t_max, spec, lite_run)
+    lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
     peer_ckpt = peer_run / "checkpoint_best.safetensors"
     peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
-    config = loaded.config.replace(postprocess=lite_pp)
+    config = loaded.config.replace(postprocess=lite_pp, t_max=t_max)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / f"{name}.safetensors"
     # The float16 file that ships, scored as it is; kept in the run folder so that a second call
@@ -172,7 +188,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 - **Split**: by patient, 70/10/20 (train/val/test), seed 0; slices without object removed
   (the paper's protocol). The bundled sample patient ({spec['sample']}) is in the test split.
 - **Network**: `lite` preset: VGG16-half extractor{" with instance normalisation" if loaded.config.extractor_norm == "instance" else " without normalisation"}, run once per
-  image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution{f" ending in a {loaded.config.fine_decoder}-channel decoder at full resolution" if loaded.config.fine_decoder else ""}{"; instance normalisation in the heads" if loaded.config.head_norm == "instance" else ""}; t_max {loaded.config.t_max}{f" (trained with episodes of {trained_t_max} step{'s' if trained_t_max > 1 else ''})" if trained_t_max and trained_t_max != loaded.config.t_max else ""};
+  image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution{f" ending in a {loaded.config.fine_decoder}-channel decoder at full resolution" if loaded.config.fine_decoder else ""}{"; instance normalisation in the heads" if loaded.config.head_norm == "instance" else ""}; t_max {t_max}{f" (trained with episodes of {trained_t_max} step{'s' if trained_t_max > 1 else ''})" if trained_t_max and trained_t_max != t_max else ""};
   {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
 {chr(10).join(f"  - {c}" for c in training_steps(lite_run))}
@@ -180,7 +196,8 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   the peer {peer_budget:.1f} min the same way. A CPU-time budget is not changed by other work on the machine
   (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
 - **Choices, all on the validation split**: the checkpoint with the best validation DICE ({chosen(info)},
-  val DICE {info.get('val_dice', float('nan')):.4f}); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
+  val DICE {info.get('val_dice', float('nan')):.4f}); episodes of {t_max} steps (raw val DICE after each step t = 1..10:
+  {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_t_max or loaded.config.t_max} trained); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
   The peer: {chosen(peer_info)} (val DICE {peer_info.get('val_dice', float('nan')):.4f}), post-processing `{peer_pp}`
   (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in peer_val.items())}).
 - **Weights**: float16 safetensors ({target.stat().st_size / 1e6:.1f} MB); the figures below are measured on this file.

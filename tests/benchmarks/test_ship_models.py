@@ -31,3 +31,23 @@ def test_save_unless_same_keeps_the_bytes_of_the_same_content(tmp_path, tiny_con
     other = tmp_path / "other.safetensors"
     ship_models.save_unless_same(other, net, config, {**info, "epoch": 4})
     assert not ship_models.same_checkpoint(path, other)
+
+
+def test_choose_steps_ships_ten_steps_only_where_validation_says_so(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(curve):
+        def evaluate(checkpoint, dataset, data, split, out, **kw):
+            calls.append((split, kw.get("extra")))
+            return {"dice_per_step": curve}
+        return evaluate
+
+    spec = {"dataset": "lgg", "data": "x"}
+    rising = [0.65, 0.78, 0.789, 0.790, 0.790, 0.790, 0.790, 0.790, 0.790, 0.7903]
+    monkeypatch.setattr(ship_models, "evaluate", fake(rising))
+    assert ship_models.choose_steps(tmp_path / "c.safetensors", 3, spec, tmp_path) == (10, rising)
+    assert calls == [("val", ("--t-max", "10"))]  # the validation split only, one episode of 10 steps
+    falling = [0.79, 0.785, 0.784] + [0.78] * 7
+    monkeypatch.setattr(ship_models, "evaluate", fake(falling))
+    assert ship_models.choose_steps(tmp_path / "c.safetensors", 1, spec, tmp_path)[0] == 1
+    assert ship_models.choose_steps(tmp_path / "c.safetensors", 3, spec, tmp_path)[0] == 3
