@@ -113,7 +113,7 @@ def main() -> None:
         load = os.getloadavg()[0]
     controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
     scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",
-                          reuse=args.skip_train, extra=() if n in controls else ("--t-max", str(args.score_steps)))
+                          reuse=args.skip_train, extra=("--t-max", "1" if n in controls else str(args.score_steps)))
               for n in variants}
     curves = {}
     if args.checkpoint:
