@@ -49,7 +49,10 @@ def train_at_once(jobs: dict[Path, list[str]], command: str = "train", resume: b
         run.parent.mkdir(parents=True, exist_ok=True)
         resume = ["--resume"] if (run / "training_state.safetensors").exists() else []
         log = open(run.with_suffix(".log"), "a")
-        procs[run] = subprocess.Popen(pixeldrl(command, *args, "--out", run, "--no-progress", *resume),
+        # Relative to the repository (the command runs there), so that the command a run
+        # folder records, and the model cards quote, reads the same on any machine.
+        out = run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run
+        procs[run] = subprocess.Popen(pixeldrl(command, *args, "--out", out, "--no-progress", *resume),
                                       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     failed = [str(run.with_suffix(".log")) for run, p in procs.items() if p.wait() != 0]
     if failed:
