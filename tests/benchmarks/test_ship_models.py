@@ -51,3 +51,20 @@ def test_choose_steps_ships_ten_steps_only_where_validation_says_so(tmp_path, mo
     monkeypatch.setattr(ship_models, "evaluate", fake(falling))
     assert ship_models.choose_steps(tmp_path / "c.safetensors", 1, spec, tmp_path)[0] == 1
     assert ship_models.choose_steps(tmp_path / "c.safetensors", 3, spec, tmp_path)[0] == 3
+
+
+def test_the_ten_step_validation_is_scored_once_for_both_choices(tmp_path, monkeypatch):
+    requests = {}
+
+    def evaluate(checkpoint, dataset, data, split, out, postprocess="none", reuse=False, extra=()):
+        requests.setdefault((out, postprocess, tuple(extra)), 0)
+        requests[(out, postprocess, tuple(extra))] += 1
+        return {"dice_per_step": [0.7] * 10, "dice": 0.7}
+
+    monkeypatch.setattr(ship_models, "evaluate", evaluate)
+    spec = {"dataset": "lgg", "data": "x"}
+    t_max, _ = ship_models.choose_steps(tmp_path / "c.safetensors", 3, spec, tmp_path)
+    ship_models.choose_postprocess(tmp_path / "c.safetensors", spec, tmp_path, t_max=t_max)
+    # The raw ten-step report goes to one folder with one request, so evaluate's reuse reads it back.
+    assert requests[(tmp_path / "eval_val_none_t10", "none", ("--t-max", "10"))] == 2
+    assert len(requests) == 2  # that one and the largest-component report
