@@ -24,6 +24,7 @@ import shlex
 
 from _runs import DATA, OUT, ROOT, command_records, evaluate, recorded_commands, header, history, provenance, train_at_once, write_results
 from screen import at_stop, parse_variant
+from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.training.bench import machine
 
 
@@ -95,7 +96,8 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, required=True, help="process CPU time of each run")
     parser.add_argument("--shared", default="", help="options every variant gets")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
-    parser.add_argument("--score-steps", type=int, default=10, help="episode length the refining variants are scored at")
+    parser.add_argument("--score-steps", type=int, default=PRESETS["paper"].t_max,
+                        help="episode length the refining variants are scored at (default: the paper's t_max)")
     parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
     parser.add_argument("--note", default="")
     args = parser.parse_args()

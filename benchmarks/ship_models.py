@@ -25,6 +25,7 @@ from pathlib import Path
 from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_spent, evaluate, file_sha256, json_lines,
                    log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint, uncounted_training)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+from napari_pixeldrl.model.config import PRESETS
 
 WEIGHTS = ROOT / "model" / "weights"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,8 +44,7 @@ PAPER_ROWS = {
 }
 POSTPROCESS = ("none", "largest-component")
 
-
-PAPER_T_MAX = 10
+PAPER_T_MAX = PRESETS["paper"].t_max  # the episode length the paper segments with
 
 
 def choose_postprocess(checkpoint: Path, spec: dict, out: Path, t_max: int | None = None) -> tuple[str, dict]:
@@ -266,9 +266,19 @@ def main() -> None:
         print(f"shipped {name}: {json.dumps(shipped[-1])}")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for entry in shipped:
-        entry["date"] = now
+        entry["date"] = ship_date(entry, old["models"], now)
     models = sorted(kept + shipped, key=lambda m: list(MODELS).index(m["model"]))
-    path.write_text(json.dumps({"date": now, "models": models}, indent=2) + "\n")
+    changed = models != old["models"]
+    path.write_text(json.dumps({"date": now if changed else old["date"], "models": models}, indent=2) + "\n")
+
+
+def ship_date(entry: dict, old_models: list[dict], now: str) -> str:
+    """The date an entry was shipped: a rerun that regenerates the same entry (same file, same
+    scores, read back) keeps the old date, so refreshing a card does not claim a new shipping."""
+    for old in old_models:
+        if old["model"] == entry["model"] and {k: v for k, v in old.items() if k != "date"} == entry:
+            return old["date"]
+    return now
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ checkpoint stores as JSON, so a model file never needs code to be unpickled.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 from napari_pixeldrl.core.errors import InputError
@@ -18,6 +19,17 @@ SAM_AXES = ("spatial", "channel")  # sam_axis (model/attention.py)
 # Per-image normalisation every preset uses (see model/preprocess.py); stored in checkpoints
 # so that a later change of the default cannot silently change a trained model's input.
 NORMALISATION = "per-channel percentile 0.5/99.5 clip, min-max to [0, 1], per slice"
+
+
+T_MAX_RANGE = (1, 100)  # steps per episode that a config, a run or a segmentation may ask for
+
+
+def check_t_max(t_max, what: str = "t_max") -> int:
+    """The episode length as an int, or one clear InputError naming ``what`` was given."""
+    low, high = T_MAX_RANGE
+    if isinstance(t_max, bool) or not isinstance(t_max, numbers.Integral) or not low <= t_max <= high:
+        raise InputError(f"{what} must be a whole number of steps from {low} to {high}, got {t_max!r}")
+    return int(t_max)
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ class ModelConfig:
         whole("reward_kernel", 1, 65)
         if self.reward_kernel % 2 == 0:
             raise InputError(f"model config: reward_kernel must be odd, got {self.reward_kernel}")
-        whole("t_max", 1, 100)
+        whole("t_max", *T_MAX_RANGE)
         whole("unet_base", 1, 256)
         g = self.gamma
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from napari_pixeldrl.core.checks import check_finite_numeric
 from napari_pixeldrl.core.errors import InputError, PixelDRLError
 
-from .config import ModelConfig
+from .config import ModelConfig, check_t_max
 from .episode import run_episode
 from .postprocess import apply_postprocess
 from .preprocess import normalize_slice
@@ -223,10 +223,7 @@ def iter_segment(
     layout = resolve_layout(np.shape(image), config.in_channels, channel_axis, source)
     slices, constant = prepare_slices(np.asarray(image), layout, source)
     starts = None if start_mask is None else start_slices(start_mask, layout, source)
-    t_max = config.t_max if t_max is None else t_max
-    if isinstance(t_max, bool) or not isinstance(t_max, (int, np.integer)) or t_max < 1:
-        raise InputError(f"t_max must be a whole number of steps, at least 1, got {t_max!r}")
-    t_max = int(t_max)
+    t_max = check_t_max(config.t_max if t_max is None else t_max)
     n, _, h, w = slices.shape
     device = torch.device(device)
     model = model.to(device).eval()

@@ -372,6 +372,7 @@ def _record(out, record: dict) -> None:
 def cmd_evaluate(args) -> int:
     from napari_pixeldrl.core.io import check_output_folder
     from napari_pixeldrl.model.checkpoint import load_checkpoint
+    from napari_pixeldrl.model.config import check_t_max
     from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
     from napari_pixeldrl.training.prompts import parse_start, truth_box
@@ -379,8 +380,8 @@ def cmd_evaluate(args) -> int:
     import torch
 
     grow = parse_start(args.start_from)
-    if args.t_max is not None and not 1 <= args.t_max <= 100:
-        raise InputError(f"--t-max must be a whole number of steps from 1 to 100, got {args.t_max}")
+    if args.t_max is not None:
+        check_t_max(args.t_max, "--t-max")
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)

@@ -68,3 +68,12 @@ def test_the_ten_step_validation_is_scored_once_for_both_choices(tmp_path, monke
     # The raw ten-step report goes to one folder with one request, so evaluate's reuse reads it back.
     assert requests[(tmp_path / "eval_val_none_t10", "none", ("--t-max", "10"))] == 2
     assert len(requests) == 2  # that one and the largest-component report
+
+
+def test_a_rerun_that_regenerates_the_same_entry_keeps_its_shipping_date():
+    entry = {"model": "lgg", "test": {"dice": 0.75}, "postprocess": "none"}
+    old = [{**entry, "date": "2026-12-01T12:56:42+00:00"}, {"model": "heart", "date": "2026-11-30T00:00:00+00:00"}]
+    now = "2026-12-02T09:00:00+00:00"
+    assert ship_models.ship_date(dict(entry), old, now) == "2026-12-01T12:56:42+00:00"
+    assert ship_models.ship_date({**entry, "test": {"dice": 0.76}}, old, now) == now  # new scores: a new shipping
+    assert ship_models.ship_date({**entry, "model": "heart"}, old, now) == now

@@ -134,7 +134,7 @@ def test_channel_axis_and_t_max_are_taken_as_given_or_refused(tiny_model, blob_i
     image, _ = blob_image
     with pytest.raises(InputError, match="channel axis 5 does not exist"):
         resolve_layout((64, 64, 3), 3, channel_axis=5)
-    for bad in (2.7, 0, True):
+    for bad in (2.7, 0, 101, True):
         with pytest.raises(InputError, match="t_max must be a whole number"):
             segment(model, config, image, t_max=bad)
     assert segment(model, config, image, t_max=2, return_steps=True).step_masks.shape[0] == 2
