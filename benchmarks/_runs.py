@@ -289,6 +289,11 @@ def metric_cells(s: dict) -> list[str]:
     return [f"{s[k]:.4f} ± {s['sd'][k]:.4f}" if k != "hd95" else f"{s[k]:.2f} ± {s['sd'][k]:.2f}" for k in METRICS]
 
 
+def load_text(load: float | None) -> str:
+    """The load average when training ended, as results files print it."""
+    return "not recorded (the runs were trained outside this script)" if load is None else f"{load:.2f}"
+
+
 def provenance(results: Path, script: str, skip_train: bool, load: float | None) -> dict:
     """The command that trained the runs (and the load when it ended). Rescoring with
     --skip-train keeps the training command of the earlier results file and adds its own."""

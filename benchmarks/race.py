@@ -22,7 +22,8 @@ import os
 import shlex
 import sys
 
-from _runs import DATA, OUT, ROOT, recorded_commands, run_chain, train_at_once, uncounted_training, validation_curve
+from _runs import (DATA, OUT, ROOT, load_text, recorded_commands, run_chain, train_at_once, uncounted_training,
+                   validation_curve)
 from napari_pixeldrl.training.bench import machine
 
 TARGET = {"lgg": 0.80, "msd": 0.83}  # the paper's level, on its own (likely by-slice) split
@@ -110,7 +111,7 @@ def main() -> None:
              f"Date: {result['date']}  ",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; 1 thread per run, each "
              "stopped on its own process CPU time, which other runs on the machine do not change. Load average when "
-             f"training ended: {'-' if load is None else f'{load:.2f}'}.", "",
+             f"training ended: {load_text(load)}.", "",
              "Stages (each continues both runs where they stopped):", "",
              *[f"{i}. {c if c.startswith(tuple(LABEL.values())) else f'`{c}`'}" for i, c in enumerate(stages, 1)], "",
              "| model | validations (CPU min: val DICE) | best | distance to the paper's level | "

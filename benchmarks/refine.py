@@ -22,7 +22,8 @@ import datetime as dt
 import os
 import shlex
 
-from _runs import DATA, OUT, ROOT, command_records, evaluate, recorded_commands, header, history, provenance, train_at_once, write_results
+from _runs import (DATA, OUT, ROOT, command_records, evaluate, header, history, load_text, provenance, recorded_commands,
+                   train_at_once, write_results)
 from screen import at_stop, parse_variant
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.training.bench import machine
@@ -145,7 +146,7 @@ def main() -> None:
         f"each stopped after {args.cpu_minutes:g} min of its own process CPU time (other work on the machine, at times "
         f"several other runs, does not change what a run computes); "
         + (f"fine-tuning `{args.checkpoint}`. " if args.checkpoint else "trained from scratch. ") +
-        f"Load average when training ended: {load if load is None else f'{load:.2f}'}.",
+        f"Load average when training ended: {load_text(load)}.",
         "",
         "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only):",
         "",

@@ -28,3 +28,9 @@ def test_final_mask_against_the_control_is_paired_by_slice(tmp_path):
     assert 0.02 - 1e-9 <= lo < 0.03 < hi <= 0.04 + 1e-9  # resampling patients: between the two patients' differences
     with pytest.raises(SystemExit, match="different slices"):
         against_control(write(tmp_path / "ours.csv", ours[:-1]), tmp_path / "control.csv", steps=3)
+
+
+def test_results_files_say_when_the_load_was_not_recorded():
+    from _runs import load_text
+    assert load_text(2.345) == "2.35"
+    assert "not recorded" in load_text(None)  # rescored or hand-trained runs, not a fake figure
