@@ -26,6 +26,7 @@ from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_sp
                    log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint, uncounted_training)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.config import PRESETS
+from napari_pixeldrl.model.postprocess import POSTPROCESS
 
 WEIGHTS = ROOT / "model" / "weights"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,7 +43,6 @@ PAPER_ROWS = {
     "heart": "| PixelDRL-MG (paper, Cardiac) | 0.8346 | 0.8678 | 0.8469 | 0.7510 | 0.4081 | 4.05 |\n"
              "| U-Net (paper, Cardiac) | 0.7586 | - | - | - | 0.2428 | 7.64 |",
 }
-POSTPROCESS = ("none", "largest-component")
 
 PAPER_T_MAX = PRESETS["paper"].t_max  # the episode length the paper segments with
 
@@ -139,7 +139,8 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
     trained_t_max = (info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
-    t_max, val_steps = choose_steps(source, trained_t_max or loaded.config.t_max, spec, lite_run)
+    trained_steps = trained_t_max or loaded.config.t_max
+    t_max, val_steps = choose_steps(source, trained_steps, spec, lite_run)
     lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
     peer_ckpt = peer_run / "checkpoint_best.safetensors"
     peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
@@ -198,7 +199,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
 - **Choices, all on the validation split**: the checkpoint with the best validation DICE ({chosen(info)},
   val DICE {info.get('val_dice', float('nan')):.4f}); episodes of {t_max} steps (raw val DICE after each step t = 1..10:
-  {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_t_max or loaded.config.t_max} trained); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
+  {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_steps} trained); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
   The peer: {chosen(peer_info)} (val DICE {peer_info.get('val_dice', float('nan')):.4f}), post-processing `{peer_pp}`
   (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in peer_val.items())}).
 - **Weights**: float16 safetensors ({target.stat().st_size / 1e6:.1f} MB); the figures below are measured on this file.
