@@ -89,6 +89,10 @@ class ModelConfig:
     # Applied to the final mask only ("none" | "largest-component"); chosen on validation
     # after training (model/postprocess.py), "none" while training.
     postprocess: str = "none"
+    # Inference on slices larger than this side: 0 runs each slice whole; N runs it as
+    # half-overlapping N x N windows blended (model/window.py), N the size the network
+    # trained on. Chosen on validation after training, as ``postprocess`` is.
+    window: int = 0
     # U-Net baselines only. "classic": the 31 M U-Net of Ronneberger et al. (model/unet.py);
     # "monai-basic": MONAI's BasicUNet (1.98 M), the standard peer of the comparisons.
     unet_family: str = "classic"
@@ -116,6 +120,8 @@ class ModelConfig:
             del d["sam_axis"]
         if d["head_norm"] == "none":
             del d["head_norm"]
+        if not d["window"]:
+            del d["window"]
         return d
 
     @classmethod
@@ -128,6 +134,7 @@ class ModelConfig:
         """Refuse a config whose types or sizes no network of this package has, before
         anything is built from it (a checkpoint's JSON is input like any other)."""
         from .postprocess import check_postprocess
+        from .window import check_window
 
         def whole(name, low, high, value=None):
             v = getattr(self, name) if value is None else value
@@ -180,6 +187,7 @@ class ModelConfig:
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0:
             raise InputError(f"model config: gamma must be a number from 0 to 1, got {g!r}")
         check_postprocess(self.postprocess)
+        check_window(self.window, "model config: window")
         return self
 
 

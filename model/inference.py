@@ -21,6 +21,7 @@ from .config import ModelConfig, check_t_max
 from .episode import run_episode
 from .postprocess import apply_postprocess
 from .preprocess import normalize_slice
+from .window import needs_window, windowed_steps
 
 MULTIPLE = 8  # three 2x poolings in the extractor
 UNET_MULTIPLE = 16  # four in the U-Net baselines
@@ -171,6 +172,8 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     b = x.shape[0]
     if start is not None:
         start = pad_to_multiple(start.to(x.dtype))[0].reshape(b, 1, *x.shape[-2:])
+    if needs_window(config.window, (h, w)):
+        return windowed_batch(model, config, x, size, t_max, early_stop=early_stop, start=start)
     if config.arch == "unet":
         # Its four poolings need sides that are multiples of 16, not only of the extractor's 8.
         logits = model(F.pad(x, (0, (-x.shape[-1]) % UNET_MULTIPLE, 0, (-x.shape[-2]) % UNET_MULTIPLE)))
@@ -199,6 +202,25 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
         step_masks, step_actions = np.stack(masks), np.stack(actions)
     final = apply_postprocess(final, config.postprocess)
     return BatchResult(final, steps_taken.astype(np.int32), step_masks, step_actions, last[:, None])
+
+
+def windowed_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int], t_max: int, *,
+                   early_stop: bool = True, start: torch.Tensor | None = None) -> BatchResult:
+    """:func:`run_batch` by sliding windows (model/window.py); ``start`` is padded as ``x``.
+
+    a(t) is reported as m(t): an already zeroed pixel's action has no effect, and the blend
+    has no single policy to ask."""
+    h, w = size
+    b = x.shape[0]
+    steps = windowed_steps(model, config, x, t_max, start=start, early_stop=early_stop)  # (T, B, H, W) padded
+    masks = steps[:, :, :h, :w].cpu().numpy()
+    first = np.ones((1, b, h, w), np.uint8) if start is None else (start[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()[None]
+    changed = (masks != np.concatenate([first, masks[:-1]])).reshape(t_max, b, -1).any(axis=2)  # (T, B)
+    # The step at which the fixed point was seen: the one after the last change.
+    last_change = np.where(changed.any(axis=0), t_max - np.argmax(changed[::-1], axis=0), 0)
+    steps_taken = np.ones(b, np.int32) if config.arch == "unet" else np.minimum(last_change + 1, t_max).astype(np.int32)
+    final = apply_postprocess(masks[-1], config.postprocess)
+    return BatchResult(final, steps_taken, masks, masks.copy(), steps[-1][:, None].to(x.dtype))
 
 
 def iter_segment(

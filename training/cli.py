@@ -126,7 +126,7 @@ def cmd_predict(args) -> int:
     from napari_pixeldrl.core.errors import InputError
     from napari_pixeldrl.core.io import check_output_file, check_output_folder, read_image
     from napari_pixeldrl.model.checkpoint import load_checkpoint
-    from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.training.cli_train import inference_config
     from napari_pixeldrl.training.predict_files import segment_file, segment_folder
 
     folder = Path(args.input).is_dir()
@@ -137,7 +137,7 @@ def cmd_predict(args) -> int:
     else:
         check_output_file(args.output)
     loaded = load_checkpoint(args.checkpoint)
-    config = with_postprocess(loaded.config, args.postprocess)
+    config = inference_config(loaded.config, args)
     options = dict(channel_axis=args.channel_axis, t_max=args.t_max, device=choose_device(args.device))
     progress = not args.json and sys.stderr.isatty()
     if folder:
@@ -291,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-mask", type=Path, default=None, metavar="FILE",
                    help="a rough mask of the image's shape (a box, a stroke; nonzero = inside) that the episode "
                         "starts from instead of all ones: the agents remove what does not belong")
-    from napari_pixeldrl.training.cli_train import add_postprocess_option
+    from napari_pixeldrl.training.cli_train import add_inference_options
 
-    add_postprocess_option(p)
+    add_inference_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

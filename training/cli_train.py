@@ -28,11 +28,22 @@ DATASETS = ("lgg", "msd", "hecktor", "folder")
 COMMANDS = "commands.jsonl"  # in a run folder: one line per train/finetune command that ran there
 
 
-def add_postprocess_option(p) -> None:
+def add_inference_options(p) -> None:
     from napari_pixeldrl.model.postprocess import CHOICES
 
     p.add_argument("--postprocess", choices=CHOICES, default="auto",
                    help="post-processing of the final mask (default auto: the one stored in the checkpoint)")
+    p.add_argument("--window", default="auto", metavar="auto|0|N",
+                   help="slices larger than N pixels run as half-overlapping N x N windows, blended (N: the "
+                        "training crop); 0: whole slices (default auto: the one stored in the checkpoint)")
+
+
+def inference_config(config, args):
+    """The checkpoint's model config with the command's --postprocess and --window applied."""
+    from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.model.window import with_window
+
+    return with_window(with_postprocess(config, args.postprocess), args.window)
 
 
 # ----------------------------------------------------------------------------- data
@@ -159,7 +170,7 @@ def add_train_commands(subparsers) -> None:
                         "simulated user's box; with a box only the slices that hold the object are scored")
     p.add_argument("--object-slices", action="store_true",
                    help="score only the slices whose truth holds the object (what --start-from box:N scores)")
-    add_postprocess_option(p)
+    add_inference_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -373,7 +384,6 @@ def cmd_evaluate(args) -> int:
     from napari_pixeldrl.core.io import check_output_folder
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.config import check_t_max
-    from napari_pixeldrl.model.postprocess import with_postprocess
     from napari_pixeldrl.training.evaluate import evaluate
     from napari_pixeldrl.training.prompts import parse_start, truth_box
 
@@ -387,7 +397,7 @@ def cmd_evaluate(args) -> int:
     loaded = load_checkpoint(args.checkpoint)
     # Checked before the work; never next to the checkpoint: a bundled one lies inside the installed package.
     out = check_output_folder(args.out or Path.cwd() / f"eval_{Path(loaded.path).stem}_{args.split}")
-    config = with_postprocess(loaded.config, args.postprocess)
+    config = inference_config(loaded.config, args)
     trained_on = dict(loaded.info.get("data") or {})
     kind = args.dataset or trained_on.get("dataset")
     path = args.data or trained_on.get("path")
@@ -416,6 +426,8 @@ def cmd_evaluate(args) -> int:
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
+    if config.window:
+        name += f", {config.window}-pixel windows"
     if grow is not None:
         name += f", from the box + {grow} px"
     result = evaluate(loaded.model, config, subset, out, fig_slices=args.fig_slices, device=device, name=name,
@@ -424,10 +436,12 @@ def cmd_evaluate(args) -> int:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess,
-                          "start_from": args.start_from, "object_slices_only": object_only}))
+                          "window": config.window, "start_from": args.start_from, "object_slices_only": object_only}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
+        if config.window:
+            print(f"slices larger than {config.window} pixels ran as {config.window}-pixel windows")
         if object_only:
             print(f"scored on the {result['slices']} slices that hold the object; episodes start from {args.start_from}")
         lo, hi = result["dice_ci95"]

@@ -89,6 +89,19 @@ def test_predict_rgb_tif_and_wrong_channels(capsys, tmp_path, tiny_config, blob_
     assert code == 2 and "slice.tif" in err and "one channel" in err
 
 
+def test_predict_window_option(capsys, tmp_path, tiny_config, blob_image):
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "slice.tif"
+    tifffile.imwrite(src, np.pad(blob_image[0], ((0, 40), (0, 40)), mode="reflect"))
+    ckpt = str(_tiny_checkpoint(tmp_path, tiny_config))
+    code, _, err = run(capsys, "predict", "--checkpoint", ckpt, str(src), str(tmp_path / "w.tif"), "--window", "32")
+    assert code == 0, err
+    assert tifffile.imread(tmp_path / "w.tif").shape == (104, 104)
+    code, _, err = run(capsys, "predict", "--checkpoint", ckpt, str(src), str(tmp_path / "x.tif"), "--window", "100")
+    assert code == 2 and "window must be 0 (whole slices) or a multiple of 16" in err and "Traceback" not in err
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_metrics_on_mask_files(capsys, tmp_path):
     tifffile = pytest.importorskip("tifffile")
     gt = np.zeros((64, 64), np.uint8)
