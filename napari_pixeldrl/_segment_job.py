@@ -127,12 +127,15 @@ def segment_job(
     cancel: threading.Event | None = None,
     name: str = "image",
     postprocess: str = "auto",
+    window="auto",
     start_mask=None,
 ) -> Iterator[Stage | SegmentProgress]:
     """Load the model, run :func:`iter_segment` with all steps, return SegmentDone/Failed/Cancelled.
 
     ``postprocess``: "auto" (the model's own, chosen on validation), "none" or
     "largest-component"; it changes the final mask only, never the step layers.
+    ``window``: "auto" (the model's own), 0 (whole slices) or a window side in pixels
+    (model/window.py).
     ``start_mask``: the episodes' m(0), a rough mask to refine: an array of the image's spatial
     shape, or a function of that shape that draws one (a Shapes layer's ``to_masks``);
     None: all ones.
@@ -140,6 +143,7 @@ def segment_job(
     from napari_pixeldrl.model.inference import Cancelled as _Cancelled
     from napari_pixeldrl.model.inference import iter_segment
     from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.model.window import with_window
 
     cancel = cancel or threading.Event()
     start = time.perf_counter()
@@ -162,7 +166,7 @@ def segment_job(
         yield Stage("segmenting")
         gen = iter_segment(
             loaded.model,
-            with_postprocess(loaded.config, postprocess),
+            with_window(with_postprocess(loaded.config, postprocess), window),
             array,
             channel_axis=channel_axis,
             t_max=t_max,

@@ -45,6 +45,12 @@ POSTPROCESS_CHOICES = {
     "none": "none",
     "largest object per slice": "largest-component",
 }
+WINDOW_CHOICES = {  # model/window.py
+    "model's choice": "auto",
+    "whole slices": 0,
+    "128-pixel windows": 128,
+    "256-pixel windows": 256,
+}
 
 
 class SegmentWidget(QWidget):
@@ -84,6 +90,11 @@ class SegmentWidget(QWidget):
         for label, value in POSTPROCESS_CHOICES.items():
             self.post_combo.addItem(label, value)
         self.post_combo.setToolTip("Applied to the final mask only; the step layers show what the policy did")
+        self.window_combo = Q.combo()
+        for label, value in WINDOW_CHOICES.items():
+            self.window_combo.addItem(label, value)
+        self.window_combo.setToolTip("Slices larger than the window run as overlapping windows of the size the model "
+                                     "trained on, blended; a model trained on crops sees what it trained on")
         self.all_check = QCheckBox("every image layer of this shape")
         self.all_check.setToolTip("Segment the chosen image, then each other image layer of the same shape, "
                                   "one after the other; each gets its own result layers")
@@ -112,6 +123,7 @@ class SegmentWidget(QWidget):
         form.addRow("Steps (t_max)", self.tmax_spin)
         form.addRow("Device", self.device_combo)
         form.addRow("Post-processing", self.post_combo)
+        form.addRow("Windows", self.window_combo)
         form.addRow(self.all_check)  # the whole row: its text is the widest item
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
                 self.step_info, self.legend)
@@ -281,6 +293,7 @@ class SegmentWidget(QWidget):
             cancel=self._cancel,
             name=name,
             postprocess=self.post_combo.currentData(),
+            window=self.window_combo.currentData(),
             start_mask=self._start_source(),
         )
         worker.yielded.connect(self._on_yielded)

@@ -96,6 +96,17 @@ def test_segment_job_postprocess_changes_the_final_mask_only():
     assert drain(S.segment_job(img, rgb=False, model_source=stored, postprocess="none"))[1].mask.sum() == 2 * 46
 
 
+def test_segment_job_window_option(ckpt):
+    path = ckpt(1)
+    img = np.random.default_rng(0).normal(size=(2, 40, 40)).astype(np.float32)
+    _, whole = drain(S.segment_job(img, rgb=False, model_source=path, t_max=3, window=0))
+    _, tiled = drain(S.segment_job(img, rgb=False, model_source=path, t_max=3, window=16))
+    assert isinstance(tiled, M.SegmentDone) and tiled.mask.shape == whole.mask.shape == (2, 40, 40)
+    assert (tiled.steps[1:] <= tiled.steps[:-1]).all()
+    _, failed = drain(S.segment_job(img, rgb=False, model_source=path, window=20))
+    assert isinstance(failed, M.Failed) and "multiple of 16" in failed.message
+
+
 def test_evaluate_job():
     gt = np.zeros((2, 16, 16), np.uint8)
     gt[:, 4:10, 4:10] = 1
