@@ -166,9 +166,10 @@ class Trainer:
                 raise InputError(
                     f"the checkpoint's model takes {loaded.config.in_channels} channel(s), the data has {in_ch}"
                 )
-            # The base model's post-processing was chosen for its own data: the new model
-            # validates (and picks its best epoch) on raw masks and gets its own choice later.
-            self.model_config, self.net = loaded.config.replace(postprocess="none"), loaded.model
+            # The base model's post-processing and windows were chosen for its own data: the new
+            # model validates (and picks its best epoch) on raw whole-slice masks and gets its own
+            # choices later.
+            self.model_config, self.net = loaded.config.replace(postprocess="none", window=0), loaded.model
         else:
             self.model_config = preset_config(c.preset, in_channels=in_ch, **c.model_overrides)
             self.net = build_model(self.model_config)

@@ -272,15 +272,16 @@ def test_config_checks_and_old_configs_get_the_old_loss():
     assert (old.reward_balance, old.live_pixels_only, old.balance_power, old.supervised_dice) == (False, False, 1.0, False)
 
 
-def test_finetune_starts_without_the_base_models_postprocess(tmp_path):
+def test_finetune_starts_without_the_base_models_postprocess_and_windows(tmp_path):
     from napari_pixeldrl.model.checkpoint import save_checkpoint
     from napari_pixeldrl.model.config import preset_config
     from napari_pixeldrl.model.network import build_model
 
-    cfg = preset_config("lite", **TINY).replace(postprocess="largest-component")
+    cfg = preset_config("lite", **TINY).replace(postprocess="largest-component", window=32)
     base = save_checkpoint(tmp_path / "base.safetensors", build_model(cfg), cfg)
     result = Trainer(tiny(epochs=1), discs(2, 0), discs(1, 1), tmp_path / "ft", init_checkpoint=base).fit()
-    assert load_checkpoint(result.best_checkpoint).config.postprocess == "none"
+    config = load_checkpoint(result.best_checkpoint).config
+    assert (config.postprocess, config.window) == ("none", 0)
 
 
 def _hand_average(steps: list[dict], decay: float) -> dict:
