@@ -173,12 +173,18 @@ def start_checkpoint(run: Path) -> str | None:
 
 
 def _start_and_its_run(run: Path) -> tuple[str | None, Path | None]:
-    """A run's starting checkpoint and the run folder that checkpoint names (None if none)."""
+    """A run's starting checkpoint and the run it came from (None if unknown): the run its
+    ``source_run`` names, or else the run folder it lies in (a fine-tune of another run's
+    checkpoint_best.safetensors: that run's whole training counts, also what came after the
+    best epoch)."""
     start = start_checkpoint(run)
     if not start:
         return None, None
     source = checkpoint_info(start).get("source_run")
-    return start, (ROOT / source.split(" (")[0] if source else None)
+    if source:
+        return start, ROOT / source.split(" (")[0]
+    folder = (ROOT / start).parent
+    return start, (folder if (folder / "commands.jsonl").exists() else None)
 
 
 def _uncounted(run: Path, start: str, base: Path | None) -> str | None:

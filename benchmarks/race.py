@@ -122,7 +122,8 @@ def main() -> None:
         cells = ", ".join(f"{c:.0f}: {d:.3f}" for c, d in pts) or "none yet"
         proj = projected_minutes(pts, target)
         proj_txt = "-" if proj is None else (f"~{proj:,.0f}" if proj < 1e5 else "beyond 100,000")
-        lines.append(f"| {LABEL[p]} | {cells} | {best:.3f} | {target - best:+.3f} | {proj_txt} |")
+        gap = f"reached, {best - target:.3f} above" if best >= target else f"{target - best:+.3f}"
+        lines.append(f"| {LABEL[p]} | {cells} | {best:.3f} | {gap} | {proj_txt} |")
     for p, r in runs.items():
         missing = uncounted_training(r)
         if missing:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _runs import cpu_minutes_spent, killed_cpu_minutes  # noqa: E402
+import _runs  # noqa: E402
+from _runs import cpu_minutes_spent, killed_cpu_minutes, run_chain, uncounted_training  # noqa: E402
 
 
 def write_lines(path, rows):
@@ -32,3 +33,26 @@ def test_a_killed_commands_whole_epochs_are_counted(tmp_path, tiny_config):
     write_lines(run / "metrics.jsonl", [{"epoch": e, "cpu_seconds": 60.0 * e} for e in range(1, 6)])
     assert killed_cpu_minutes(run) == pytest.approx(3 + 4 + 5)
     assert cpu_minutes_spent(run) == pytest.approx(5 + 12)
+
+
+def test_a_fine_tune_of_a_runs_checkpoint_counts_that_run(tmp_path, tiny_config, monkeypatch):
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+    from napari_pixeldrl.model.network import build_model
+
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    config = tiny_config("lite")
+    base, tune, loose = tmp_path / "runs" / "base", tmp_path / "runs" / "tune", tmp_path / "runs" / "loose"
+    for run in (base, tune, loose):
+        run.mkdir(parents=True)
+    save_checkpoint(base / "checkpoint_best.safetensors", build_model(config), config, {"epoch": 2})
+    write_lines(base / "commands.jsonl", [{"argv": ["a"], "started": "t0", "status": "ended", "cpu_minutes": 30.0}])
+    save_checkpoint(tune / "checkpoint_best.safetensors", build_model(config), config,
+                    {"epoch": 1, "data": {"init_checkpoint": "runs/base/checkpoint_best.safetensors"}})
+    write_lines(tune / "commands.jsonl", [{"argv": ["b"], "started": "t1", "status": "ended", "cpu_minutes": 10.0}])
+    assert run_chain(tune) == [base, tune] and uncounted_training(tune) is None
+    # A starting file outside any run folder, naming no run: its training is not counted, and the results say so.
+    save_checkpoint(tmp_path / "model.safetensors", build_model(config), config, {})
+    save_checkpoint(loose / "checkpoint_best.safetensors", build_model(config), config,
+                    {"epoch": 1, "data": {"init_checkpoint": "model.safetensors"}})
+    assert run_chain(loose, uncounted_ok=True) == [loose]
+    assert "names no run it came from" in uncounted_training(loose)
