@@ -106,8 +106,8 @@ def main() -> None:
     lines += ["", "Padded: every validation slice zero-padded by that many pixels on each side (the truth too), so the "
               "object and its surroundings are the same and only the image's extent changes.", "",
               *([args.note, ""] if args.note else []),
-              "Validation only: no test split was scored. One seed each; with two validation patients, differences of "
-              "a few points are inside the noise.", ""]
+              f"Validation only: no test split was scored. One seed each; with {len(patients)} validation patients, "
+              "differences of a few points are inside the noise.", ""]
     write_results(f"diagnostics_{args.name}", result, lines)
 
 
