@@ -57,6 +57,7 @@ def test_windows_stitch_back_to_the_whole_slice_episode():
     tiled = segment(*pixelwise(window=32), image, t_max=6, return_steps=True)
     assert np.array_equal(tiled.mask, whole.mask)
     assert np.array_equal(tiled.step_masks, whole.step_masks)
+    assert np.array_equal(tiled.steps_taken, whole.steps_taken)
     assert tiled.step_masks.shape == (6, 2, 75, 101)
     assert not np.array_equal(whole.step_masks[1], whole.step_masks[4])  # the stub really has steps to stitch
 
@@ -95,3 +96,13 @@ def test_windowed_unet_blends_its_sigmoid(blob_image):
     seg = segment(model, cfg.replace(window=32), image, t_max=3, return_steps=True)
     assert seg.mask.shape == (94, 74) and np.array_equal(seg.step_masks[0], seg.step_masks[-1])
     assert int(seg.steps_taken[0]) == 1
+
+
+def test_windows_report_where_the_episode_stopped():
+    image = np.zeros((70, 90), np.float32)
+    image[:, 45:] = 1.0  # kept at every step
+    image[20:50, 10:30] = 0.15  # zeroed at step 2; the background at step 1; step 3 changes nothing
+    whole = segment(*pixelwise(), image, t_max=6, return_steps=True)
+    tiled = segment(*pixelwise(window=32), image, t_max=6, return_steps=True)
+    assert whole.steps_taken.tolist() == [3] and np.array_equal(tiled.steps_taken, whole.steps_taken)
+    assert np.array_equal(tiled.step_masks, whole.step_masks)
