@@ -22,7 +22,10 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     loaded = load_checkpoint(args.checkpoint)
-    net = with_state_prototypes(loaded.model)
+    try:
+        net = with_state_prototypes(loaded.model)
+    except ValueError as err:  # already widened, or not a lite network: nothing to add
+        parser.exit(2, f"add_prototypes.py: {args.checkpoint}: {err}; pass a lite checkpoint without them\n")
     info = dict(loaded.info)
     info["widened_from"] = f"{args.checkpoint}: state-prototype inputs added at zero weight"
     run = Path(args.checkpoint).resolve().parent
