@@ -63,7 +63,7 @@ def cmd_info(args) -> None:
         train = TrainConfig(preset=config.preset)
         result["train_defaults"] = {k: train.resolved(k) for k in (
             "supervised_weight", "reward_balance", "balance_power", "live_pixels_only", "supervised_dice",
-            "coarse_to_fine", "coarse_first", "keep_init", "reward_conv_lr_scale", "value_weight", "entropy_beta", "lr",
+            "coarse_to_fine", "coarse_first", "first_step_recall", "keep_init", "reward_conv_lr_scale", "value_weight", "entropy_beta", "lr",
             "batch_size", "crop")}
         result["train_defaults"]["reward_conv_lr_scale"] = reward_filter_lr_scale(
             result["train_defaults"]["reward_conv_lr_scale"], config.reward_kernel**2)

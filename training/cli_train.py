@@ -123,6 +123,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--coarse-first", type=int, default=None, metavar="PIXELS",
                    help="step 1's target is the truth dilated by PIXELS, the later steps' the truth: the first step "
                         "keeps a margin that the later ones, seeing m(1), trim (default 0: off; not in the paper)")
+    p.add_argument("--first-step-recall", type=float, default=None, metavar="K",
+                   help="weigh step 1's object pixels K times more in its reward and supervised term: step 1 keeps "
+                        "what it is unsure of and the later steps, seeing m(1), decide it (default 1: off; not in the "
+                        "paper)")
     p.add_argument("--start-boxes", type=float, default=None, metavar="P",
                    help="start each training episode, with probability P, from the truth's bounding box grown by "
                         "0-20 pixels instead of all ones, so that the agents learn to refine a user's box "
@@ -216,7 +220,7 @@ def _config_from_args(args, finetune: bool):
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
-                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps")):
+                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("first_step_recall", "first_step_recall"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

@@ -170,6 +170,7 @@ def pa3c_loss(
     supervised_dice: bool = False,
     coarse_to_fine: int = 0,
     coarse_first: int = 0,
+    first_step_recall: float = 1.0,
     supervised_steps: str = "every",
     start_boxes: float = 0.0,
     generator: torch.Generator | None = None,
@@ -188,6 +189,11 @@ def pa3c_loss(
     ``coarse_to_fine`` R > 0 replaces G at step t by G dilated by :func:`step_radius`
     pixels, in the reward, the balance weights and the supervised term alike;
     ``coarse_first`` R > 0 does so for step 1 only, by R pixels.
+    ``first_step_recall`` K > 1 weighs step 1's object pixels K times more, in its reward
+    and its supervised BCE: step 1 keeps the pixels it is unsure of (those with P(object)
+    above about 1 / (1 + K)) and the later steps, trained on the plain weights, decide
+    them. Unlike a margin it leaves the target the truth, so the features every step
+    shares learn one task; only step 1's decision threshold moves.
     ``supervised_steps`` "last" puts the supervised term on the last step only: the earlier
     steps learn from the reward alone, which pays for zeroing background early but costs
     more for zeroing object than waiting does, so they can leave uncertain pixels to later
@@ -211,6 +217,9 @@ def pa3c_loss(
             target = dilate(truth, radius)
             by_radius[radius] = (target, balance_weights(target, balance_power) if reward_balance else None)
         target, weights = by_radius[radius]
+        if step.t == 1 and first_step_recall != 1.0:
+            base = weights if weights is not None else torch.ones_like(target)
+            weights = torch.where(target > 0.5, first_step_recall * base, base)
         targets.append(target)
         step_weights.append(weights)
         mask = step.mask.float()

@@ -37,7 +37,7 @@ def train_defaults(preset: str) -> dict:
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
 LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine",
-                "coarse_first", "supervised_steps", "start_boxes")
+                "coarse_first", "first_step_recall", "supervised_steps", "start_boxes")
 # Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
@@ -45,7 +45,7 @@ PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTION
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
           "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
-          "coarse_first": 0, "start_boxes": 0.0}
+          "coarse_first": 0, "start_boxes": 0.0, "first_step_recall": 1.0}
 
 
 @dataclass
@@ -87,6 +87,9 @@ class TrainConfig:
     # Step 1's target only is the truth dilated by this many pixels (0: off): the first
     # step keeps a margin round the object, which the later steps, seeing m(1), trim.
     coarse_first: int = 0
+    # Step 1's object pixels weigh this many times more in its reward and supervised term
+    # (1: off): step 1 keeps what it is unsure of, the later steps decide it (pa3c_loss).
+    first_step_recall: float = 1.0
     # The fraction of episodes that start from the truth's box grown by 0..20 pixels instead
     # of all ones, so that the agents learn to refine a user's box (0: off).
     start_boxes: float = 0.0
@@ -164,6 +167,7 @@ class TrainConfig:
         number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")
         number("coarse_first", 0, 64, whole=True, label="first step's margin (pixels)")
         number("start_boxes", 0.0, 1.0, label="fraction of episodes started from a box")
+        number("first_step_recall", 1.0, 100.0, label="first step's object weight")
         if self.coarse_to_fine and self.coarse_first:
             raise InputError("--coarse-to-fine and --coarse-first are two schedules of the same targets; give one")
         number("time_budget_min", 0.0, low_open=True, optional=True, label="time budget (minutes)")

@@ -30,7 +30,8 @@ def test_paper_preset_trains_the_papers_loss():
     paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
     assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
                                     "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0, "start_boxes": 0.0,
+                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0, "first_step_recall": 1.0,
+                                    "start_boxes": 0.0,
                                     "supervised_steps": "every"}
     assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
     assert paper.resolved("keep_init") == "random" and paper.resolved("reward_conv_lr_scale") == 1.0
@@ -114,6 +115,27 @@ def test_coarse_to_fine_rewards_keeping_a_margin_at_step_one(tiny_config):
     assert plain.mean_reward == pytest.approx(float(1 - 2 * y.mean()), abs=1e-5)
     assert coarse.mean_reward == pytest.approx(plain.mean_reward - 2 * ring, abs=1e-5)
     assert first.mean_reward == pytest.approx(coarse.mean_reward, abs=1e-5)
+
+
+def test_first_step_recall_weighs_step_one_object_pixels(tiny_config):
+    """Zeroing everything at step 1 costs K per object pixel instead of 1 (and the target
+    stays the truth: background still earns +1); the later steps keep the plain weights."""
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    with torch.no_grad():
+        net.policy.out.bias[:2].copy_(torch.tensor([20.0, -20.0]))
+    images, masks = discs(1, 0)
+    x, y = torch.from_numpy(images[0][None]), torch.from_numpy(masks[0][None]).float()
+    common = dict(t_max=3, gamma=0.95, reward_balance=False, supervised_weight=1.0)
+    _, plain = pa3c_loss(net, x, y, generator=torch.Generator().manual_seed(0), **common)
+    _, recall = pa3c_loss(net, x, y, first_step_recall=4.0, generator=torch.Generator().manual_seed(0), **common)
+    f = float(y.mean())
+    assert recall.mean_reward == pytest.approx(plain.mean_reward - 3 * f, abs=1e-5)
+    # BCE of a policy sure to zero: ~40 per object pixel; step 1's object pixels weigh 4x,
+    # steps 2 and 3 see an all-zero mask and keep weight 1.
+    assert recall.supervised_loss > plain.supervised_loss + 2.5 * 40 * f
+    with pytest.raises(InputError, match="first step's object weight"):
+        Trainer(tiny(first_step_recall=0.5), discs(2, 0), discs(1, 1), "unused")
 
 
 def test_supervised_term_on_the_last_step_only(tiny_config):
