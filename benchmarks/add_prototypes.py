@@ -16,6 +16,16 @@ from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.network import with_state_prototypes
 
 
+def name_source_run(info: dict, checkpoint) -> None:
+    """A run's own checkpoint: name the run in ``info`` (relative to the repository, where
+    benchmarks/_runs.run_chain reads it), so that a fine-tune of the widened file counts
+    that run's CPU time in its chain."""
+    run = Path(checkpoint).resolve().parent
+    if "source_run" not in info and (run / "commands.jsonl").exists():
+        where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
+        info["source_run"] = f"{where.as_posix()} (epoch {info.get('epoch')})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
@@ -28,13 +38,7 @@ def main() -> None:
         parser.exit(2, f"add_prototypes.py: {args.checkpoint}: {err}; pass a lite checkpoint without them\n")
     info = dict(loaded.info)
     info["widened_from"] = f"{args.checkpoint}: state-prototype inputs added at zero weight"
-    run = Path(args.checkpoint).resolve().parent
-    if "source_run" not in info and (run / "commands.jsonl").exists():
-        # A run's own checkpoint: name the run (relative to the repository, where
-        # benchmarks/_runs.run_chain reads it), so that a fine-tune of this file counts
-        # that run's CPU time in its chain.
-        where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
-        info["source_run"] = f"{where.as_posix()} (epoch {info.get('epoch')})"
+    name_source_run(info, args.checkpoint)
     save_checkpoint(args.out, net, net.config, info)
     print(f"wrote {args.out}")
 

@@ -67,6 +67,11 @@ class ModelConfig:
     # next one can compare every pixel with what the object and the background look
     # like in this image.
     state_prototypes: bool = False
+    # Lite shared heads only: step 1 runs a head of its own, the later steps the shared
+    # one. A finite episode's best policy may depend on t; here step 1 can learn to keep
+    # what it is unsure of while the later head learns to decide it, without the two
+    # decisions sharing one head's weights (not in the paper: its policy is one network).
+    first_step_head: bool = False
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
     # Lite heads: 0 ends them in one linear 3x3 layer at full resolution. N > 0 makes that
@@ -122,6 +127,8 @@ class ModelConfig:
             del d["head_norm"]
         if not d["window"]:
             del d["window"]
+        if not d["first_step_head"]:
+            del d["first_step_head"]
         return d
 
     @classmethod
@@ -161,13 +168,15 @@ class ModelConfig:
         choice("head_norm", NORMS)
         if self.head_norm != "none" and self.head_scale == 1:
             raise InputError("model config: head_norm needs the lite heads (head_scale 4)")
-        for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes"):
+        for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes", "first_step_head"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"model config: {name} must be text, got {getattr(self, name)!r}")
         if self.state_prototypes and (self.head_scale == 1 or self.arch != "pixeldrl"):
             raise InputError("model config: state_prototypes needs the lite heads (head_scale 4)")
+        if self.first_step_head and (self.head_scale == 1 or not self.shared_head or self.arch != "pixeldrl"):
+            raise InputError("model config: first_step_head needs the lite shared head (head_scale 4, shared_head)")
         whole("in_channels", 1, 16)
         widths("widths", 4, 1, 1024)
         widths("extractor_dilations", 4, 1, 16)

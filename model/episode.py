@@ -77,7 +77,7 @@ def run_episode(
     else:
         mask = (start_mask.reshape(b, 1, h, w) > 0).to(image.dtype)
     for t in range(1, t_max + 1):
-        logits, value = net.step(context, mask, with_value=with_value or sample)
+        logits, value = net.step(context, mask, with_value=with_value or sample, first=t == 1)
         if sample:
             log_p = F.log_softmax(logits, dim=1)
             probs = log_p.exp()

@@ -153,6 +153,8 @@ class PixelDRLNet(nn.Module):
             extra = (c.fine_channels, c.head_scale, c.mask_channel, state_in, c.fine_decoder, c.head_norm)
             self.policy = LowResHead(head_in, *args, policy_out, *extra)
             self.value = None if c.shared_head else LowResHead(head_in, *args, 1, *extra)
+            if c.first_step_head:
+                self.policy_first = LowResHead(head_in, *args, policy_out, *extra)
         # Reward-map convolution w of R(t) = r(t) + gamma * w * R(t+1): a centred delta at
         # the start, so training begins from the plain per-pixel return.
         k = c.reward_kernel
@@ -168,8 +170,10 @@ class PixelDRLNet(nn.Module):
             return {"image": image}
         return self._features(image)
 
-    def step(self, context: dict, mask: torch.Tensor, with_value: bool = True):
+    def step(self, context: dict, mask: torch.Tensor, with_value: bool = True, first: bool = False):
         """Policy logits (B, 2, H, W) and value (B, 1, H, W) for the state (image, m(t)).
+
+        ``first``: this is step 1 of the episode (the step a ``first_step_head`` serves).
 
         Argmax inference needs only the policy: ``with_value=False`` skips the value head
         (half of the per-step cost in ``lite``) and returns None in its place."""
@@ -189,7 +193,7 @@ class PixelDRLNet(nn.Module):
                 return getattr(self, head)(context["concat"])
             return getattr(self, head)(self._prepared(context, head), low_mask, mask, state)
 
-        policy = run("policy")
+        policy = run("policy_first" if first and c.first_step_head else "policy")
         if c.shared_head:
             return policy[:, :2], (policy[:, 2:] if with_value else None)
         return policy, (run("value") if with_value else None)
@@ -260,6 +264,19 @@ def with_state_prototypes(net: PixelDRLNet) -> PixelDRLNet:
             state[name] = old[name]
     wide.load_state_dict(state)
     return wide
+
+
+def with_first_step_head(net: PixelDRLNet) -> PixelDRLNet:
+    """A copy of a lite network whose step 1 runs a head of its own, starting as a copy of
+    the shared head: it computes what ``net`` computes until training moves the two apart."""
+    c = net.config
+    if c.first_step_head:
+        raise ValueError("the network already has a first-step head")
+    split = PixelDRLNet(c.replace(first_step_head=True).validate())
+    state = dict(net.state_dict())
+    state.update({f"policy_first.{k}": v for k, v in net.policy.state_dict().items()})
+    split.load_state_dict(state)
+    return split
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -16,7 +16,7 @@ class FixedPolicy(torch.nn.Module):
     def encode(self, image):
         return {"image": image}
 
-    def step(self, context, mask, with_value=True):
+    def step(self, context, mask, with_value=True, first=False):
         keep = self.keep_maps[min(self.calls, len(self.keep_maps) - 1)].float()
         self.calls += 1
         logits = torch.stack([1 - keep, keep], dim=1) * 10.0

@@ -56,7 +56,7 @@ def _concat_head(head: LowResHead, low, fine, mask, low_mask):
     return last(F.relu(first(F.relu(full))))
 
 
-def _concat_step(self, context, mask, with_value=True):
+def _concat_step(self, context, mask, with_value=True, first=False):
     low_mask = F.avg_pool2d(mask, self.config.head_scale)
     args = (context["context"], context["fine"], mask, low_mask)
     if self.value is None:  # one shared body: the policy's two outputs, then the value

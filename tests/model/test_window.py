@@ -19,7 +19,7 @@ class PixelwisePolicy(nn.Module):
         self.t = 0  # one encode per episode
         return image[:, :1]
 
-    def step(self, context, mask, with_value=True):
+    def step(self, context, mask, with_value=True, first=False):
         self.t += 1
         logits = torch.zeros(context.shape[0], 2, *context.shape[-2:])
         logits[:, KEEP] = context[:, 0] - self.t / 10

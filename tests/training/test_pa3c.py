@@ -100,7 +100,7 @@ class PixelBandit(torch.nn.Module):
     def encode(self, image):
         return {"b": image.shape[0]}
 
-    def step(self, context, mask, with_value=True):
+    def step(self, context, mask, with_value=True, first=False):
         b = context["b"]
         logits = torch.stack([torch.zeros_like(self.logit), self.logit])[None].expand(b, -1, -1, -1)
         return logits, self.v[None, None].expand(b, 1, -1, -1)
