@@ -190,3 +190,34 @@ def test_lite_head_leaves_its_prepared_image_part_alone(tiny_config, head_norm):
     assert torch.equal(steps[0], steps[1])
     sum(s.sum() for s in steps).backward()  # a tensor saved for backward must not have changed
     assert low.grad is not None
+
+
+def test_first_step_head_serves_step_one_only(tiny_config, tmp_path):
+    """A copy of the shared head changes nothing; once the two differ, step 1 follows its
+    own head and the later steps the shared one; the switch survives a checkpoint."""
+    from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_pixeldrl.model.episode import run_episode
+    from napari_pixeldrl.model.network import with_first_step_head
+
+    torch.manual_seed(0)
+    shared = PixelDRLNet(tiny_config("lite", shared_head=True)).eval()
+    split = with_first_step_head(shared).eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        same = [(s.mask, s.keep_prob) for s in run_episode(shared, x, 3, early_stop=False)]
+        again = [(s.mask, s.keep_prob) for s in run_episode(split, x, 3, early_stop=False)]
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(same, again))
+        split.policy_first.out.bias.add_(0.5)  # the first head's outputs move, the shared head's do not
+        ctx, m = split.encode(x), torch.ones(1, 1, 32, 32)
+        assert not torch.allclose(split.step(ctx, m, first=True)[0], shared.step(shared.encode(x), m)[0])
+        assert torch.equal(split.step(ctx, m, first=False)[0], shared.step(shared.encode(x), m)[0])
+    path = tmp_path / "split.safetensors"
+    save_checkpoint(path, split, split.config, {})
+    loaded = load_checkpoint(path)
+    assert loaded.config.first_step_head
+    assert torch.equal(loaded.model.policy_first.out.bias.float(), split.policy_first.out.bias)
+    assert "first_step_head" not in shared.config.to_dict()  # older readers still read models without it
+    with pytest.raises(InputError, match="first_step_head needs"):
+        tiny_config("paper", first_step_head=True).validate()
+    with pytest.raises(ValueError, match="already has"):
+        with_first_step_head(split)

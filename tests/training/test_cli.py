@@ -271,10 +271,11 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "u"), "--preset", "unet", "--no-sam")
     assert code == 2 and "unet" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d"), "--epochs", "1", "--fine-decoder", "4",
-                       "--sam-axis", "channel", "--head-norm", "instance")
+                       "--sam-axis", "channel", "--head-norm", "instance", "--first-step-head", "--first-step-recall", "3")
     assert code == 0, err
     decoded = load_checkpoint(tmp_path / "d" / "checkpoint_last.safetensors").config
-    assert (decoded.fine_decoder, decoded.sam_axis, decoded.head_norm) == (4, "channel", "instance")
+    assert (decoded.fine_decoder, decoded.sam_axis, decoded.head_norm, decoded.first_step_head) == (4, "channel", "instance", True)
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["train"]["first_step_recall"] == 3.0
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d2"), "--fine-decoder", "-1")
     assert code == 2 and "fine_decoder" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")
