@@ -126,7 +126,8 @@ def training_steps(run: Path) -> list[str]:
         start = start_checkpoint(link)
         if start:
             made = checkpoint_info(start).get("widened_from")
-            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/add_prototypes.py`)" if made else ""))
+            script = "add_first_step_head.py" if made and "first-step head" in made else "add_prototypes.py"
+            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/{script}`)" if made else ""))
         steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
     return steps
 
@@ -191,7 +192,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   (the paper's protocol). The bundled sample patient ({spec['sample']}) is in the test split.
 - **Network**: `lite` preset: VGG16-half extractor{" with instance normalisation" if loaded.config.extractor_norm == "instance" else " without normalisation"}, run once per
   image; self-attention; {"one shared policy-and-value head body" if loaded.config.shared_head else "separate policy and value head bodies"} at 1/4 resolution{f" ending in a {loaded.config.fine_decoder}-channel decoder at full resolution" if loaded.config.fine_decoder else ""}{"; instance normalisation in the heads" if loaded.config.head_norm == "instance" else ""}; t_max {t_max}{f" (trained with episodes of {trained_t_max} step{'s' if trained_t_max > 1 else ''})" if trained_t_max and trained_t_max != t_max else ""};
-  {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}.
+  {loaded.config.in_channels} input channel(s){"; state prototypes (each step's heads also see every pixel's similarity to the mean features inside and outside m(t))" if loaded.config.state_prototypes else ""}{"; a head of its own for step 1, the later steps sharing the other (--first-step-head)" if loaded.config.first_step_head else ""}.
 - **Training** (PA3C with the lite training defaults, `pixeldrl info --preset lite`), by these commands:
 {chr(10).join(f"  - {c}" for c in training_steps(lite_run))}
 - **Budget**: {lite_budget:.1f} min of process CPU time (1 thread){" for the runs that are here (" + missing + ")" if missing else ""}, on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
