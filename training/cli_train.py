@@ -65,13 +65,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-by", choices=("patient", "slice"), default="patient")
     p.add_argument("--fold", type=int, default=None, help="k-fold CV: use this fold as test (0-based)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the split into train/val/test (and, in training without --train-seed, of the "
+                        "training's randomness)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     _common(p)
+    p.add_argument("--train-seed", type=int, default=None, metavar="N",
+                   help="seed of the training's own randomness (initial weights, crops, sampled actions) "
+                        "without changing the split, which --seed draws (default: --seed)")
     if finetune:
         p.add_argument("--checkpoint", required=True, help="start from this checkpoint (.safetensors, a bioimage.io .zip or a bundled name)")
     else:
@@ -215,7 +220,7 @@ def _config_from_args(args, finetune: bool):
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,
                     "fold": args.fold, "folds": args.folds, "seed": args.seed, "n_shot": args.n_shot,
                     "init_checkpoint": str(args.checkpoint) if finetune else None}
-        cfg.seed = args.seed
+        cfg.seed = args.seed if args.train_seed is None else args.train_seed
     _set_architecture_switches(cfg, args, resumed=args.resume and cfg_path.exists())
     for name, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("t_max", "t_max"),
                        ("value_weight", "value_weight"), ("supervised_weight", "supervised_weight"),
@@ -258,7 +263,8 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
     checkpoint option that says otherwise is refused rather than silently ignored."""
     d = cfg.data
     given = {"--dataset": (args.dataset, d.get("dataset")), "--data": (args.data, d.get("path")),
-             "--n-shot": (args.n_shot, d.get("n_shot")), "--label": (args.label, d.get("label"))}
+             "--n-shot": (args.n_shot, d.get("n_shot")), "--label": (args.label, d.get("label")),
+             "--train-seed": (args.train_seed, cfg.seed)}
     if finetune:
         given["--checkpoint"] = (args.checkpoint, d.get("init_checkpoint"))
     else:

@@ -433,3 +433,22 @@ def test_sigterm_stops_training_cleanly_and_on_record(capsys, tmp_path, monkeypa
     assert record["status"] == "ended" and record["reason"] == "cancelled" and record["epochs_done"] == 0
     assert record["cpu_minutes"] > 0
     assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is gone with it
+
+
+def test_train_seed_changes_the_training_not_the_split(capsys, tmp_path):
+    """--seed draws the split; --train-seed only the training's randomness, so a second
+    training seed fine-tunes and validates on the same patients as the first."""
+    root = _disc_folder(tmp_path / "data")
+    common = ["--dataset", "folder", "--data", str(root), "--t-max", "2", "--crop", "0", "--threads", "1",
+              "--no-progress", "--epochs", "1"]
+    code, _, err = run(capsys, "train", *common, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    code, _, err = run(capsys, "train", *common, "--train-seed", "7", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    a, b = (json.loads((tmp_path / n / "config.json").read_text())["train"] for n in "ab")
+    assert (a["seed"], b["seed"]) == (0, 7) and a["data"]["seed"] == b["data"]["seed"] == 0
+    first = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    second = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert first[0]["train_loss"] != second[0]["train_loss"]  # other weights, crops and actions
+    code, _, err = run(capsys, "train", *common, "--train-seed", "8", "--resume", "--out", str(tmp_path / "b"))
+    assert code == 2 and "--train-seed 8" in err
