@@ -270,8 +270,8 @@ def with_first_step_head(net: PixelDRLNet) -> PixelDRLNet:
     """A copy of a lite network whose step 1 runs a head of its own, starting as a copy of
     the shared head: it computes what ``net`` computes until training moves the two apart."""
     c = net.config
-    if c.first_step_head:
-        raise ValueError("the network already has a first-step head")
+    if c.first_step_head or c.head_scale == 1 or not c.shared_head:
+        raise ValueError("the network already has a first-step head, or has no lite shared head")
     split = PixelDRLNet(c.replace(first_step_head=True).validate())
     state = dict(net.state_dict())
     state.update({f"policy_first.{k}": v for k, v in net.policy.state_dict().items()})

@@ -221,3 +221,5 @@ def test_first_step_head_serves_step_one_only(tiny_config, tmp_path):
         tiny_config("paper", first_step_head=True).validate()
     with pytest.raises(ValueError, match="already has"):
         with_first_step_head(split)
+    with pytest.raises(ValueError, match="no lite shared head"):
+        with_first_step_head(PixelDRLNet(tiny_config("lite", shared_head=False)))
