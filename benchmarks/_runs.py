@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 METRICS = ("dice", "ppv", "sen", "iou", "biou", "hd95")
+GONE_RUNS = OUT / "gone_runs.json"
 DATA = {"lgg": "../shared/data/lgg/kaggle_3m", "msd": "../shared/data/heart/Task02_Heart"}
 
 
@@ -118,8 +119,23 @@ def metric_rows(run: Path) -> list[dict]:
     return json_lines(Path(run) / "metrics.jsonl")
 
 
+def gone_run(run: Path | None) -> dict | None:
+    """The record of a run folder that is no longer here (``gone_runs.json``: its CPU minutes
+    and the steps behind it, as counted when it was), or None: also for a folder that is here."""
+    if run is None or (Path(run) / "commands.jsonl").exists() or not GONE_RUNS.exists():
+        return None
+    run = Path(run)
+    key = (run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run).as_posix()
+    return json.loads(GONE_RUNS.read_text()).get(key)
+
+
 def command_records(run: Path) -> list[dict]:
-    """A run's commands.jsonl: a "started" and an "ended" record per command that trained it."""
+    """A run's commands.jsonl: a "started" and an "ended" record per command that trained it;
+    for a gone run (:func:`gone_run`), one ended record holding its recorded CPU minutes."""
+    gone = gone_run(run)
+    if gone:
+        return [{"status": "started", "started": "recorded"},
+                {"status": "ended", "started": "recorded", "cpu_minutes": gone["cpu_minutes"]}]
     return json_lines(Path(run) / "commands.jsonl")
 
 
@@ -156,6 +172,8 @@ def run_chain(run: Path, uncounted_ok: bool = False) -> list[Path]:
         if base in chain:
             raise SystemExit(f"{base} appears twice in the runs behind {run}")
         chain.insert(0, base)
+        if gone_run(base):  # its record counts everything behind it
+            return chain
 
 
 def checkpoint_info(checkpoint: str | Path) -> dict:
@@ -192,7 +210,7 @@ def _uncounted(run: Path, start: str, base: Path | None) -> str | None:
     run = Path(run).relative_to(ROOT) if Path(run).is_relative_to(ROOT) else run
     if base is None:
         return f"{run} fine-tunes {start}, which names no run it came from: its CPU time cannot be counted"
-    if not (base / "commands.jsonl").exists():
+    if not (base / "commands.jsonl").exists() and not gone_run(base):
         return (f"{run} fine-tunes {start}, trained in {base.relative_to(ROOT)}, which holds no commands.jsonl here: "
                 "its CPU time cannot be counted")
     return None
@@ -202,6 +220,8 @@ def uncounted_training(run: Path) -> str | None:
     """Why the training behind a run's weights is not all counted here (the first link of
     its chain fine-tunes a checkpoint whose run is not here), or None."""
     first = run_chain(run, uncounted_ok=True)[0]
+    if gone_run(first):
+        return None
     start, base = _start_and_its_run(first)
     return _uncounted(first, start, base) if start else None
 

@@ -22,8 +22,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_spent, evaluate, file_sha256, json_lines,
-                   log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint, uncounted_training)
+from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_spent, evaluate, file_sha256, gone_run,
+                   json_lines, log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint,
+                   uncounted_training, validation_curve)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.model.postprocess import POSTPROCESS
@@ -123,6 +124,11 @@ def training_steps(run: Path) -> list[str]:
     missing = uncounted_training(run)
     steps = [f"**not counted here**: {missing}"] if missing else []
     for link in run_chain(run, uncounted_ok=True):
+        gone = gone_run(link)
+        if gone:  # a run folder no longer here: the steps recorded when it was
+            steps += gone["steps"] + [f"(`{link.relative_to(ROOT)}`: {gone['cpu_minutes']} CPU-min, as recorded in "
+                                      f"{gone['recorded_in']}; benchmarks/results/gone_runs.json)"]
+            continue
         start = start_checkpoint(link)
         if start:
             made = checkpoint_info(start).get("widened_from")
@@ -132,10 +138,45 @@ def training_steps(run: Path) -> list[str]:
     return steps
 
 
-def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
+def recorded_peer(peer_run: Path, spec: dict) -> tuple[dict, str, dict, dict]:
+    """A peer whose run folder is gone: its one test scoring, post-processing, validation
+    scores and checkpoint as gone_runs.json recorded them (its test split is not scored again)."""
+    gone = gone_run(peer_run)
+    digest = gone["checkpoint"]["sha256"]
+    if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] for d in json_lines(TEST_SCORINGS)):
+        raise SystemExit(f"{peer_run}: its recorded checkpoint {digest[:12]} has no scoring in {TEST_SCORINGS}")
+    return gone["test"], gone["postprocess"], gone["val_dice_by_postprocess"], gone["checkpoint"]
+
+
+def remember_runs(name: str, lite_run: Path, lite_budget: float, peer_run: Path, peer_budget: float, peer: dict,
+                  peer_pp: str, peer_val: dict, peer_info: dict, peer_sha256: str | None) -> None:
+    """Record both runs of a ship in gone_runs.json, so that a later checkout without runs/ can
+    still count a fine-tune of the shipped file and compare it with this peer (a record is
+    read only where its folder is not there: benchmarks/_runs.gone_run)."""
+    from _runs import GONE_RUNS
+
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
+    where = f"benchmarks/ship_models.py at the ship of {name}, {when}, from the run folders then"
+    records[lite_run.relative_to(ROOT).as_posix()] = {
+        "cpu_minutes": round(lite_budget, 2), "steps": training_steps(lite_run), "recorded_in": where}
+    if peer_sha256:  # a peer whose folder is here (a recorded one keeps its record)
+        records[peer_run.relative_to(ROOT).as_posix()] = {
+            "cpu_minutes": round(peer_budget, 2), "steps": training_steps(peer_run),
+            "checkpoint": {"epoch": peer_info.get("epoch"), "validated_at_stop": bool(peer_info.get("validated_at_stop")),
+                           "val_dice": peer_info.get("val_dice"), "sha256": peer_sha256},
+            "postprocess": peer_pp, "val_dice_by_postprocess": peer_val,
+            "test": {k: peer[k] for k in (*METRICS, "sd", "dice_ci95", "empty_predictions", "hd95_nonempty", "slices",
+                                          "patients")},
+            "recorded_in": where}
+    GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
+
+
+def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path | None = None) -> dict:
     base = ROOT / "runs" / f"race-{race_name}"
-    lite_run, peer_run = base / "lite", base / "basicunet"
-    race = json.loads((RESULTS / f"race_{race_name}.json").read_text())
+    lite_run, peer_run = base / "lite", peer_run or base / "basicunet"
+    race_file = RESULTS / f"race_{race_name}.json"
+    race = json.loads(race_file.read_text()) if race_file.exists() else None
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
@@ -143,8 +184,9 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     trained_steps = trained_t_max or loaded.config.t_max
     t_max, val_steps = choose_steps(source, trained_steps, spec, lite_run)
     lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
-    peer_ckpt = peer_run / "checkpoint_best.safetensors"
-    peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
+    if gone_run(peer_run) is None:
+        peer_ckpt = peer_run / "checkpoint_best.safetensors"
+        peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
     config = loaded.config.replace(postprocess=lite_pp, t_max=t_max)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / f"{name}.safetensors"
@@ -157,8 +199,11 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     info["test_metrics"] = {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")} | {
         "slices": test["slices"], "patients": test["patients"], "split": "test, by patient, seed 0"}
     save_unless_same(target, loaded.model, config, info)  # the same weights, with the scores in the header
-    peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
-    peer_info = load_checkpoint(peer_ckpt).info
+    if gone_run(peer_run) is None:
+        peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
+        peer_info, peer_sha256 = load_checkpoint(peer_ckpt).info, file_sha256(peer_ckpt)
+    else:
+        (peer, peer_pp, peer_val, peer_info), peer_sha256 = recorded_peer(peer_run, spec), None
     lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
     missing = uncounted_training(lite_run)
     same = not missing and abs(lite_budget - peer_budget) <= 0.1 * peer_budget
@@ -172,14 +217,25 @@ def ship(name: str, spec: dict, race_name: str, note: str = "") -> dict:
     status = (f"test DICE {test['dice']:.4f} against MONAI BasicUNet's {peer['dice']:.4f} {budget_words} "
               f"({diff:+.4f}; {'inside' if inside else 'outside'} the peer's patient-bootstrap 95 % interval); "
               f"the paper's level {TARGET_DICE[name]:.2f} is {'reached' if test['dice'] >= TARGET_DICE[name] else 'NOT reached'}.")
-    curve = race.get("curves", {})
-    m = race["machine"]
+    if race:
+        curve, m, dates = race.get("curves", {}), race["machine"], f"race results of {race['date']}"
+        curves_line = (f"Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{race_name}.png`\n("
+                       + ", ".join(f"{k}: best {max((d for _, d in v), default=float('nan')):.3f}" for k, v in curve.items()) + ").")
+    else:  # no race of the two: this run's own validations, the peer's as recorded
+        from napari_pixeldrl.training.bench import machine
+
+        m, dates = machine(), f"card written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}"
+        points = validation_curve(lite_run)
+        curves_line = ("Validation DICE against CPU minutes of this run where its folders are here: "
+                       + ", ".join(f"{c:.0f}: {d:.3f}" for c, d in points) + f"; the peer's: `{peer_run.relative_to(ROOT)}` in "
+                       "benchmarks/results/gone_runs.json.")
     history = scorings(spec["dataset"])
     step_dice = ", ".join(f"{d:.3f}" for d in test["dice_per_step"])
 
     def nonempty(s):
         return f"{s['hd95_nonempty']:.2f}" if s["hd95_nonempty"] == s["hd95_nonempty"] else "-"
 
+    regen_peer = f" --peer {name}={peer_run.relative_to(ROOT)}" if peer_run != base / "basicunet" else ""
     card = f"""# Model card: `{name}` (PixelDRL-MG, `lite` preset)
 
 **Status**: {status}
@@ -197,7 +253,7 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
 {chr(10).join(f"  - {c}" for c in training_steps(lite_run))}
 - **Budget**: {lite_budget:.1f} min of process CPU time (1 thread){" for the runs that are here (" + missing + ")" if missing else ""}, on {m['cpu']}, {m['cores']} cores, torch {m['torch']};
   the peer {peer_budget:.1f} min the same way. A CPU-time budget is not changed by other work on the machine
-  (other runs shared the 2 cores at times). Dates: race results of {race['date']}.
+  (other runs shared the 2 cores at times). Dates: {dates}.
 - **Choices, all on the validation split**: the checkpoint with the best validation DICE ({chosen(info)},
   val DICE {info.get('val_dice', float('nan')):.4f}); episodes of {t_max} steps (raw val DICE after each step t = 1..10:
   {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_steps} trained); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
@@ -227,8 +283,7 @@ this split by patient), after far longer training on a GPU.
 
 DICE after each step t = 1..{len(test['dice_per_step'])} (raw masks m(t), no post-processing): {step_dice}.
 
-Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{race_name}.png`
-({', '.join(f"{k}: best {max((d for _, d in v), default=float('nan')):.3f}" for k, v in curve.items())}).
+{curves_line}
 
 ## Every scoring of this dataset's test split by this project's benchmarks
 
@@ -236,10 +291,11 @@ Validation DICE against CPU minutes for both runs: `benchmarks/results/race_{rac
 
 Earlier bundled models (shipped 2026-11-23, cards in git history) were scored once each on this test split then.
 
-Regenerate: `python benchmarks/ship_models.py --model {name} --race {name}={race_name}` (after `python benchmarks/race.py`); the scores of
+Regenerate: `python benchmarks/ship_models.py --model {name} --race {name}={race_name}{regen_peer}` (after `python benchmarks/race.py`); the scores of
 files already scored are read back, not scored again.
 """
     (WEIGHTS / f"{name}.md").write_text(card)
+    remember_runs(name, lite_run, lite_budget, peer_run, peer_budget, peer, peer_pp, peer_val, peer_info, peer_sha256)
     return {"model": name, "test": {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "peer": {k: peer[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "dice_per_step": test["dice_per_step"], "slices": test["slices"], "patients": test["patients"],
@@ -253,18 +309,22 @@ def main() -> None:
                         help="ship only this model (repeatable; default: all); the others keep their files and entries")
     parser.add_argument("--race", action="append", default=[], metavar="MODEL=RACE",
                         help="ship MODEL from runs/race-RACE (default: runs/race-MODEL), e.g. lgg=lgg-refine")
+    parser.add_argument("--peer", action="append", default=[], metavar="MODEL=RUN",
+                        help="MODEL's peer: a run folder (default: runs/race-RACE/basicunet), or one that "
+                             "benchmarks/results/gone_runs.json records")
     parser.add_argument("--note", action="append", default=[], metavar="MODEL=TEXT",
                         help="a paragraph for MODEL's card, under its status")
     args = parser.parse_args()
     names = list(dict.fromkeys(args.model or MODELS))
     races = {n: n for n in names} | dict(r.split("=", 1) for r in args.race)
     notes = dict(n.split("=", 1) for n in args.note)
+    peers = {k: ROOT / v for k, v in (p.split("=", 1) for p in args.peer)}
     path = RESULTS / "shipped_models.json"
     old = json.loads(path.read_text()) if path.exists() else {"models": []}
     kept = [m for m in old["models"] if m["model"] not in names]
     shipped = []
     for name in names:
-        shipped.append(ship(name, MODELS[name], races[name], notes.get(name, "")))
+        shipped.append(ship(name, MODELS[name], races[name], notes.get(name, ""), peers.get(name)))
         print(f"shipped {name}: {json.dumps(shipped[-1])}")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for entry in shipped:

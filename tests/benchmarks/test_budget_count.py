@@ -56,3 +56,34 @@ def test_a_fine_tune_of_a_runs_checkpoint_counts_that_run(tmp_path, tiny_config,
                     {"epoch": 1, "data": {"init_checkpoint": "model.safetensors"}})
     assert run_chain(loose, uncounted_ok=True) == [loose]
     assert "names no run it came from" in uncounted_training(loose)
+
+
+def test_a_fine_tune_of_a_gone_runs_checkpoint_counts_its_recorded_minutes(tmp_path, tiny_config, monkeypatch):
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+    from napari_pixeldrl.model.network import build_model
+
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    record = tmp_path / "gone_runs.json"
+    monkeypatch.setattr(_runs, "GONE_RUNS", record)
+    config = tiny_config("lite")
+    tune = tmp_path / "runs" / "tune"
+    tune.mkdir(parents=True)
+    # The starting file names its run, which is not here (no folder at all).
+    save_checkpoint(tmp_path / "shipped.safetensors", build_model(config), config, {"source_run": "runs/old/lite (epoch 4)"})
+    save_checkpoint(tune / "checkpoint_best.safetensors", build_model(config), config,
+                    {"epoch": 1, "data": {"init_checkpoint": "shipped.safetensors"}})
+    write_lines(tune / "commands.jsonl", [{"argv": ["b"], "started": "t1", "status": "started", "start_epoch": 0},
+                                          {"argv": ["b"], "started": "t1", "status": "ended", "cpu_minutes": 10.0}])
+    assert "holds no commands.jsonl" in uncounted_training(tune)
+    assert cpu_minutes_spent(tune, uncounted_ok=True) == pytest.approx(10.0)
+    record.write_text(json.dumps({"runs/old/lite": {"cpu_minutes": 150.5, "steps": ["`a`"], "recorded_in": "x"}}))
+    assert uncounted_training(tune) is None
+    assert run_chain(tune) == [tmp_path / "runs" / "old" / "lite", tune]
+    assert cpu_minutes_spent(tune) == pytest.approx(160.5)
+    # A folder that is here is read as it is, whatever the record says.
+    (tmp_path / "runs" / "old" / "lite").mkdir(parents=True)
+    write_lines(tmp_path / "runs" / "old" / "lite" / "commands.jsonl",
+                [{"argv": ["a"], "started": "t0", "status": "started", "start_epoch": 0},
+                 {"argv": ["a"], "started": "t0", "status": "ended", "cpu_minutes": 99.0}])
+    save_checkpoint(tmp_path / "runs" / "old" / "lite" / "checkpoint_best.safetensors", build_model(config), config, {"epoch": 4})
+    assert cpu_minutes_spent(tune) == pytest.approx(109.0)

@@ -77,3 +77,25 @@ def test_a_rerun_that_regenerates_the_same_entry_keeps_its_shipping_date():
     assert ship_models.ship_date(dict(entry), old, now) == "2026-12-01T12:56:42+00:00"
     assert ship_models.ship_date({**entry, "test": {"dice": 0.76}}, old, now) == now  # new scores: a new shipping
     assert ship_models.ship_date({**entry, "model": "heart"}, old, now) == now
+
+
+def test_a_recorded_peer_is_used_only_with_its_test_scoring_on_record(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import _runs
+
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    record, scorings = tmp_path / "gone_runs.json", tmp_path / "test_scorings.jsonl"
+    monkeypatch.setattr(_runs, "GONE_RUNS", record)
+    monkeypatch.setattr(ship_models, "TEST_SCORINGS", scorings)
+    peer = {"cpu_minutes": 100.0, "steps": [], "recorded_in": "x", "postprocess": "none",
+            "val_dice_by_postprocess": {"none": 0.8}, "test": {"dice": 0.7},
+            "checkpoint": {"epoch": 3, "val_dice": 0.8, "sha256": "ab" * 32}}
+    record.write_text(json.dumps({"runs/race-x/basicunet": peer}))
+    with pytest.raises(SystemExit, match="has no scoring"):
+        ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
+    scorings.write_text(json.dumps({"dataset": "lgg", "sha256": "ab" * 32, "dice": 0.7}) + "\n")
+    test, pp, val, info = ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
+    assert (test["dice"], pp, val, info["epoch"]) == (0.7, "none", {"none": 0.8}, 3)
