@@ -1,0 +1,136 @@
+"""Train a model's whole chain of stages in one command, one stage after another, so that a
+session can start it at once and nothing of it depends on run folders of earlier sessions
+(runs/ is not kept between sessions' checkouts).
+
+    python benchmarks/chain.py --chain lgg-firsthead --threads 2
+    python benchmarks/chain.py --chain lgg-firsthead --dry-run     # the commands, nothing run
+
+Each stage lands in runs/chain-<chain>/<stage>. A stage whose folder holds a command that
+ended is skipped; one that was stopped resumes with what is left of its CPU budget (counted as
+benchmarks/_runs counts it: a killed command's whole epochs); a widening writes its file once.
+The runs count their budget in process CPU time (``--cpu-budget``), whatever the thread count,
+so a chain on 2 threads spends the same budget as one on 1 (a little less work, as threads
+cost some CPU time to coordinate). Fine-tunes name the checkpoint they start from, so
+``ship_models.py`` and ``refine.py`` count the whole chain behind the last stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _runs import DATA, ROOT, command_cpu_minutes, command_records, pixeldrl
+
+ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: ``train`` from scratch, ``finetune`` the best checkpoint of stage ``start``
+    (or a widened file), or ``widen`` stage ``start``'s best checkpoint with ``script``."""
+    name: str
+    kind: str
+    cpu_minutes: float = 0.0
+    options: tuple[str, ...] = ()
+    start: str | None = None
+    script: str | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    dataset: str
+    stages: tuple[Stage, ...] = field(default_factory=tuple)
+    about: str = ""
+
+
+CHAINS = {
+    # The one-step chain behind the 0.8253 LGG model of refine_lgg-crop256.md (60 + 60 + 45 CPU-min),
+    # then the first-step head with the refining recipe of refine_lgg-firsthead.md (0.8254, +0.121
+    # from m(1)) and that screen's one-step control; both last stages start from the same checkpoint.
+    "lgg-firsthead": Chain("lgg", (
+        Stage("onestep", "train", 60, ("--preset", "lite", "--t-max", "1", "--fine-decoder", "16")),
+        Stage("prototypes", "widen", start="onestep", script="add_prototypes.py"),
+        Stage("onestep-prototypes", "finetune", 60, ONE_STEP, start="prototypes"),
+        Stage("onestep-crop256", "finetune", 45, (*ONE_STEP, "--crop", "256"), start="onestep-prototypes"),
+        Stage("first-head", "widen", start="onestep-crop256", script="add_first_step_head.py"),
+        Stage("refine", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "2e-4", "--ema-decay", "0.995",
+                                         "--crop", "256"), start="first-head"),
+        Stage("control", "finetune", 20, (*ONE_STEP, "--crop", "256"), start="onestep-crop256"),
+    ), "LGG: one step with the fine decoder, state prototypes, whole-slice crops, then a first-step head and "
+       "the refining recipe, with its one-step control"),
+}
+
+
+def stage_path(base: Path, stage: Stage) -> Path:
+    """A stage's run folder, or a widening's file."""
+    return base / f"{stage.name}.safetensors" if stage.kind == "widen" else base / stage.name
+
+
+def start_file(base: Path, chain: Chain, name: str) -> Path:
+    stage = next(s for s in chain.stages if s.name == name)
+    path = stage_path(base, stage)
+    return path if stage.kind == "widen" else path / "checkpoint_best.safetensors"
+
+
+def ended(run: Path) -> bool:
+    records = command_records(run)
+    return bool(records) and records[-1].get("status") == "ended"
+
+
+def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[Stage, list[str] | None]]:
+    """What each stage would run now (None: done), in order; a stage that depends on one not
+    yet done gets the command it will run."""
+    rel = (lambda p: p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
+    plan = []
+    for stage in chain.stages:
+        path = stage_path(base, stage)
+        if stage.kind == "widen":
+            done = path.exists()
+            argv = [sys.executable, f"benchmarks/{stage.script}", str(rel(start_file(base, chain, stage.start))), str(rel(path))]
+        elif ended(path):
+            done, argv = True, []
+        elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
+            left = stage.cpu_minutes - sum(m for _, m in command_cpu_minutes(path))
+            done = left <= 0
+            argv = pixeldrl("train", "--resume", "--out", rel(path), "--threads", threads, "--cpu-budget", f"{left:.2f}",
+                            "--no-progress")
+        else:
+            done = False
+            start = ("--checkpoint", rel(start_file(base, chain, stage.start))) if stage.kind == "finetune" else ()
+            argv = pixeldrl(stage.kind, "--dataset", chain.dataset, "--data", data, *start, "--threads", threads,
+                            "--seed", "0", "--cpu-budget", stage.cpu_minutes, *stage.options, "--out", rel(path),
+                            "--no-progress")
+        plan.append((stage, None if done else argv))
+    return plan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chain", required=True, choices=sorted(CHAINS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands left, run nothing")
+    args = parser.parse_args()
+    chain = CHAINS[args.chain]
+    base = ROOT / "runs" / f"chain-{args.chain}"
+    data = args.data or DATA[chain.dataset]
+    for stage in chain.stages:
+        plan = dict((s.name, argv) for s, argv in commands(chain, base, data, args.threads))
+        argv = plan[stage.name]
+        if argv is None:
+            print(f"{stage.name}: done")
+            continue
+        print(f"{stage.name}: {' '.join(map(str, argv))}", flush=True)
+        if args.dry_run:
+            continue
+        base.mkdir(parents=True, exist_ok=True)
+        with open(base / f"{stage.name}.log", "a") as log:
+            if subprocess.run(list(map(str, argv)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                raise SystemExit(f"chain {args.chain}: stage {stage.name} failed; see {base / stage.name}.log")
+
+
+if __name__ == "__main__":
+    main()
