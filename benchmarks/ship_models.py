@@ -225,10 +225,13 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
         from napari_pixeldrl.training.bench import machine
 
         m, dates = machine(), f"card written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}"
-        points = validation_curve(lite_run)
-        curves_line = ("Validation DICE against CPU minutes of this run where its folders are here: "
-                       + ", ".join(f"{c:.0f}: {d:.3f}" for c, d in points) + f"; the peer's: `{peer_run.relative_to(ROOT)}` in "
-                       "benchmarks/results/gone_runs.json.")
+        def points(run):
+            return ", ".join(f"{c:.0f}: {d:.3f}" for c, d in validation_curve(run))
+
+        peer_curve = (f"in benchmarks/results/gone_runs.json (`{peer_run.relative_to(ROOT)}`)" if gone_run(peer_run)
+                      else points(peer_run))
+        curves_line = (f"Validation DICE against CPU minutes (of the runs whose folders are here): this model {points(lite_run)}; "
+                       f"the peer {peer_curve}.")
     history = scorings(spec["dataset"])
     step_dice = ", ".join(f"{d:.3f}" for d in test["dice_per_step"])
 
