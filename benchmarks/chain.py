@@ -4,6 +4,7 @@ session can start it at once and nothing of it depends on run folders of earlier
 
     python benchmarks/chain.py --chain lgg-firsthead --threads 2
     python benchmarks/chain.py --chain lgg-firsthead --dry-run     # the commands, nothing run
+    python benchmarks/chain.py --chain lgg-firsthead --carry onestep   # keep a stage for the next session
 
 Each stage lands in runs/chain-<chain>/<stage>. A stage whose folder holds a command that
 ended is skipped; one that was stopped resumes with what is left of its CPU budget (counted as
@@ -12,6 +13,11 @@ The runs count their budget in process CPU time (``--cpu-budget``), whatever the
 so a chain on 2 threads spends the same budget as one on 1 (a little less work, as threads
 cost some CPU time to coordinate). Fine-tunes name the checkpoint they start from, so
 ``ship_models.py`` and ``refine.py`` count the whole chain behind the last stage.
+
+A chain longer than a session carries a finished stage to the next one: ``--carry STAGE``
+writes its best checkpoint (float16, as the bundled models) to benchmarks/carry/<chain>/ and
+its CPU minutes and commands to benchmarks/results/gone_runs.json; a later checkout without
+that run folder starts the next stage from the carried file and counts the record.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _runs import DATA, ROOT, command_cpu_minutes, command_records, pixeldrl
+from _runs import DATA, GONE_RUNS, ROOT, command_cpu_minutes, command_records, pixeldrl, recorded_commands
 
 ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 
@@ -69,10 +75,48 @@ def stage_path(base: Path, stage: Stage) -> Path:
     return base / f"{stage.name}.safetensors" if stage.kind == "widen" else base / stage.name
 
 
+def carried(base: Path, stage: Stage) -> Path:
+    """Where ``--carry`` keeps a stage's best checkpoint."""
+    return ROOT / "benchmarks" / "carry" / base.name.removeprefix("chain-") / f"{stage.name}.safetensors"
+
+
 def start_file(base: Path, chain: Chain, name: str) -> Path:
+    """The file a later stage starts from: a widening's, a run's best checkpoint, or, where the
+    run folder is not here, the carried one."""
     stage = next(s for s in chain.stages if s.name == name)
     path = stage_path(base, stage)
-    return path if stage.kind == "widen" else path / "checkpoint_best.safetensors"
+    if stage.kind == "widen":
+        return path
+    best = path / "checkpoint_best.safetensors"
+    return carried(base, stage) if not best.exists() and carried(base, stage).exists() else best
+
+
+def carry(base: Path, stage: Stage) -> Path:
+    """Keep a finished run stage for a later checkout: its best checkpoint as float16, naming
+    the run it came from, and the run's CPU minutes and commands in gone_runs.json."""
+    import datetime as dt
+    import json
+
+    from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+
+    run = stage_path(base, stage)
+    if stage.kind == "widen" or not ended(run):
+        raise SystemExit(f"{stage.name}: only a run stage that ended can be carried")
+    loaded = load_checkpoint(run / "checkpoint_best.safetensors")
+    info = dict(loaded.info)
+    where = run.relative_to(ROOT).as_posix()
+    info["source_run"] = f"{where} (epoch {info.get('epoch')})"
+    out = carried(base, stage)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, loaded.model, loaded.config, info, half=True)
+    records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    records[where] = {"cpu_minutes": round(sum(m for _, m in command_cpu_minutes(run)), 2),
+                      "steps": [f"`{c}`" for c in recorded_commands(run, ended_only=True)],
+                      "carried_as": out.relative_to(ROOT).as_posix(),
+                      "recorded_in": f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folder then"}
+    GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
+    return out
 
 
 def ended(run: Path) -> bool:
@@ -90,7 +134,7 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
         if stage.kind == "widen":
             done = path.exists()
             argv = [sys.executable, f"benchmarks/{stage.script}", str(rel(start_file(base, chain, stage.start))), str(rel(path))]
-        elif ended(path):
+        elif ended(path) or (not path.exists() and carried(base, stage).exists()):
             done, argv = True, []
         elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
             left = stage.cpu_minutes - sum(m for _, m in command_cpu_minutes(path))
@@ -113,9 +157,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
     parser.add_argument("--dry-run", action="store_true", help="print the commands left, run nothing")
+    parser.add_argument("--carry", metavar="STAGE", help="keep this finished stage for a later checkout, run nothing")
     args = parser.parse_args()
     chain = CHAINS[args.chain]
     base = ROOT / "runs" / f"chain-{args.chain}"
+    if args.carry:
+        stage = next((s for s in chain.stages if s.name == args.carry), None)
+        if stage is None:
+            parser.exit(2, f"chain.py: {args.chain} has no stage {args.carry!r}: {[s.name for s in chain.stages]}\n")
+        print(f"carried {stage.name} to {carry(base, stage).relative_to(ROOT)}")
+        return
     data = args.data or DATA[chain.dataset]
     for stage in chain.stages:
         plan = dict((s.name, argv) for s, argv in commands(chain, base, data, args.threads))

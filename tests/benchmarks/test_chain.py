@@ -38,3 +38,30 @@ def test_ended_stages_are_skipped_and_a_stopped_one_resumes_with_its_budget_left
     c = [str(x) for x in plan["c"]]
     assert c[c.index("--checkpoint") + 1] == "runs/chain-x/b/checkpoint_best.safetensors"
     assert c[c.index("--cpu-budget") + 1] == "10" and "finetune" in c
+
+
+def test_a_carried_stage_starts_the_next_one_in_a_checkout_without_its_run(tmp_path, monkeypatch, tiny_config):
+    import shutil
+
+    from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_pixeldrl.model.network import build_model
+
+    monkeypatch.setattr(chain_script, "ROOT", tmp_path)
+    monkeypatch.setattr(chain_script, "GONE_RUNS", tmp_path / "gone_runs.json")
+    chain = Chain("lgg", (Stage("a", "train", 60), Stage("b", "finetune", 10, start="a")))
+    base = tmp_path / "runs" / "chain-x"
+    config = tiny_config("lite")
+    (base / "a").mkdir(parents=True)
+    save_checkpoint(base / "a" / "checkpoint_best.safetensors", build_model(config), config, {"epoch": 3})
+    write_lines(base / "a" / "commands.jsonl", [{"argv": ["pixeldrl", "train"], "started": "t0", "status": "started", "start_epoch": 0},
+                                                {"argv": ["pixeldrl", "train"], "started": "t0", "status": "ended", "cpu_minutes": 59.5}])
+    out = chain_script.carry(base, chain.stages[0])
+    assert out == tmp_path / "benchmarks" / "carry" / "x" / "a.safetensors"
+    assert load_checkpoint(out).info["source_run"] == "runs/chain-x/a (epoch 3)"
+    record = json.loads((tmp_path / "gone_runs.json").read_text())["runs/chain-x/a"]
+    assert record["cpu_minutes"] == 59.5 and record["steps"] == ["`pixeldrl train`"]
+    shutil.rmtree(base)  # a later checkout: no runs/
+    plan = {s.name: argv for s, argv in commands(chain, base, "DATA", 1)}
+    assert plan["a"] is None
+    b = [str(x) for x in plan["b"]]
+    assert b[b.index("--checkpoint") + 1] == "benchmarks/carry/x/a.safetensors"
