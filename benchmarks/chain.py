@@ -1,18 +1,20 @@
-"""Train a model's whole chain of stages in one command, one stage after another, so that a
-session can start it at once and nothing of it depends on run folders of earlier sessions
+"""Train a model's whole chain of stages in one command, stage by stage, so that a session
+can start it at once and nothing of it depends on run folders of earlier sessions
 (runs/ is not kept between sessions' checkouts).
 
-    python benchmarks/chain.py --chain lgg-firsthead --threads 2
+    python benchmarks/chain.py --chain lgg-firsthead              # 1 thread per stage, 2 stages at once where they can
     python benchmarks/chain.py --chain lgg-firsthead --dry-run     # the commands, nothing run
     python benchmarks/chain.py --chain lgg-firsthead --carry onestep   # keep a stage for the next session
 
 Each stage lands in runs/chain-<chain>/<stage>. A stage whose folder holds a command that
 ended is skipped; one that was stopped resumes with what is left of its CPU budget (counted as
 benchmarks/_runs counts it: a killed command's whole epochs); a widening writes its file once.
-The runs count their budget in process CPU time (``--cpu-budget``), whatever the thread count,
-so a chain on 2 threads spends the same budget as one on 1 (a little less work, as threads
-cost some CPU time to coordinate). Fine-tunes name the checkpoint they start from, so
-``ship_models.py`` and ``refine.py`` count the whole chain behind the last stage.
+Stages whose starts are done run at once (``--jobs``), one thread each by default. The runs
+count their budget in process CPU time (``--cpu-budget``), whatever the thread count; more
+threads finish sooner but do a little less work for the same budget (threads cost CPU time
+to coordinate), so budgets compared with 1-thread peers are spent on 1 thread. Fine-tunes
+name the checkpoint they start from, so ``ship_models.py`` and ``refine.py`` count the whole
+chain behind the last stage.
 
 A chain longer than a session carries a finished stage to the next one: ``--carry STAGE``
 writes its best checkpoint (float16, as the bundled models) to benchmarks/carry/<chain>/ and
@@ -154,7 +156,8 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chain", required=True, choices=sorted(CHAINS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads of each stage's run")
+    parser.add_argument("--jobs", type=int, default=2, help="stages that may run at once (their starts done)")
     parser.add_argument("--data", default=None, help="default: the release under ../shared/data")
     parser.add_argument("--dry-run", action="store_true", help="print the commands left, run nothing")
     parser.add_argument("--carry", metavar="STAGE", help="keep this finished stage for a later checkout, run nothing")
@@ -168,20 +171,30 @@ def main() -> None:
         print(f"carried {stage.name} to {carry(base, stage).relative_to(ROOT)}")
         return
     data = args.data or DATA[chain.dataset]
-    for stage in chain.stages:
-        plan = dict((s.name, argv) for s, argv in commands(chain, base, data, args.threads))
-        argv = plan[stage.name]
-        if argv is None:
-            print(f"{stage.name}: done")
-            continue
-        print(f"{stage.name}: {' '.join(map(str, argv))}", flush=True)
-        if args.dry_run:
-            continue
-        base.mkdir(parents=True, exist_ok=True)
-        with open(base / f"{stage.name}.log", "a") as log:
-            if subprocess.run(list(map(str, argv)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                raise SystemExit(f"chain {args.chain}: stage {stage.name} failed; see {base / stage.name}.log")
+    if args.dry_run:
+        for stage, argv in commands(chain, base, data, args.threads):
+            print(f"{stage.name}: " + ("done" if argv is None else " ".join(map(str, argv))))
+        return
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        batch = ready(commands(chain, base, data, args.threads), args.jobs)
+        if not batch:
+            return
+        procs = {}
+        for stage, argv in batch:
+            print(f"{stage.name}: {' '.join(map(str, argv))}", flush=True)
+            log = open(base / f"{stage.name}.log", "a")
+            procs[stage.name] = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        failed = [name for name, p in procs.items() if p.wait() != 0]
+        if failed:
+            raise SystemExit(f"chain {args.chain}: stage(s) {failed} failed; see {[str(base / f'{n}.log') for n in failed]}")
 
+
+def ready(plan: list[tuple[Stage, list[str] | None]], jobs: int) -> list[tuple[Stage, list[str]]]:
+    """The stages to run now, at most ``jobs``: those left whose start is done, in chain order
+    (stages that start from the same finished one, such as a variant and its control, run at once)."""
+    done = {stage.name for stage, argv in plan if argv is None}
+    return [(s, argv) for s, argv in plan if argv is not None and (s.start is None or s.start in done)][:jobs]
 
 if __name__ == "__main__":
     main()

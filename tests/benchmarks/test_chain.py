@@ -65,3 +65,15 @@ def test_a_carried_stage_starts_the_next_one_in_a_checkout_without_its_run(tmp_p
     assert plan["a"] is None
     b = [str(x) for x in plan["b"]]
     assert b[b.index("--checkpoint") + 1] == "benchmarks/carry/x/a.safetensors"
+
+
+def test_stages_whose_starts_are_done_run_at_once():
+    from chain import ready
+
+    a, w = Stage("a", "train", 60), Stage("w", "widen", start="a", script="s.py")
+    v, c, later = Stage("v", "finetune", 20, start="w"), Stage("c", "finetune", 20, start="a"), Stage("z", "finetune", 5, start="v")
+    plan = [(a, None), (w, ["widen"]), (v, ["v"]), (c, ["c"]), (later, ["z"])]
+    assert [s.name for s, _ in ready(plan, 2)] == ["w", "c"]
+    plan = [(a, None), (w, None), (v, ["v"]), (c, ["c"]), (later, ["z"])]
+    assert [s.name for s, _ in ready(plan, 2)] == ["v", "c"] and [s.name for s, _ in ready(plan, 1)] == ["v"]
+    assert ready([(a, None), (w, None), (v, None), (c, None), (later, None)], 2) == []
