@@ -160,6 +160,8 @@ def run_chain(run: Path, uncounted_ok: bool = False) -> list[Path]:
     cannot be counted), or, with ``uncounted_ok``, ends the chain where it is known
     (:func:`uncounted_training` says what is missing)."""
     chain = [Path(run)]
+    if gone_run(run):  # its record counts everything behind it
+        return chain
     while True:
         start, base = _start_and_its_run(chain[0])
         if not start:
@@ -220,10 +222,30 @@ def uncounted_training(run: Path) -> str | None:
     """Why the training behind a run's weights is not all counted here (the first link of
     its chain fine-tunes a checkpoint whose run is not here), or None."""
     first = run_chain(run, uncounted_ok=True)[0]
-    if gone_run(first):
-        return None
+    if gone_run(first):  # what was not counted when it was recorded, if anything
+        return gone_run(first).get("uncounted")
     start, base = _start_and_its_run(first)
     return _uncounted(first, start, base) if start else None
+
+
+def training_steps(run: Path) -> list[str]:
+    """The commands behind a run's weights, oldest first: those of each run it continues
+    (:func:`run_chain`), with the starting checkpoint of each fine-tune and how it was made."""
+    missing = uncounted_training(run)
+    steps = [f"**not counted here**: {missing}"] if missing else []
+    for link in run_chain(run, uncounted_ok=True):
+        gone = gone_run(link)
+        if gone:  # a run folder no longer here: the steps recorded when it was
+            steps += gone["steps"] + [f"(`{link.relative_to(ROOT)}`: {gone['cpu_minutes']} CPU-min, as recorded in "
+                                      f"{gone['recorded_in']}; benchmarks/results/gone_runs.json)"]
+            continue
+        start = start_checkpoint(link)
+        if start:
+            made = checkpoint_info(start).get("widened_from")
+            script = "add_first_step_head.py" if made and "first-step head" in made else "add_prototypes.py"
+            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/{script}`)" if made else ""))
+        steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
+    return steps
 
 
 def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:

@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _runs import DATA, GONE_RUNS, ROOT, command_cpu_minutes, command_records, pixeldrl, recorded_commands
+from _runs import (DATA, GONE_RUNS, ROOT, command_cpu_minutes, command_records, cpu_minutes_spent, pixeldrl,
+                   training_steps, uncounted_training)
 
 ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 
@@ -102,8 +104,8 @@ def carry(base: Path, stage: Stage) -> Path:
     from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
     run = stage_path(base, stage)
-    if stage.kind == "widen" or not ended(run):
-        raise SystemExit(f"{stage.name}: only a run stage that ended can be carried")
+    if stage.kind == "widen" or not ended(run) or not (run / "checkpoint_best.safetensors").exists():
+        raise SystemExit(f"chain.py: {stage.name}: only a run stage that ended here can be carried")
     loaded = load_checkpoint(run / "checkpoint_best.safetensors")
     info = dict(loaded.info)
     where = run.relative_to(ROOT).as_posix()
@@ -113,17 +115,20 @@ def carry(base: Path, stage: Stage) -> Path:
     save_checkpoint(out, loaded.model, loaded.config, info, half=True)
     records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    records[where] = {"cpu_minutes": round(sum(m for _, m in command_cpu_minutes(run)), 2),
-                      "steps": [f"`{c}`" for c in recorded_commands(run, ended_only=True)],
+    # The whole chain behind the stage: a record ends the chain that reads it.
+    records[where] = {"cpu_minutes": round(cpu_minutes_spent(run, uncounted_ok=True), 2), "steps": training_steps(run),
                       "carried_as": out.relative_to(ROOT).as_posix(),
-                      "recorded_in": f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folder then"}
+                      "recorded_in": f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folders then"}
+    if uncounted_training(run):
+        records[where]["uncounted"] = uncounted_training(run)
     GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
     return out
 
 
 def ended(run: Path) -> bool:
+    """The run's last command ended with its work done or its budget spent (not cancelled)."""
     records = command_records(run)
-    return bool(records) and records[-1].get("status") == "ended"
+    return bool(records) and records[-1].get("status") == "ended" and records[-1].get("reason") in ("done", "time_budget")
 
 
 def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[Stage, list[str] | None]]:
@@ -140,7 +145,7 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
             done, argv = True, []
         elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
             left = stage.cpu_minutes - sum(m for _, m in command_cpu_minutes(path))
-            done = left <= 0
+            done = left < 0.01
             argv = pixeldrl("train", "--resume", "--out", rel(path), "--threads", threads, "--cpu-budget", f"{left:.2f}",
                             "--no-progress")
         else:
@@ -150,7 +155,13 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
                             "--seed", "0", "--cpu-budget", stage.cpu_minutes, *stage.options, "--out", rel(path),
                             "--no-progress")
         plan.append((stage, None if done else argv))
-    return plan
+    # A stage that a begun or carried later stage starts from needs no run (its folder may be gone).
+    begun = {s.name for s in chain.stages if stage_path(base, s).exists() or carried(base, s).exists()}
+    needed_by_begun = set()
+    for stage in reversed(chain.stages):
+        if stage.start and (stage.name in begun or stage.name in needed_by_begun):
+            needed_by_begun.add(stage.start)
+    return [(s, None if s.name in needed_by_begun else argv) for s, argv in plan]
 
 
 def main() -> None:
@@ -176,25 +187,33 @@ def main() -> None:
             print(f"{stage.name}: " + ("done" if argv is None else " ".join(map(str, argv))))
         return
     base.mkdir(parents=True, exist_ok=True)
+    running: dict[str, subprocess.Popen] = {}
     while True:
-        batch = ready(commands(chain, base, data, args.threads), args.jobs)
-        if not batch:
-            return
-        procs = {}
-        for stage, argv in batch:
+        plan = [(s, argv) for s, argv in commands(chain, base, data, args.threads) if s.name not in running]
+        for stage, argv in ready(plan, args.jobs - len(running), running):
             print(f"{stage.name}: {' '.join(map(str, argv))}", flush=True)
             log = open(base / f"{stage.name}.log", "a")
-            procs[stage.name] = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        failed = [name for name, p in procs.items() if p.wait() != 0]
-        if failed:
-            raise SystemExit(f"chain {args.chain}: stage(s) {failed} failed; see {[str(base / f'{n}.log') for n in failed]}")
+            running[stage.name] = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if not running:
+            return
+        time.sleep(2)  # then start what the stages that ended let start
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                if proc.returncode != 0:
+                    for other in running.values():
+                        other.wait()
+                    raise SystemExit(f"chain {args.chain}: stage {name} failed; see {base / name}.log")
 
 
-def ready(plan: list[tuple[Stage, list[str] | None]], jobs: int) -> list[tuple[Stage, list[str]]]:
-    """The stages to run now, at most ``jobs``: those left whose start is done, in chain order
-    (stages that start from the same finished one, such as a variant and its control, run at once)."""
+def ready(plan: list[tuple[Stage, list[str] | None]], slots: int, running=()) -> list[tuple[Stage, list[str]]]:
+    """The stages to start now, at most ``slots``: those left whose start is done (not running),
+    in chain order; a stage starts as soon as its start is done, so a refining variant and its
+    one-step control from the same checkpoint run side by side."""
     done = {stage.name for stage, argv in plan if argv is None}
-    return [(s, argv) for s, argv in plan if argv is not None and (s.start is None or s.start in done)][:jobs]
+    return [(s, argv) for s, argv in plan if argv is not None and s.name not in running
+            and (s.start is None or s.start in done)][:max(slots, 0)]
+
 
 if __name__ == "__main__":
     main()

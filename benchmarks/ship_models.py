@@ -22,9 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _runs import (METRICS, ROOT, TEST_SCORINGS, checkpoint_info, cpu_minutes_spent, evaluate, file_sha256, gone_run,
-                   json_lines, log_test_scoring, metric_cells, recorded_commands, run_chain, start_checkpoint,
-                   uncounted_training, validation_curve)
+from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, gone_run, json_lines,
+                   log_test_scoring, metric_cells, training_steps, uncounted_training, validation_curve)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.model.postprocess import POSTPROCESS
@@ -118,32 +117,13 @@ def chosen(info: dict) -> str:
     return f"epoch {info.get('epoch')}"
 
 
-def training_steps(run: Path) -> list[str]:
-    """The commands behind a run's weights, oldest first: those of each run it continues
-    (:func:`run_chain`), with the starting checkpoint of each fine-tune and how it was made."""
-    missing = uncounted_training(run)
-    steps = [f"**not counted here**: {missing}"] if missing else []
-    for link in run_chain(run, uncounted_ok=True):
-        gone = gone_run(link)
-        if gone:  # a run folder no longer here: the steps recorded when it was
-            steps += gone["steps"] + [f"(`{link.relative_to(ROOT)}`: {gone['cpu_minutes']} CPU-min, as recorded in "
-                                      f"{gone['recorded_in']}; benchmarks/results/gone_runs.json)"]
-            continue
-        start = start_checkpoint(link)
-        if start:
-            made = checkpoint_info(start).get("widened_from")
-            script = "add_first_step_head.py" if made and "first-step head" in made else "add_prototypes.py"
-            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/{script}`)" if made else ""))
-        steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
-    return steps
-
-
 def recorded_peer(peer_run: Path, spec: dict) -> tuple[dict, str, dict, dict]:
     """A peer whose run folder is gone: its one test scoring, post-processing, validation
     scores and checkpoint as gone_runs.json recorded them (its test split is not scored again)."""
     gone = gone_run(peer_run)
     digest = gone["checkpoint"]["sha256"]
-    if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] for d in json_lines(TEST_SCORINGS)):
+    if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] and d.get("postprocess") == gone["postprocess"]
+               for d in json_lines(TEST_SCORINGS)):
         raise SystemExit(f"{peer_run}: its recorded checkpoint {digest[:12]} has no scoring in {TEST_SCORINGS}")
     return gone["test"], gone["postprocess"], gone["val_dice_by_postprocess"], gone["checkpoint"]
 
@@ -160,6 +140,8 @@ def remember_runs(name: str, lite_run: Path, lite_budget: float, peer_run: Path,
     where = f"benchmarks/ship_models.py at the ship of {name}, {when}, from the run folders then"
     records[lite_run.relative_to(ROOT).as_posix()] = {
         "cpu_minutes": round(lite_budget, 2), "steps": training_steps(lite_run), "recorded_in": where}
+    if uncounted_training(lite_run):
+        records[lite_run.relative_to(ROOT).as_posix()]["uncounted"] = uncounted_training(lite_run)
     if peer_sha256:  # a peer whose folder is here (a recorded one keeps its record)
         records[peer_run.relative_to(ROOT).as_posix()] = {
             "cpu_minutes": round(peer_budget, 2), "steps": training_steps(peer_run),

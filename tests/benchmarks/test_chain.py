@@ -1,13 +1,18 @@
 """benchmarks/chain.py: a chain skips the stages that ended and resumes a stopped one with
-what is left of its CPU budget."""
+what is left of its CPU budget; a carried stage lets a checkout without runs/ go on, counting
+the whole chain behind it."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _runs  # noqa: E402
 import chain as chain_script  # noqa: E402
-from chain import Chain, Stage, commands  # noqa: E402
+from chain import Chain, Stage, commands, ready  # noqa: E402
 
 
 def write_lines(path, rows):
@@ -15,17 +20,29 @@ def write_lines(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_ended_stages_are_skipped_and_a_stopped_one_resumes_with_its_budget_left(tmp_path, monkeypatch):
-    monkeypatch.setattr(chain_script, "ROOT", tmp_path)
+def ended_run(run, minutes, argv=("a",), reason="time_budget"):
+    write_lines(run / "commands.jsonl", [
+        {"argv": list(argv), "started": "t0", "status": "started", "start_epoch": 0},
+        {"argv": list(argv), "started": "t0", "status": "ended", "cpu_minutes": minutes, "reason": reason}])
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    for module in (chain_script, _runs):
+        monkeypatch.setattr(module, "ROOT", tmp_path)
+        monkeypatch.setattr(module, "GONE_RUNS", tmp_path / "gone_runs.json")
+    return tmp_path
+
+
+def test_ended_stages_are_skipped_and_a_stopped_one_resumes_with_its_budget_left(root):
     chain = Chain("lgg", (
         Stage("a", "train", 60, ("--t-max", "1")),
         Stage("wide", "widen", start="a", script="add_prototypes.py"),
         Stage("b", "finetune", 30, ("--crop", "256"), start="wide"),
         Stage("c", "finetune", 10, start="b"),
     ))
-    base = tmp_path / "runs" / "chain-x"
-    write_lines(base / "a" / "commands.jsonl", [{"argv": ["a"], "started": "t0", "status": "started", "start_epoch": 0},
-                                                {"argv": ["a"], "started": "t0", "status": "ended", "cpu_minutes": 60.0}])
+    base = root / "runs" / "chain-x"
+    ended_run(base / "a", 60.0)
     (base / "wide.safetensors").write_bytes(b"x")
     # b was killed after two whole epochs of 6 CPU-min each.
     write_lines(base / "b" / "commands.jsonl", [{"argv": ["b"], "started": "t1", "status": "started", "start_epoch": 0}])
@@ -40,40 +57,64 @@ def test_ended_stages_are_skipped_and_a_stopped_one_resumes_with_its_budget_left
     assert c[c.index("--cpu-budget") + 1] == "10" and "finetune" in c
 
 
-def test_a_carried_stage_starts_the_next_one_in_a_checkout_without_its_run(tmp_path, monkeypatch, tiny_config):
-    import shutil
+def test_a_cancelled_stage_is_resumed_not_skipped(root):
+    chain = Chain("lgg", (Stage("a", "train", 60),))
+    base = root / "runs" / "chain-x"
+    ended_run(base / "a", 25.0, reason="cancelled")
+    (base / "a" / "training_state.safetensors").write_bytes(b"x")
+    a = [str(x) for x in dict((s.name, argv) for s, argv in commands(chain, base, "DATA", 1))["a"]]
+    assert "--resume" in a and a[a.index("--cpu-budget") + 1] == "35.00"
 
+
+def test_a_carried_stage_starts_the_next_one_in_a_checkout_without_its_runs(root, tiny_config):
     from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
     from napari_pixeldrl.model.network import build_model
 
-    monkeypatch.setattr(chain_script, "ROOT", tmp_path)
-    monkeypatch.setattr(chain_script, "GONE_RUNS", tmp_path / "gone_runs.json")
-    chain = Chain("lgg", (Stage("a", "train", 60), Stage("b", "finetune", 10, start="a")))
-    base = tmp_path / "runs" / "chain-x"
+    chain = Chain("lgg", (Stage("a", "train", 60), Stage("b", "finetune", 30, start="a"),
+                          Stage("c", "finetune", 10, start="b"), Stage("d", "finetune", 10, start="b")))
+    base = root / "runs" / "chain-x"
     config = tiny_config("lite")
-    (base / "a").mkdir(parents=True)
     save_checkpoint(base / "a" / "checkpoint_best.safetensors", build_model(config), config, {"epoch": 3})
-    write_lines(base / "a" / "commands.jsonl", [{"argv": ["pixeldrl", "train"], "started": "t0", "status": "started", "start_epoch": 0},
-                                                {"argv": ["pixeldrl", "train"], "started": "t0", "status": "ended", "cpu_minutes": 59.5}])
-    out = chain_script.carry(base, chain.stages[0])
-    assert out == tmp_path / "benchmarks" / "carry" / "x" / "a.safetensors"
-    assert load_checkpoint(out).info["source_run"] == "runs/chain-x/a (epoch 3)"
-    record = json.loads((tmp_path / "gone_runs.json").read_text())["runs/chain-x/a"]
-    assert record["cpu_minutes"] == 59.5 and record["steps"] == ["`pixeldrl train`"]
+    ended_run(base / "a", 59.5, argv=("pixeldrl", "train"))
+    save_checkpoint(base / "b" / "checkpoint_best.safetensors", build_model(config), config,
+                    {"epoch": 2, "data": {"init_checkpoint": "runs/chain-x/a/checkpoint_best.safetensors"}})
+    ended_run(base / "b", 30.0, argv=("pixeldrl", "finetune"))
+    out = chain_script.carry(base, chain.stages[1])
+    assert out == root / "benchmarks" / "carry" / "x" / "b.safetensors"
+    assert load_checkpoint(out).info["source_run"] == "runs/chain-x/b (epoch 2)"
+    record = json.loads((root / "gone_runs.json").read_text())["runs/chain-x/b"]
+    assert record["cpu_minutes"] == pytest.approx(89.5)  # the whole chain behind b
+    assert "`pixeldrl train`" in record["steps"] and "`pixeldrl finetune`" in record["steps"]
     shutil.rmtree(base)  # a later checkout: no runs/
     plan = {s.name: argv for s, argv in commands(chain, base, "DATA", 1)}
-    assert plan["a"] is None
-    b = [str(x) for x in plan["b"]]
-    assert b[b.index("--checkpoint") + 1] == "benchmarks/carry/x/a.safetensors"
+    assert plan["a"] is None and plan["b"] is None  # b carried, so a need not run again
+    c = [str(x) for x in plan["c"]]
+    assert c[c.index("--checkpoint") + 1] == "benchmarks/carry/x/b.safetensors"
+    # Once c has run from the carried file, its budget counts the chain behind b from the record.
+    save_checkpoint(base / "c" / "checkpoint_best.safetensors", build_model(config), config,
+                    {"epoch": 1, "data": {"init_checkpoint": "benchmarks/carry/x/b.safetensors"}})
+    ended_run(base / "c", 10.0)
+    assert _runs.cpu_minutes_spent(base / "c") == pytest.approx(99.5) and _runs.uncounted_training(base / "c") is None
 
 
-def test_stages_whose_starts_are_done_run_at_once():
-    from chain import ready
-
+def test_stages_start_as_soon_as_their_starts_are_done():
     a, w = Stage("a", "train", 60), Stage("w", "widen", start="a", script="s.py")
     v, c, later = Stage("v", "finetune", 20, start="w"), Stage("c", "finetune", 20, start="a"), Stage("z", "finetune", 5, start="v")
     plan = [(a, None), (w, ["widen"]), (v, ["v"]), (c, ["c"]), (later, ["z"])]
     assert [s.name for s, _ in ready(plan, 2)] == ["w", "c"]
-    plan = [(a, None), (w, None), (v, ["v"]), (c, ["c"]), (later, ["z"])]
-    assert [s.name for s, _ in ready(plan, 2)] == ["v", "c"] and [s.name for s, _ in ready(plan, 1)] == ["v"]
+    # w (a widening) ended while c runs: v starts in the slot w left.
+    plan = [(a, None), (w, None), (v, ["v"]), (later, ["z"])]
+    assert [s.name for s, _ in ready(plan, 1, running={"c"})] == ["v"]
+    assert ready(plan, 0, running={"c", "v"}) == []
     assert ready([(a, None), (w, None), (v, None), (c, None), (later, None)], 2) == []
+
+
+def test_the_command_line_lists_a_chain_and_refuses_an_unknown_stage():
+    import subprocess
+
+    script = Path(chain_script.__file__)
+    done = subprocess.run([sys.executable, str(script), "--chain", "lgg-firsthead", "--dry-run"], capture_output=True, text=True)
+    assert done.returncode == 0 and [line.split(":")[0] for line in done.stdout.splitlines()] == [
+        s.name for s in chain_script.CHAINS["lgg-firsthead"].stages]
+    bad = subprocess.run([sys.executable, str(script), "--chain", "lgg-firsthead", "--carry", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "has no stage 'nope'" in bad.stderr and "Traceback" not in bad.stderr

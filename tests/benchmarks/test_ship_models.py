@@ -96,6 +96,9 @@ def test_a_recorded_peer_is_used_only_with_its_test_scoring_on_record(tmp_path, 
     record.write_text(json.dumps({"runs/race-x/basicunet": peer}))
     with pytest.raises(SystemExit, match="has no scoring"):
         ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
-    scorings.write_text(json.dumps({"dataset": "lgg", "sha256": "ab" * 32, "dice": 0.7}) + "\n")
+    scorings.write_text(json.dumps({"dataset": "lgg", "sha256": "ab" * 32, "postprocess": "largest-component", "dice": 0.7}) + "\n")
+    with pytest.raises(SystemExit, match="has no scoring"):  # scored with another post-processing
+        ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
+    scorings.write_text(json.dumps({"dataset": "lgg", "sha256": "ab" * 32, "postprocess": "none", "dice": 0.7}) + "\n")
     test, pp, val, info = ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
     assert (test["dice"], pp, val, info["epoch"]) == (0.7, "none", {"none": 0.8}, 3)
