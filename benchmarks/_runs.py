@@ -222,8 +222,9 @@ def uncounted_training(run: Path) -> str | None:
     """Why the training behind a run's weights is not all counted here (the first link of
     its chain fine-tunes a checkpoint whose run is not here), or None."""
     first = run_chain(run, uncounted_ok=True)[0]
-    if gone_run(first):  # what was not counted when it was recorded, if anything
-        return gone_run(first).get("uncounted")
+    gone = gone_run(first)
+    if gone:  # what was not counted when it was recorded, if anything
+        return gone.get("uncounted")
     start, base = _start_and_its_run(first)
     return _uncounted(first, start, base) if start else None
 
@@ -246,6 +247,20 @@ def training_steps(run: Path) -> list[str]:
             steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/{script}`)" if made else ""))
         steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
     return steps
+
+
+def remember_run(run: Path, recorded_in: str, **more) -> None:
+    """Record a run in gone_runs.json as it is counted now (its chain's CPU minutes and steps,
+    what of it is not counted, and ``more``), so that a later checkout without the folder
+    counts and describes it the same (:func:`gone_run`)."""
+    record = {"cpu_minutes": round(cpu_minutes_spent(run, uncounted_ok=True), 2), "steps": training_steps(run), **more,
+              "recorded_in": recorded_in}
+    missing = uncounted_training(run)
+    if missing:
+        record["uncounted"] = missing
+    records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
+    records[Path(run).relative_to(ROOT).as_posix()] = record
+    GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
 
 
 def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:

@@ -31,8 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _runs import (DATA, GONE_RUNS, ROOT, command_cpu_minutes, command_records, cpu_minutes_spent, pixeldrl,
-                   training_steps, uncounted_training)
+from _runs import DATA, ROOT, command_cpu_minutes, command_records, pixeldrl, remember_run
 
 ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 
@@ -99,7 +98,6 @@ def carry(base: Path, stage: Stage) -> Path:
     """Keep a finished run stage for a later checkout: its best checkpoint as float16, naming
     the run it came from, and the run's CPU minutes and commands in gone_runs.json."""
     import datetime as dt
-    import json
 
     from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 
@@ -113,15 +111,10 @@ def carry(base: Path, stage: Stage) -> Path:
     out = carried(base, stage)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, loaded.model, loaded.config, info, half=True)
-    records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     # The whole chain behind the stage: a record ends the chain that reads it.
-    records[where] = {"cpu_minutes": round(cpu_minutes_spent(run, uncounted_ok=True), 2), "steps": training_steps(run),
-                      "carried_as": out.relative_to(ROOT).as_posix(),
-                      "recorded_in": f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folders then"}
-    if uncounted_training(run):
-        records[where]["uncounted"] = uncounted_training(run)
-    GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
+    remember_run(run, f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folders then",
+                 carried_as=out.relative_to(ROOT).as_posix())
     return out
 
 

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from _runs import (METRICS, ROOT, TEST_SCORINGS, cpu_minutes_spent, evaluate, file_sha256, gone_run, json_lines,
-                   log_test_scoring, metric_cells, training_steps, uncounted_training, validation_curve)
+                   log_test_scoring, metric_cells, remember_run, training_steps, uncounted_training, validation_curve)
 from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.model.postprocess import POSTPROCESS
@@ -117,10 +117,11 @@ def chosen(info: dict) -> str:
     return f"epoch {info.get('epoch')}"
 
 
-def recorded_peer(peer_run: Path, spec: dict) -> tuple[dict, str, dict, dict]:
+def recorded_peer(peer_run: Path, spec: dict, gone: dict | None = None) -> tuple[dict, str, dict, dict]:
     """A peer whose run folder is gone: its one test scoring, post-processing, validation
-    scores and checkpoint as gone_runs.json recorded them (its test split is not scored again)."""
-    gone = gone_run(peer_run)
+    scores and checkpoint as gone_runs.json recorded them (``gone``: that record, if read
+    already; its test split is not scored again)."""
+    gone = gone or gone_run(peer_run)
     digest = gone["checkpoint"]["sha256"]
     if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] and d.get("postprocess") == gone["postprocess"]
                for d in json_lines(TEST_SCORINGS)):
@@ -128,30 +129,20 @@ def recorded_peer(peer_run: Path, spec: dict) -> tuple[dict, str, dict, dict]:
     return gone["test"], gone["postprocess"], gone["val_dice_by_postprocess"], gone["checkpoint"]
 
 
-def remember_runs(name: str, lite_run: Path, lite_budget: float, peer_run: Path, peer_budget: float, peer: dict,
-                  peer_pp: str, peer_val: dict, peer_info: dict, peer_sha256: str | None) -> None:
+def remember_runs(name: str, lite_run: Path, peer_run: Path, peer: dict, peer_pp: str, peer_val: dict, peer_info: dict,
+                  peer_sha256: str | None) -> None:
     """Record both runs of a ship in gone_runs.json, so that a later checkout without runs/ can
     still count a fine-tune of the shipped file and compare it with this peer (a record is
     read only where its folder is not there: benchmarks/_runs.gone_run)."""
-    from _runs import GONE_RUNS
-
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    records = json.loads(GONE_RUNS.read_text()) if GONE_RUNS.exists() else {}
     where = f"benchmarks/ship_models.py at the ship of {name}, {when}, from the run folders then"
-    records[lite_run.relative_to(ROOT).as_posix()] = {
-        "cpu_minutes": round(lite_budget, 2), "steps": training_steps(lite_run), "recorded_in": where}
-    if uncounted_training(lite_run):
-        records[lite_run.relative_to(ROOT).as_posix()]["uncounted"] = uncounted_training(lite_run)
+    remember_run(lite_run, where)
     if peer_sha256:  # a peer whose folder is here (a recorded one keeps its record)
-        records[peer_run.relative_to(ROOT).as_posix()] = {
-            "cpu_minutes": round(peer_budget, 2), "steps": training_steps(peer_run),
-            "checkpoint": {"epoch": peer_info.get("epoch"), "validated_at_stop": bool(peer_info.get("validated_at_stop")),
-                           "val_dice": peer_info.get("val_dice"), "sha256": peer_sha256},
-            "postprocess": peer_pp, "val_dice_by_postprocess": peer_val,
-            "test": {k: peer[k] for k in (*METRICS, "sd", "dice_ci95", "empty_predictions", "hd95_nonempty", "slices",
-                                          "patients")},
-            "recorded_in": where}
-    GONE_RUNS.write_text(json.dumps(records, indent=2) + "\n")
+        remember_run(peer_run, where, checkpoint={
+            "epoch": peer_info.get("epoch"), "validated_at_stop": bool(peer_info.get("validated_at_stop")),
+            "val_dice": peer_info.get("val_dice"), "sha256": peer_sha256},
+            postprocess=peer_pp, val_dice_by_postprocess=peer_val,
+            test={k: peer[k] for k in (*METRICS, "sd", "dice_ci95", "empty_predictions", "hd95_nonempty", "slices", "patients")})
 
 
 def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path | None = None) -> dict:
@@ -159,6 +150,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
     lite_run, peer_run = base / "lite", peer_run or base / "basicunet"
     race_file = RESULTS / f"race_{race_name}.json"
     race = json.loads(race_file.read_text()) if race_file.exists() else None
+    peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
     info = dict(loaded.info)
@@ -166,7 +158,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
     trained_steps = trained_t_max or loaded.config.t_max
     t_max, val_steps = choose_steps(source, trained_steps, spec, lite_run)
     lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
-    if gone_run(peer_run) is None:
+    if peer_record is None:
         peer_ckpt = peer_run / "checkpoint_best.safetensors"
         peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
     config = loaded.config.replace(postprocess=lite_pp, t_max=t_max)
@@ -181,11 +173,11 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
     info["test_metrics"] = {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")} | {
         "slices": test["slices"], "patients": test["patients"], "split": "test, by patient, seed 0"}
     save_unless_same(target, loaded.model, config, info)  # the same weights, with the scores in the header
-    if gone_run(peer_run) is None:
+    if peer_record is None:
         peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
         peer_info, peer_sha256 = load_checkpoint(peer_ckpt).info, file_sha256(peer_ckpt)
     else:
-        (peer, peer_pp, peer_val, peer_info), peer_sha256 = recorded_peer(peer_run, spec), None
+        (peer, peer_pp, peer_val, peer_info), peer_sha256 = recorded_peer(peer_run, spec, peer_record), None
     lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
     missing = uncounted_training(lite_run)
     same = not missing and abs(lite_budget - peer_budget) <= 0.1 * peer_budget
@@ -210,7 +202,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
         def points(run):
             return ", ".join(f"{c:.0f}: {d:.3f}" for c, d in validation_curve(run))
 
-        peer_curve = (f"in benchmarks/results/gone_runs.json (`{peer_run.relative_to(ROOT)}`)" if gone_run(peer_run)
+        peer_curve = (f"in benchmarks/results/gone_runs.json (`{peer_run.relative_to(ROOT)}`)" if peer_record
                       else points(peer_run))
         curves_line = (f"Validation DICE against CPU minutes (of the runs whose folders are here): this model {points(lite_run)}; "
                        f"the peer {peer_curve}.")
@@ -280,7 +272,7 @@ Regenerate: `python benchmarks/ship_models.py --model {name} --race {name}={race
 files already scored are read back, not scored again.
 """
     (WEIGHTS / f"{name}.md").write_text(card)
-    remember_runs(name, lite_run, lite_budget, peer_run, peer_budget, peer, peer_pp, peer_val, peer_info, peer_sha256)
+    remember_runs(name, lite_run, peer_run, peer, peer_pp, peer_val, peer_info, peer_sha256)
     return {"model": name, "test": {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "peer": {k: peer[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "dice_per_step": test["dice_per_step"], "slices": test["slices"], "patients": test["patients"],

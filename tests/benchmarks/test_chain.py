@@ -30,7 +30,7 @@ def ended_run(run, minutes, argv=("a",), reason="time_budget"):
 def root(tmp_path, monkeypatch):
     for module in (chain_script, _runs):
         monkeypatch.setattr(module, "ROOT", tmp_path)
-        monkeypatch.setattr(module, "GONE_RUNS", tmp_path / "gone_runs.json")
+    monkeypatch.setattr(_runs, "GONE_RUNS", tmp_path / "gone_runs.json")
     return tmp_path
 
 
