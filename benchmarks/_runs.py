@@ -45,19 +45,46 @@ def train_at_once(jobs: dict[Path, list[str]], command: str = "train", resume: b
     held = [str(run) for run in jobs if (run / "training_state.safetensors").exists()]
     if held and not resume:
         raise SystemExit(f"these run folders already hold runs: {held}; remove them, or tabulate them with --skip-train")
+    run_at_once({run: pixeldrl(command, *args, "--out", relative(run), "--no-progress",
+                               *(["--resume"] if (run / "training_state.safetensors").exists() else []))
+                 for run, args in jobs.items()})
+
+
+def run_at_once(argvs: dict[Path, list[str]]) -> None:
+    """Run each run folder's command at once, in the repository, its log in <run>.log; fail
+    naming the logs of those that failed."""
     procs = {}
-    for run, args in jobs.items():
+    for run, argv in argvs.items():
         run.parent.mkdir(parents=True, exist_ok=True)
-        resume = ["--resume"] if (run / "training_state.safetensors").exists() else []
         log = open(run.with_suffix(".log"), "a")
-        # Relative to the repository (the command runs there), so that the command a run
-        # folder records, and the model cards quote, reads the same on any machine.
-        out = run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run
-        procs[run] = subprocess.Popen(pixeldrl(command, *args, "--out", out, "--no-progress", *resume),
-                                      stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        procs[run] = subprocess.Popen(list(map(str, argv)), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     failed = [str(run.with_suffix(".log")) for run, p in procs.items() if p.wait() != 0]
     if failed:
         raise SystemExit(f"training failed, see {failed}")
+
+
+def relative(run: Path) -> Path:
+    """A run folder relative to the repository (commands run there), so that the command a
+    run folder records, and the model cards quote, reads the same on any machine."""
+    return run.relative_to(ROOT) if run.is_absolute() and run.is_relative_to(ROOT) else run
+
+
+def ended(run: Path) -> bool:
+    """The run's last command ended with its work done or its budget spent (not cancelled,
+    not killed)."""
+    records = command_records(run)
+    return bool(records) and records[-1].get("status") == "ended" and records[-1].get("reason") in ("done", "time_budget")
+
+
+def resume_left(run: Path, cpu_minutes: float, threads: int | str) -> list[str] | None:
+    """The command that continues a stopped run (cancelled or killed) for what is left of its
+    CPU budget of ``cpu_minutes``, as :func:`command_cpu_minutes` counts what it spent;
+    None when nothing is left."""
+    left = float(cpu_minutes) - sum(m for _, m in command_cpu_minutes(run))
+    if left < 0.01:
+        return None
+    return pixeldrl("train", "--resume", "--out", relative(run), "--threads", threads, "--cpu-budget", f"{left:.2f}",
+                    "--no-progress")
 
 
 def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: Path,

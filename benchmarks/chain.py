@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _runs import DATA, ROOT, command_cpu_minutes, command_records, pixeldrl, remember_run
+from _runs import DATA, ROOT, ended, pixeldrl, remember_run, resume_left
 
 ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 
@@ -118,12 +118,6 @@ def carry(base: Path, stage: Stage) -> Path:
     return out
 
 
-def ended(run: Path) -> bool:
-    """The run's last command ended with its work done or its budget spent (not cancelled)."""
-    records = command_records(run)
-    return bool(records) and records[-1].get("status") == "ended" and records[-1].get("reason") in ("done", "time_budget")
-
-
 def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[Stage, list[str] | None]]:
     """What each stage would run now (None: done), in order; a stage that depends on one not
     yet done gets the command it will run."""
@@ -137,10 +131,8 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
         elif ended(path) or (not path.exists() and carried(base, stage).exists()):
             done, argv = True, []
         elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
-            left = stage.cpu_minutes - sum(m for _, m in command_cpu_minutes(path))
-            done = left < 0.01
-            argv = pixeldrl("train", "--resume", "--out", rel(path), "--threads", threads, "--cpu-budget", f"{left:.2f}",
-                            "--no-progress")
+            argv = resume_left(path, stage.cpu_minutes, threads)
+            done = argv is None
         else:
             done = False
             start = ("--checkpoint", rel(start_file(base, chain, stage.start))) if stage.kind == "finetune" else ()

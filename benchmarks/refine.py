@@ -12,8 +12,9 @@ runs/refine-<name>/<variant>; the table and the figure in benchmarks/results/ref
 A variant trained with ``--t-max 1`` is a one-step control: its final mask is m(1). Any
 other variant is scored over --score-steps steps (10, the paper's t_max), also one trained
 with fewer (its checkpoint's own default is the length it trained with).
-A variant whose run folder already holds a finished run is not trained again; the table
-lists the commands each run folder records (commands.jsonl), whoever started them.
+A variant whose run folder holds a run that ended (its budget spent or its work done) is not
+trained again; one that was stopped (cancelled, killed) resumes for what is left of its budget.
+The table lists the commands each run folder records (commands.jsonl), whoever started them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import datetime as dt
 import os
 import shlex
 
-from _runs import (DATA, OUT, ROOT, command_records, evaluate, header, history, load_text, provenance, recorded_commands,
-                   train_at_once, write_results)
+from _runs import (DATA, OUT, ROOT, ended, evaluate, header, history, load_text, pixeldrl, provenance, recorded_commands,
+                   relative, resume_left, run_at_once, write_results)
 from screen import at_stop, parse_variant
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.training.bench import machine
@@ -79,10 +80,22 @@ def against_control(variant_csv, control_csv, steps: int) -> dict:
     return {"mean": sum(diff) / len(diff), "ci95": [lo, hi], "patients": len({k[0] for k in keys}), "slices": len(keys)}
 
 
-def finished(run) -> bool:
-    """The run folder holds a run whose last command ended (not one that was killed)."""
-    records = command_records(run)
-    return bool(records) and records[-1].get("status") == "ended"
+def training_commands(runs: dict, variants: dict, shared: list[str], command: str, cpu_minutes: float) -> dict:
+    """What each variant's run folder needs now: nothing where its run ended, the rest of its
+    budget where it was stopped (a cancelled run that counted as done would sit in the table
+    with a part of the budget), else a new run."""
+    todo = {}
+    for n, extra in variants.items():
+        run = runs[n]
+        if ended(run):
+            continue
+        if (run / "training_state.safetensors").exists():
+            argv = resume_left(run, cpu_minutes, 1)
+        else:
+            argv = pixeldrl(command, *shared, *extra, "--out", relative(run), "--no-progress")
+        if argv is not None:
+            todo[run] = argv
+    return todo
 
 
 def main() -> None:
@@ -110,9 +123,10 @@ def main() -> None:
     shared = ["--dataset", args.dataset, "--data", data, *start_from, "--threads", "1",
               "--seed", "0", "--cpu-budget", str(args.cpu_minutes), *shlex.split(args.shared)]
     load = None
-    to_train = {} if args.skip_train else {runs[n]: [*shared, *extra] for n, extra in variants.items() if not finished(runs[n])}
+    command = "finetune" if args.checkpoint else "train"
+    to_train = {} if args.skip_train else training_commands(runs, variants, shared, command, args.cpu_minutes)
     if to_train:
-        train_at_once(to_train, command="finetune" if args.checkpoint else "train", resume=False)
+        run_at_once(to_train)
         load = os.getloadavg()[0]
     controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
     scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",

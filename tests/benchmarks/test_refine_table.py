@@ -1,12 +1,16 @@
-"""benchmarks/refine.py's paired comparison of a refining variant with its one-step control."""
+"""benchmarks/refine.py: the paired comparison of a refining variant with its one-step control,
+and which variants train again."""
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _runs  # noqa: E402
+import refine  # noqa: E402
 from refine import against_control  # noqa: E402
 
 
@@ -34,3 +38,23 @@ def test_results_files_say_when_the_load_was_not_recorded():
     from _runs import load_text
     assert load_text(2.345) == "2.35"
     assert "not recorded" in load_text(None)  # rescored or hand-trained runs, not a fake figure
+
+
+def test_an_ended_variant_is_kept_a_cancelled_one_resumes_with_its_budget_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    base = tmp_path / "runs" / "refine-x"
+    runs = {n: base / n for n in ("done", "cancelled", "new")}
+    for name, minutes, reason in (("done", 20.0, "time_budget"), ("cancelled", 8.5, "cancelled")):
+        runs[name].mkdir(parents=True)
+        (runs[name] / "commands.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+            {"argv": ["pixeldrl"], "started": "t0", "status": "started", "start_epoch": 0},
+            {"argv": ["pixeldrl"], "started": "t0", "status": "ended", "cpu_minutes": minutes, "reason": reason})))
+        (runs[name] / "training_state.safetensors").write_bytes(b"x")
+    variants = {"done": ["--t-max", "1"], "cancelled": ["--t-max", "3"], "new": ["--t-max", "3"]}
+    todo = refine.training_commands(runs, variants, ["--threads", "1", "--cpu-budget", "20"], "finetune", 20.0)
+    assert set(todo) == {runs["cancelled"], runs["new"]}
+    resumed = [str(a) for a in todo[runs["cancelled"]]]
+    assert "--resume" in resumed and resumed[resumed.index("--cpu-budget") + 1] == "11.50"
+    assert resumed[resumed.index("--out") + 1] == "runs/refine-x/cancelled"
+    new = [str(a) for a in todo[runs["new"]]]
+    assert "finetune" in new and "--resume" not in new and new[new.index("--cpu-budget") + 1] == "20"
