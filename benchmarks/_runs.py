@@ -269,11 +269,19 @@ def training_steps(run: Path) -> list[str]:
             continue
         start = start_checkpoint(link)
         if start:
-            made = checkpoint_info(start).get("widened_from")
-            script = "add_first_step_head.py" if made and "first-step head" in made else "add_prototypes.py"
-            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `python benchmarks/{script}`)" if made else ""))
+            info = checkpoint_info(start)
+            made, by = info.get("widened_from"), info.get("widened_by") or widened_by_before(info.get("widened_from"))
+            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `{by}`)" if made else ""))
         steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
     return steps
+
+
+def widened_by_before(made: str | None) -> str | None:
+    """The script that widened a checkpoint written before checkpoints named it (only
+    add_prototypes.py and add_first_step_head.py wrote them then)."""
+    if not made:
+        return None
+    return f"python benchmarks/{'add_first_step_head.py' if 'first-step head' in made else 'add_prototypes.py'}"
 
 
 def remember_run(run: Path, recorded_in: str, **more) -> None:

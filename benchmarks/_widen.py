@@ -37,6 +37,7 @@ def widen_main(doc: str, script: str, widen: Callable, what: str) -> None:
         parser.exit(2, f"{script}: {args.checkpoint}: {err}\n")
     info = dict(loaded.info)
     info["widened_from"] = f"{args.checkpoint}: {what}"
+    info["widened_by"] = f"python benchmarks/{script}"
     name_source_run(info, args.checkpoint)
     save_checkpoint(args.out, net, net.config, info)
     print(f"wrote {args.out}")

@@ -31,6 +31,7 @@ def test_a_runs_checkpoint_is_widened_and_names_its_run(tmp_path, tiny_config, m
     assert wide.model.config.state_prototypes and not config.state_prototypes
     # Outside the repository the run is named by its full path (inside, relative to the repository).
     assert wide.info["source_run"] == f"{run.resolve().as_posix()} (epoch 3)"
+    assert wide.info["widened_by"] == "python benchmarks/add_prototypes.py"  # what a model card quotes
     image = torch.rand(1, config.in_channels, 32, 32)
     mask = torch.ones(1, 1, 32, 32)
     net.eval(), wide.model.eval()
