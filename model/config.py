@@ -21,6 +21,19 @@ SAM_AXES = ("spatial", "channel")  # sam_axis (model/attention.py)
 NORMALISATION = "per-channel percentile 0.5/99.5 clip, min-max to [0, 1], per slice"
 
 
+WINDOW_MULTIPLE = 16  # a window must suit both the extractor (8) and the U-Nets' four poolings (16)
+
+
+def check_window(window, what: str = "window") -> int:
+    """0 (whole slices) or a window side: a multiple of 16 from 16 to 4096."""
+    ok = (not isinstance(window, bool) and isinstance(window, numbers.Integral)
+          and (window == 0 or (WINDOW_MULTIPLE <= window <= 4096 and window % WINDOW_MULTIPLE == 0)))
+    if not ok:
+        raise InputError(f"{what} must be 0 (whole slices) or a multiple of {WINDOW_MULTIPLE} from "
+                         f"{WINDOW_MULTIPLE} to 4096 (the training crop, e.g. 128), got {window!r}")
+    return int(window)
+
+
 T_MAX_RANGE = (1, 100)  # steps per episode that a config, a run or a segmentation may ask for
 
 
@@ -141,7 +154,6 @@ class ModelConfig:
         """Refuse a config whose types or sizes no network of this package has, before
         anything is built from it (a checkpoint's JSON is input like any other)."""
         from .postprocess import check_postprocess
-        from .window import check_window
 
         def whole(name, low, high, value=None):
             v = getattr(self, name) if value is None else value

@@ -17,27 +17,15 @@ The value map is not windowed (it is drawn, never used for the mask).
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from napari_pixeldrl.core.errors import InputError
 
+from .config import check_window
 from .episode import run_episode
 
-WINDOW_MULTIPLE = 16  # a window must suit both the extractor (8) and the U-Nets' four poolings (16)
 WINDOW_OVERLAP = 0.5
 WINDOW_BATCH = 4  # windows per forward pass
-
-
-def check_window(window, what: str = "window") -> int:
-    """0 (whole slices) or a window side: a multiple of 16 from 16 to 4096."""
-    ok = (not isinstance(window, bool) and isinstance(window, numbers.Integral)
-          and (window == 0 or (WINDOW_MULTIPLE <= window <= 4096 and window % WINDOW_MULTIPLE == 0)))
-    if not ok:
-        raise InputError(f"{what} must be 0 (whole slices) or a multiple of {WINDOW_MULTIPLE} from "
-                         f"{WINDOW_MULTIPLE} to 4096 (the training crop, e.g. 128), got {window!r}")
-    return int(window)
 
 
 def with_window(config, choice):

@@ -7,7 +7,8 @@ from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.config import ModelConfig, preset_config
 from napari_pixeldrl.model.inference import segment
 from napari_pixeldrl.model.network import KEEP, build_model
-from napari_pixeldrl.model.window import check_window, with_window
+from napari_pixeldrl.model.config import check_window
+from napari_pixeldrl.model.window import with_window
 
 
 class PixelwisePolicy(nn.Module):
