@@ -5,6 +5,7 @@ can start it at once and nothing of it depends on run folders of earlier session
     python benchmarks/chain.py --chain lgg-firsthead              # 1 thread per stage, 2 stages at once where they can
     python benchmarks/chain.py --chain lgg-firsthead --dry-run     # the commands, nothing run
     python benchmarks/chain.py --chain lgg-firsthead --carry onestep   # keep a stage for the next session
+    python benchmarks/chain.py --chain heart-firsthead --jobs 3    # its BasicUNet peer trains beside it
 
 Each stage lands in runs/chain-<chain>/<stage>. A stage whose folder holds a command that
 ended is skipped; one that was stopped resumes with what is left of its CPU budget (counted as
@@ -39,13 +40,17 @@ ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 @dataclass(frozen=True)
 class Stage:
     """One stage: ``train`` from scratch, ``finetune`` the best checkpoint of stage ``start``
-    (or a widened file), or ``widen`` stage ``start``'s best checkpoint with ``script``."""
+    (or a widened file), or ``widen`` stage ``start``'s best checkpoint with ``script``.
+    ``start_weights="last"`` starts from the run's weights at its stop instead: on a split
+    with few validation patients the best checkpoint is a peak of them, and a fine-tune that
+    starts there is measured against a number it was selected for."""
     name: str
     kind: str
     cpu_minutes: float = 0.0
     options: tuple[str, ...] = ()
     start: str | None = None
     script: str | None = None
+    start_weights: str = "best"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ CHAINS = {
         Stage("control", "finetune", 20, (*ONE_STEP, "--crop", "256"), start="onestep-crop256"),
     ), "LGG: one step with the fine decoder, state prototypes, whole-slice crops, then a first-step head and "
        "the refining recipe, with its one-step control"),
+    # The heart: the bundled heart's one-step recipe from scratch (94 CPU-min, 256-pixel crops, the fine
+    # decoder), then state prototypes and a first-step head on its weights at the budget stop (not its
+    # best validation on 2 patients), the refining recipe at the lr of refine_heart-lowlr-head.md beside
+    # its one-step control, and the BasicUNet peer for the 114 CPU-min behind the refining stage.
+    "heart-firsthead": Chain("msd", (
+        Stage("onestep", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16")),
+        Stage("prototypes", "widen", start="onestep", script="add_prototypes.py", start_weights="last"),
+        Stage("first-head", "widen", start="prototypes", script="add_first_step_head.py"),
+        Stage("refine", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay", "0.995"),
+              start="first-head"),
+        Stage("control", "finetune", 20, ("--t-max", "1", "--lr", "5e-5", "--ema-decay", "0.995"), start="prototypes"),
+        Stage("peer", "train", 114, ("--preset", "basicunet", "--crop", "256")),
+    ), "heart: one step with the fine decoder at 256-pixel crops, then a first-step head and the refining "
+       "recipe from its weights at the stop, with its one-step control and its BasicUNet peer"),
 }
 
 
@@ -78,25 +97,29 @@ def stage_path(base: Path, stage: Stage) -> Path:
     return base / f"{stage.name}.safetensors" if stage.kind == "widen" else base / stage.name
 
 
-def carried(base: Path, stage: Stage) -> Path:
-    """Where ``--carry`` keeps a stage's best checkpoint."""
-    return ROOT / "benchmarks" / "carry" / base.name.removeprefix("chain-") / f"{stage.name}.safetensors"
+def carried(base: Path, stage: Stage, weights: str = "best") -> Path:
+    """Where ``--carry`` keeps a stage's best checkpoint (or its weights at the stop)."""
+    suffix = "" if weights == "best" else f"-{weights}"
+    return ROOT / "benchmarks" / "carry" / base.name.removeprefix("chain-") / f"{stage.name}{suffix}.safetensors"
 
 
-def start_file(base: Path, chain: Chain, name: str) -> Path:
-    """The file a later stage starts from: a widening's, a run's best checkpoint, or, where the
-    run folder is not here, the carried one."""
-    stage = next(s for s in chain.stages if s.name == name)
+def start_file(base: Path, chain: Chain, consumer: Stage) -> Path:
+    """The file ``consumer`` starts from: a widening's, a run's best checkpoint (or its weights
+    at the stop, as the consumer asks), or, where the run folder is not here, the carried one."""
+    stage = next(s for s in chain.stages if s.name == consumer.start)
     path = stage_path(base, stage)
     if stage.kind == "widen":
         return path
-    best = path / "checkpoint_best.safetensors"
-    return carried(base, stage) if not best.exists() and carried(base, stage).exists() else best
+    weights = consumer.start_weights
+    own = path / f"checkpoint_{weights}.safetensors"
+    kept = carried(base, stage, weights)
+    return kept if not own.exists() and kept.exists() else own
 
 
-def carry(base: Path, stage: Stage) -> Path:
-    """Keep a finished run stage for a later checkout: its best checkpoint as float16, naming
-    the run it came from, and the run's CPU minutes and commands in gone_runs.json."""
+def carry(base: Path, stage: Stage, chain: Chain | None = None) -> Path:
+    """Keep a finished run stage for a later checkout: its best checkpoint as float16 (and its
+    weights at the stop, where a stage of ``chain`` starts from those), naming the run it came
+    from, and the run's CPU minutes and commands in gone_runs.json."""
     import datetime as dt
 
     from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
@@ -104,13 +127,16 @@ def carry(base: Path, stage: Stage) -> Path:
     run = stage_path(base, stage)
     if stage.kind == "widen" or not ended(run) or not (run / "checkpoint_best.safetensors").exists():
         raise SystemExit(f"chain.py: {stage.name}: only a run stage that ended here can be carried")
-    loaded = load_checkpoint(run / "checkpoint_best.safetensors")
-    info = dict(loaded.info)
+    wanted = {"best"} | {s.start_weights for s in (chain.stages if chain else ()) if s.start == stage.name}
     where = run.relative_to(ROOT).as_posix()
-    info["source_run"] = f"{where} (epoch {info.get('epoch')})"
+    for weights in sorted(wanted):
+        loaded = load_checkpoint(run / f"checkpoint_{weights}.safetensors")
+        info = dict(loaded.info)
+        info["source_run"] = f"{where} (epoch {info.get('epoch')})"
+        kept = carried(base, stage, weights)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(kept, loaded.model, loaded.config, info, half=True)
     out = carried(base, stage)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out, loaded.model, loaded.config, info, half=True)
     when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     # The whole chain behind the stage: a record ends the chain that reads it.
     remember_run(run, f"benchmarks/chain.py --carry {stage.name}, {when}, from the run folders then",
@@ -127,7 +153,7 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
         path = stage_path(base, stage)
         if stage.kind == "widen":
             done = path.exists()
-            argv = [sys.executable, f"benchmarks/{stage.script}", str(rel(start_file(base, chain, stage.start))), str(rel(path))]
+            argv = [sys.executable, f"benchmarks/{stage.script}", str(rel(start_file(base, chain, stage))), str(rel(path))]
         elif ended(path) or (not path.exists() and carried(base, stage).exists()):
             done, argv = True, []
         elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
@@ -135,7 +161,7 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
             done = argv is None
         else:
             done = False
-            start = ("--checkpoint", rel(start_file(base, chain, stage.start))) if stage.kind == "finetune" else ()
+            start = ("--checkpoint", rel(start_file(base, chain, stage))) if stage.kind == "finetune" else ()
             argv = pixeldrl(stage.kind, "--dataset", chain.dataset, "--data", data, *start, "--threads", threads,
                             "--seed", "0", "--cpu-budget", stage.cpu_minutes, *stage.options, "--out", rel(path),
                             "--no-progress")
@@ -164,7 +190,7 @@ def main() -> None:
         stage = next((s for s in chain.stages if s.name == args.carry), None)
         if stage is None:
             parser.exit(2, f"chain.py: {args.chain} has no stage {args.carry!r}: {[s.name for s in chain.stages]}\n")
-        print(f"carried {stage.name} to {carry(base, stage).relative_to(ROOT)}")
+        print(f"carried {stage.name} to {carry(base, stage, chain).relative_to(ROOT)}")
         return
     data = args.data or DATA[chain.dataset]
     if args.dry_run:

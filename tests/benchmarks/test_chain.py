@@ -118,3 +118,38 @@ def test_the_command_line_lists_a_chain_and_refuses_an_unknown_stage():
         s.name for s in chain_script.CHAINS["lgg-firsthead"].stages]
     bad = subprocess.run([sys.executable, str(script), "--chain", "lgg-firsthead", "--carry", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "has no stage 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_stage_can_start_from_the_weights_at_the_stop_and_they_are_carried(root, tiny_config):
+    from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_pixeldrl.model.network import build_model
+
+    chain = Chain("msd", (Stage("a", "train", 60), Stage("w", "widen", start="a", script="s.py", start_weights="last"),
+                          Stage("c", "finetune", 10, start="a")))
+    base = root / "runs" / "chain-x"
+    config = tiny_config("lite")
+    for weights, epoch in (("best", 2), ("last", 5)):
+        save_checkpoint(base / "a" / f"checkpoint_{weights}.safetensors", build_model(config), config, {"epoch": epoch})
+    ended_run(base / "a", 60.0, argv=("pixeldrl", "train"))
+    plan = {s.name: [str(x) for x in argv] for s, argv in commands(chain, base, "DATA", 1) if argv}
+    assert plan["w"][2] == "runs/chain-x/a/checkpoint_last.safetensors"
+    assert plan["c"][plan["c"].index("--checkpoint") + 1] == "runs/chain-x/a/checkpoint_best.safetensors"
+    chain_script.carry(base, chain.stages[0], chain)
+    kept = root / "benchmarks" / "carry" / "x"
+    assert load_checkpoint(kept / "a-last.safetensors").info["source_run"] == "runs/chain-x/a (epoch 5)"
+    assert load_checkpoint(kept / "a.safetensors").info["source_run"] == "runs/chain-x/a (epoch 2)"
+    shutil.rmtree(base)
+    plan = {s.name: [str(x) for x in argv] for s, argv in commands(chain, base, "DATA", 1) if argv}
+    assert plan["w"][2] == "benchmarks/carry/x/a-last.safetensors"
+
+
+def test_a_chains_peer_gets_the_cpu_minutes_behind_its_refining_stage():
+    for name, chain in chain_script.CHAINS.items():
+        stages = {s.name: s for s in chain.stages}
+        if "peer" not in stages:
+            continue
+        behind, stage = 0.0, stages["refine"]
+        while stage is not None:
+            behind += stage.cpu_minutes
+            stage = stages.get(stage.start)
+        assert stages["peer"].cpu_minutes == behind, name
