@@ -269,11 +269,22 @@ def training_steps(run: Path) -> list[str]:
             continue
         start = start_checkpoint(link)
         if start:
-            info = checkpoint_info(start)
-            made, by = info.get("widened_from"), info.get("widened_by") or widened_by_before(info.get("widened_from"))
-            steps.append(f"starting checkpoint `{start}`" + (f" ({made}, by `{by}`)" if made else ""))
+            steps += starting_checkpoint(start)
         steps += [f"`{c}`" for c in recorded_commands(link, ended_only=True)]
     return steps
+
+
+def starting_checkpoint(start: str) -> list[str]:
+    """How a fine-tune's starting checkpoint was made: each widening of a run's checkpoint,
+    oldest first (files written before they listed them: the last one only)."""
+    info = checkpoint_info(start)
+    widenings = info.get("widenings")
+    if widenings:
+        made = "; then ".join(f"`{w['from']}`" + (f" (epoch {w['epoch']})" if w.get("epoch") is not None else "")
+                              + f": {w['what']}, by `{w['by']}`" for w in widenings)
+        return [f"starting checkpoint `{start}` ({made})"]
+    made, by = info.get("widened_from"), info.get("widened_by") or widened_by_before(info.get("widened_from"))
+    return [f"starting checkpoint `{start}`" + (f" ({made}, by `{by}`)" if made else "")]
 
 
 def widened_by_before(made: str | None) -> str | None:

@@ -39,5 +39,9 @@ def widen_main(doc: str, script: str, widen: Callable, what: str) -> None:
     info["widened_from"] = f"{args.checkpoint}: {what}"
     info["widened_by"] = f"python benchmarks/{script}"
     name_source_run(info, args.checkpoint)
+    # Every widening since the run's checkpoint, oldest first (a file widened twice names both).
+    info["widenings"] = [*loaded.info.get("widenings", []), {
+        "from": str(args.checkpoint), "epoch": None if "widened_from" in loaded.info else loaded.info.get("epoch"),
+        "what": what, "by": info["widened_by"]}]
     save_checkpoint(args.out, net, net.config, info)
     print(f"wrote {args.out}")

@@ -41,9 +41,10 @@ ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 class Stage:
     """One stage: ``train`` from scratch, ``finetune`` the best checkpoint of stage ``start``
     (or a widened file), or ``widen`` stage ``start``'s best checkpoint with ``script``.
-    ``start_weights="last"`` starts from the run's weights at its stop instead: on a split
-    with few validation patients the best checkpoint is a peak of them, and a fine-tune that
-    starts there is measured against a number it was selected for."""
+    ``start_weights="last"`` starts from the run's weights after its last whole epoch
+    (checkpoint_last) instead: on a split with few validation patients the best checkpoint is a
+    peak of them, and a fine-tune that starts there is measured against a number it was
+    selected for. The part of an epoch before a budget stop is counted but not in those weights."""
     name: str
     kind: str
     cpu_minutes: float = 0.0
@@ -76,8 +77,8 @@ CHAINS = {
     ), "LGG: one step with the fine decoder, state prototypes, whole-slice crops, then a first-step head and "
        "the refining recipe, with its one-step control"),
     # The heart: the bundled heart's one-step recipe from scratch (94 CPU-min, 256-pixel crops, the fine
-    # decoder), then state prototypes and a first-step head on its weights at the budget stop (not its
-    # best validation on 2 patients), the refining recipe at the lr of refine_heart-lowlr-head.md beside
+    # decoder), then state prototypes and a first-step head on its weights after its last whole epoch
+    # (not its best validation on 2 patients), the refining recipe at the lr of refine_heart-lowlr-head.md beside
     # its one-step control, and the BasicUNet peer for the 114 CPU-min behind the refining stage.
     "heart-firsthead": Chain("msd", (
         Stage("onestep", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16")),
@@ -88,7 +89,7 @@ CHAINS = {
         Stage("control", "finetune", 20, ("--t-max", "1", "--lr", "5e-5", "--ema-decay", "0.995"), start="prototypes"),
         Stage("peer", "train", 114, ("--preset", "basicunet", "--crop", "256")),
     ), "heart: one step with the fine decoder at 256-pixel crops, then a first-step head and the refining "
-       "recipe from its weights at the stop, with its one-step control and its BasicUNet peer"),
+       "recipe from its last whole epoch's weights, with its one-step control and its BasicUNet peer"),
 }
 
 

@@ -89,6 +89,9 @@ def training_commands(runs: dict, variants: dict, shared: list[str], command: st
         run = runs[n]
         if ended(run):
             continue
+        if run.is_symlink():  # another run's folder (a chain's stage) tabulated here: never trained from here
+            raise SystemExit(f"{relative(run)} links to {run.resolve()}, whose run has not ended; "
+                             "finish it where it belongs, or tabulate it as it is with --skip-train")
         if (run / "training_state.safetensors").exists():
             argv = resume_left(run, cpu_minutes, 1)
         else:

@@ -145,22 +145,52 @@ def remember_runs(name: str, lite_run: Path, peer_run: Path, peer: dict, peer_pp
             test={k: peer[k] for k in (*METRICS, "sd", "dice_ci95", "empty_predictions", "hd95_nonempty", "slices", "patients")})
 
 
-def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path | None = None) -> dict:
-    base = ROOT / "runs" / f"race-{race_name}"
-    lite_run, peer_run = base / "lite", peer_run or base / "basicunet"
-    race_file = RESULTS / f"race_{race_name}.json"
-    race = json.loads(race_file.read_text()) if race_file.exists() else None
-    peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
+def validation_choices(spec: dict, lite_run: Path, peer_run: Path) -> dict:
+    """What a ship would choose, all on the validation split, and nothing else: the episode
+    length and post-processing of the run's best checkpoint, its validation scores there
+    (DICE, empty predictions), the peer's post-processing and scores, and both budgets. A
+    ship rule is checked on these before ``--validate-only`` is dropped and the test split scored."""
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
-    info = dict(loaded.info)
-    trained_t_max = (info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
+    trained_t_max = (loaded.info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
     trained_steps = trained_t_max or loaded.config.t_max
     t_max, val_steps = choose_steps(source, trained_steps, spec, lite_run)
     lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
+    at_choice = evaluate(source, spec["dataset"], spec["data"], "val", lite_run / f"eval_val_{lite_pp}_t{t_max}",
+                         postprocess=lite_pp, reuse=True, extra=("--t-max", str(t_max)))  # read back, not scored again
+    peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
+    if peer_record is None:
+        peer_pp, peer_val = choose_postprocess(peer_run / "checkpoint_best.safetensors", spec, peer_run)
+    else:
+        peer_pp, peer_val = peer_record["postprocess"], peer_record["val_dice_by_postprocess"]
+    return {"loaded": loaded, "trained_t_max": trained_t_max, "trained_steps": trained_steps, "t_max": t_max,
+            "val_steps": val_steps, "postprocess": lite_pp, "val_dice_by_postprocess": lite_val,
+            "val_dice": at_choice["dice"], "val_empty_predictions": at_choice["empty_predictions"],
+            "val_slices": at_choice["slices"], "peer_postprocess": peer_pp, "peer_val_dice_by_postprocess": peer_val,
+            "cpu_minutes": round(cpu_minutes_spent(lite_run, uncounted_ok=True), 2),
+            "peer_cpu_minutes": round(cpu_minutes_spent(peer_run), 2), "uncounted": uncounted_training(lite_run)}
+
+
+def race_runs(race_name: str, peer_run: Path | None) -> tuple[Path, Path]:
+    base = ROOT / "runs" / f"race-{race_name}"
+    return base / "lite", peer_run or base / "basicunet"
+
+
+def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path | None = None) -> dict:
+    base = ROOT / "runs" / f"race-{race_name}"
+    lite_run, peer_run = race_runs(race_name, peer_run)
+    race_file = RESULTS / f"race_{race_name}.json"
+    race = json.loads(race_file.read_text()) if race_file.exists() else None
+    peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
+    choices = validation_choices(spec, lite_run, peer_run)
+    loaded = choices["loaded"]
+    info = dict(loaded.info)
+    trained_t_max, trained_steps = choices["trained_t_max"], choices["trained_steps"]
+    t_max, val_steps = choices["t_max"], choices["val_steps"]
+    lite_pp, lite_val = choices["postprocess"], choices["val_dice_by_postprocess"]
+    peer_pp, peer_val = choices["peer_postprocess"], choices["peer_val_dice_by_postprocess"]
     if peer_record is None:
         peer_ckpt = peer_run / "checkpoint_best.safetensors"
-        peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run)
     config = loaded.config.replace(postprocess=lite_pp, t_max=t_max)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / f"{name}.safetensors"
@@ -291,11 +321,20 @@ def main() -> None:
                              "benchmarks/results/gone_runs.json records")
     parser.add_argument("--note", action="append", default=[], metavar="MODEL=TEXT",
                         help="a paragraph for MODEL's card, under its status")
+    parser.add_argument("--validate-only", action="store_true",
+                        help="print what the ship would choose on the validation split, as JSON, and stop: no test "
+                             "scoring, no file written (a ship rule is checked on this first)")
     args = parser.parse_args()
     names = list(dict.fromkeys(args.model or MODELS))
     races = {n: n for n in names} | dict(r.split("=", 1) for r in args.race)
     notes = dict(n.split("=", 1) for n in args.note)
     peers = {k: ROOT / v for k, v in (p.split("=", 1) for p in args.peer)}
+    if args.validate_only:
+        for name in names:
+            choices = validation_choices(MODELS[name], *race_runs(races[name], peers.get(name)))
+            choices.pop("loaded")
+            print(json.dumps({"model": name, **choices}))
+        return
     path = RESULTS / "shipped_models.json"
     old = json.loads(path.read_text()) if path.exists() else {"models": []}
     kept = [m for m in old["models"] if m["model"] not in names]

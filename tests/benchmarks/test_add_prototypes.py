@@ -47,3 +47,24 @@ def test_a_file_outside_a_run_keeps_what_it_says(tmp_path, tiny_config, monkeypa
     save_checkpoint(tmp_path / "model.safetensors", net, config, {"source_run": "runs/x (epoch 1)"})
     wide = widen(monkeypatch, tmp_path / "model.safetensors", tmp_path / "wide.safetensors")
     assert wide.info["source_run"] == "runs/x (epoch 1)"
+
+
+def test_a_file_widened_twice_lists_both_widenings_for_the_model_card(tmp_path, tiny_config, monkeypatch):
+    import _runs
+    import add_first_step_head
+
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    config = tiny_config("lite", head_scale=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "commands.jsonl").write_text("{}\n")
+    save_checkpoint(run / "checkpoint_last.safetensors", build_model(config), config, {"epoch": 7})
+    widen(monkeypatch, run / "checkpoint_last.safetensors", tmp_path / "wide.safetensors")
+    monkeypatch.setattr(sys, "argv", ["add_first_step_head.py", str(tmp_path / "wide.safetensors"), str(tmp_path / "head.safetensors")])
+    add_first_step_head.main()
+    steps = _runs.starting_checkpoint(str(tmp_path / "head.safetensors"))
+    assert len(steps) == 1
+    text = steps[0]
+    assert "checkpoint_last.safetensors` (epoch 7): state-prototype" in text and "`python benchmarks/add_prototypes.py`" in text
+    assert "wide.safetensors`: a first-step head" in text and "`python benchmarks/add_first_step_head.py`" in text
+    assert text.index("add_prototypes.py") < text.index("add_first_step_head.py")  # oldest first

@@ -58,3 +58,14 @@ def test_an_ended_variant_is_kept_a_cancelled_one_resumes_with_its_budget_left(t
     assert resumed[resumed.index("--out") + 1] == "runs/refine-x/cancelled"
     new = [str(a) for a in todo[runs["new"]]]
     assert "finetune" in new and "--resume" not in new and new[new.index("--cpu-budget") + 1] == "20"
+
+
+def test_a_linked_run_folder_is_never_trained_from_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(_runs, "ROOT", tmp_path)
+    stage = tmp_path / "runs" / "chain-x" / "refine"
+    stage.mkdir(parents=True)
+    link = tmp_path / "runs" / "refine-x" / "v"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(stage)
+    with pytest.raises(SystemExit, match="--skip-train"):
+        refine.training_commands({"v": link}, {"v": ["--t-max", "3"]}, [], "finetune", 20.0)

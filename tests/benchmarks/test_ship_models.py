@@ -102,3 +102,39 @@ def test_a_recorded_peer_is_used_only_with_its_test_scoring_on_record(tmp_path, 
     scorings.write_text(json.dumps({"dataset": "lgg", "sha256": "ab" * 32, "postprocess": "none", "dice": 0.7}) + "\n")
     test, pp, val, info = ship_models.recorded_peer(tmp_path / "runs/race-x/basicunet", {"dataset": "lgg"})
     assert (test["dice"], pp, val, info["epoch"]) == (0.7, "none", {"none": 0.8}, 3)
+
+
+def test_validate_only_scores_the_validation_split_and_writes_nothing(tmp_path, monkeypatch, tiny_config, capsys):
+    import json
+
+    import _runs
+    from napari_pixeldrl.model.checkpoint import save_checkpoint
+
+    for module in (_runs, ship_models):
+        monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(_runs, "GONE_RUNS", tmp_path / "gone_runs.json")
+    monkeypatch.setattr(ship_models, "WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(ship_models, "RESULTS", tmp_path / "results")
+    splits = []
+
+    def evaluate(checkpoint, dataset, data, split, out, postprocess="none", reuse=False, extra=()):
+        splits.append(split)
+        dice = 0.80 if postprocess == "none" else 0.81
+        return {"dice_per_step": [0.7, dice, dice] + [dice] * 7, "dice": dice, "empty_predictions": 2, "slices": 126}
+
+    monkeypatch.setattr(ship_models, "evaluate", evaluate)
+    config = tiny_config("lite")
+    for run, minutes in (("lite", 20.0), ("basicunet", 19.0)):
+        folder = tmp_path / "runs" / "race-x" / run
+        save_checkpoint(folder / "checkpoint_best.safetensors", build_model(config), config,
+                        {"epoch": 2, "train": {"t_max": 3}})
+        (folder / "commands.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+            {"argv": ["pixeldrl", "train"], "started": "t0", "status": "started", "start_epoch": 0},
+            {"argv": ["pixeldrl", "train"], "started": "t0", "status": "ended", "cpu_minutes": minutes, "reason": "time_budget"})))
+    monkeypatch.setattr(sys, "argv", ["ship_models.py", "--model", "lgg", "--race", "lgg=x", "--validate-only"])
+    ship_models.main()
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["t_max"], shown["postprocess"], shown["val_dice"], shown["val_empty_predictions"]) == (10, "largest-component", 0.81, 2)
+    assert (shown["cpu_minutes"], shown["peer_cpu_minutes"]) == (20.0, 19.0)
+    assert set(splits) == {"val"}  # the test split is not touched
+    assert not (tmp_path / "weights").exists() and not (tmp_path / "results").exists()
