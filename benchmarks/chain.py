@@ -41,10 +41,11 @@ ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 class Stage:
     """One stage: ``train`` from scratch, ``finetune`` the best checkpoint of stage ``start``
     (or a widened file), or ``widen`` stage ``start``'s best checkpoint with ``script``.
-    ``start_weights="last"`` starts from the run's weights after its last whole epoch
-    (checkpoint_last) instead: on a split with few validation patients the best checkpoint is a
-    peak of them, and a fine-tune that starts there is measured against a number it was
-    selected for. The part of an epoch before a budget stop is counted but not in those weights."""
+    ``start_weights="last"`` starts from the run's checkpoint_last instead (its weights at
+    the budget stop; for runs trained before the trainer kept those, and the heart chain's
+    carried first stage is one, after its last whole epoch): on a split with few validation
+    patients the best checkpoint is a peak of them, and a fine-tune that starts there is
+    measured against a number it was selected for."""
     name: str
     kind: str
     cpu_minutes: float = 0.0

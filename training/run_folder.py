@@ -1,7 +1,8 @@
 """What a run folder holds: the names of its files, and its learning-curve figure.
 
     config.json                   the TrainConfig and the model config
-    checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch)
+    checkpoint_last.safetensors   the model after the last finished epoch (atomic, every epoch),
+                                  or at a time-budget stop that came within an epoch
     checkpoint_best.safetensors   the model with the best validation DICE so far
     training_state.safetensors    weights + optimizer + scheduler + RNG + history (no pickle)
     metrics.jsonl                 one JSON object per epoch

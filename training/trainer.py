@@ -417,16 +417,20 @@ class Trainer:
     def _validate_at_stop(self, reason: str, epochs_done: int) -> None:
         """A run stopped before any validation still leaves a usable best checkpoint. At a
         time-budget stop the weights trained since the last validation (a partial epoch,
-        epochs skipped by ``val_every``) are validated too: the budget reserved the time."""
+        epochs skipped by ``val_every``) are validated too: the budget reserved the time.
+        They also become checkpoint_last, so that the weights a budget paid for are in a file
+        whether or not they validate best (a later stage may start from them)."""
         no_best = not (self.out_dir / BEST).exists()
         unvalidated = reason == "time_budget" and self._unvalidated_episodes > 0
         if reason == "done" or not (no_best or unvalidated):
             return
         dice = self._stop_val_dice = self.validate()
         self._unvalidated_episodes = 0
+        info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
+        if unvalidated:
+            save_checkpoint(self.out_dir / LAST, self.validated_net, self._checkpoint_config(), info)
         if no_best or dice > self.best_dice:
             self.best_dice, self.best_epoch = dice, epochs_done
-            info = {**self._checkpoint_info(epochs_done, dice), "validated_at_stop": True}
             save_checkpoint(self.out_dir / BEST, self.validated_net, self._checkpoint_config(), info)
 
     def _train_epoch(self, epoch: int, n_batches: int, settings: CropSettings, started: float, bar) -> Generator[object, None, str]:
@@ -457,7 +461,7 @@ class Trainer:
                 loss, stats = self.step_module(x, y, gen)
             if self._diverged(stats.loss):
                 # Before the step: the weights stay those the last finished epoch saved.
-                kept = f"; the last finished epoch's weights are in {self.out_dir / LAST}" if (self.out_dir / LAST).exists() else ""
+                kept = f"; the last saved weights are in {self.out_dir / LAST}" if (self.out_dir / LAST).exists() else ""
                 where = "" if self.world_size == 1 else " on at least one process"
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is not finite{where} "

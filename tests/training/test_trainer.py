@@ -134,6 +134,19 @@ def test_time_budget_stop_validates_what_was_trained_since_the_last_validation(t
     assert (result.best_dice, result.best_epoch, result.stop_val_dice) == (2.0, result.epochs_done, 2.0)
 
 
+def test_the_weights_at_a_budget_stop_are_kept_as_the_last_checkpoint_even_when_not_the_best(tmp_path):
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit()
+    best_before = (tmp_path / BEST).read_bytes()
+    trainer = Trainer(tiny(epochs=1000, val_every=1000, time_budget_min=0.05), discs(4), discs(2, 1), tmp_path)
+    trainer.validate = lambda: -1.0  # worse than any DICE: the best checkpoint must stay as it was
+    result = trainer.fit(resume=True)
+    assert result.reason == "time_budget" and (tmp_path / BEST).read_bytes() == best_before
+    info = read_header(tmp_path / LAST)["info"]
+    assert info["validated_at_stop"] is True and info["val_dice"] == -1.0 and info["epoch"] == result.epochs_done
+
+
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     Trainer(tiny(epochs=1), discs(4), discs(2, 1), tmp_path).fit()
     before = {n: (tmp_path / n).read_bytes() for n in (LAST, STATE)}
