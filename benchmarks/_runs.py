@@ -76,6 +76,17 @@ def ended(run: Path) -> bool:
     return bool(records) and records[-1].get("status") == "ended" and records[-1].get("reason") in ("done", "time_budget")
 
 
+def next_command(run: Path, cpu_minutes: float, threads: int | str, fresh: list[str]) -> list[str] | None:
+    """What a run folder needs next to spend its CPU budget: nothing (None) once its run ended
+    or its budget is spent, the rest of its budget where it was stopped (:func:`resume_left`),
+    else ``fresh``, the command that starts it."""
+    if ended(run):
+        return None
+    if (run / "training_state.safetensors").exists():
+        return resume_left(run, cpu_minutes, threads)
+    return fresh
+
+
 def resume_left(run: Path, cpu_minutes: float, threads: int | str) -> list[str] | None:
     """The command that continues a stopped run (cancelled or killed) for what is left of its
     CPU budget of ``cpu_minutes``, as :func:`command_cpu_minutes` counts what it spent;

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _runs import DATA, ROOT, ended, pixeldrl, remember_run, resume_left
+from _runs import DATA, ROOT, ended, next_command, pixeldrl, remember_run
 
 ONE_STEP = ("--t-max", "1", "--lr", "2e-4", "--ema-decay", "0.995")
 
@@ -156,17 +156,14 @@ def commands(chain: Chain, base: Path, data: str, threads: int) -> list[tuple[St
         if stage.kind == "widen":
             done = path.exists()
             argv = [sys.executable, f"benchmarks/{stage.script}", str(rel(start_file(base, chain, stage))), str(rel(path))]
-        elif ended(path) or (not path.exists() and carried(base, stage).exists()):
+        elif not path.exists() and carried(base, stage).exists():
             done, argv = True, []
-        elif (path / "training_state.safetensors").exists():  # stopped: what is left of its budget
-            argv = resume_left(path, stage.cpu_minutes, threads)
-            done = argv is None
-        else:
-            done = False
+        else:  # a new run, the rest of a stopped one's budget, or nothing once it ended
             start = ("--checkpoint", rel(start_file(base, chain, stage))) if stage.kind == "finetune" else ()
-            argv = pixeldrl(stage.kind, "--dataset", chain.dataset, "--data", data, *start, "--threads", threads,
-                            "--seed", "0", "--cpu-budget", stage.cpu_minutes, *stage.options, "--out", rel(path),
-                            "--no-progress")
+            argv = next_command(path, stage.cpu_minutes, threads, pixeldrl(
+                stage.kind, "--dataset", chain.dataset, "--data", data, *start, "--threads", threads, "--seed", "0",
+                "--cpu-budget", stage.cpu_minutes, *stage.options, "--out", rel(path), "--no-progress"))
+            done = argv is None
         plan.append((stage, None if done else argv))
     # A stage that a begun or carried later stage starts from needs no run (its folder may be gone).
     begun = {s.name for s in chain.stages if stage_path(base, s).exists() or carried(base, s).exists()}

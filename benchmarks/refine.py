@@ -23,8 +23,8 @@ import datetime as dt
 import os
 import shlex
 
-from _runs import (DATA, OUT, ROOT, ended, evaluate, header, history, load_text, pixeldrl, provenance, recorded_commands,
-                   relative, resume_left, run_at_once, write_results)
+from _runs import (DATA, OUT, ROOT, evaluate, header, history, load_text, next_command, pixeldrl, provenance,
+                   recorded_commands, relative, run_at_once, write_results)
 from screen import at_stop, parse_variant
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.training.bench import machine
@@ -87,17 +87,13 @@ def training_commands(runs: dict, variants: dict, shared: list[str], command: st
     todo = {}
     for n, extra in variants.items():
         run = runs[n]
-        if ended(run):
+        argv = next_command(run, cpu_minutes, 1, pixeldrl(command, *shared, *extra, "--out", relative(run), "--no-progress"))
+        if argv is None:
             continue
         if run.is_symlink():  # another run's folder (a chain's stage) tabulated here: never trained from here
             raise SystemExit(f"{relative(run)} links to {run.resolve()}, whose run has not ended; "
                              "finish it where it belongs, or tabulate it as it is with --skip-train")
-        if (run / "training_state.safetensors").exists():
-            argv = resume_left(run, cpu_minutes, 1)
-        else:
-            argv = pixeldrl(command, *shared, *extra, "--out", relative(run), "--no-progress")
-        if argv is not None:
-            todo[run] = argv
+        todo[run] = argv
     return todo
 
 

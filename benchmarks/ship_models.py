@@ -149,7 +149,9 @@ def validation_choices(spec: dict, lite_run: Path, peer_run: Path) -> dict:
     """What a ship would choose, all on the validation split, and nothing else: the episode
     length and post-processing of the run's best checkpoint, its validation scores there
     (DICE, empty predictions), the peer's post-processing and scores, and both budgets. A
-    ship rule is checked on these before ``--validate-only`` is dropped and the test split scored."""
+    ship rule is checked on these before ``--validate-only`` is dropped and the test split scored.
+    ``loaded`` (the checkpoint) and ``peer_record`` (the peer's gone_runs.json record, or None)
+    are for :func:`ship`; the budgets are unrounded."""
     source = lite_run / "checkpoint_best.safetensors"
     loaded = load_checkpoint(source)
     trained_t_max = (loaded.info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
@@ -163,12 +165,12 @@ def validation_choices(spec: dict, lite_run: Path, peer_run: Path) -> dict:
         peer_pp, peer_val = choose_postprocess(peer_run / "checkpoint_best.safetensors", spec, peer_run)
     else:
         peer_pp, peer_val = peer_record["postprocess"], peer_record["val_dice_by_postprocess"]
-    return {"loaded": loaded, "trained_t_max": trained_t_max, "trained_steps": trained_steps, "t_max": t_max,
+    return {"loaded": loaded, "peer_record": peer_record, "trained_t_max": trained_t_max, "trained_steps": trained_steps, "t_max": t_max,
             "val_steps": val_steps, "postprocess": lite_pp, "val_dice_by_postprocess": lite_val,
             "val_dice": at_choice["dice"], "val_empty_predictions": at_choice["empty_predictions"],
             "val_slices": at_choice["slices"], "peer_postprocess": peer_pp, "peer_val_dice_by_postprocess": peer_val,
-            "cpu_minutes": round(cpu_minutes_spent(lite_run, uncounted_ok=True), 2),
-            "peer_cpu_minutes": round(cpu_minutes_spent(peer_run), 2), "uncounted": uncounted_training(lite_run)}
+            "cpu_minutes": cpu_minutes_spent(lite_run, uncounted_ok=True), "peer_cpu_minutes": cpu_minutes_spent(peer_run),
+            "uncounted": uncounted_training(lite_run)}
 
 
 def race_runs(race_name: str, peer_run: Path | None) -> tuple[Path, Path]:
@@ -181,9 +183,8 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
     lite_run, peer_run = race_runs(race_name, peer_run)
     race_file = RESULTS / f"race_{race_name}.json"
     race = json.loads(race_file.read_text()) if race_file.exists() else None
-    peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
     choices = validation_choices(spec, lite_run, peer_run)
-    loaded = choices["loaded"]
+    loaded, peer_record = choices["loaded"], choices["peer_record"]  # a peer whose folder is gone: its record
     info = dict(loaded.info)
     trained_t_max, trained_steps = choices["trained_t_max"], choices["trained_steps"]
     t_max, val_steps = choices["t_max"], choices["val_steps"]
@@ -208,8 +209,7 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
         peer_info, peer_sha256 = load_checkpoint(peer_ckpt).info, file_sha256(peer_ckpt)
     else:
         (peer, peer_pp, peer_val, peer_info), peer_sha256 = recorded_peer(peer_run, spec, peer_record), None
-    lite_budget, peer_budget = cpu_minutes_spent(lite_run, uncounted_ok=True), cpu_minutes_spent(peer_run)
-    missing = uncounted_training(lite_run)
+    lite_budget, peer_budget, missing = choices["cpu_minutes"], choices["peer_cpu_minutes"], choices["uncounted"]
     same = not missing and abs(lite_budget - peer_budget) <= 0.1 * peer_budget
     budget_words = "under the same CPU budget" if same else (
         f"after {peer_budget:.0f} CPU-min, NOT the same budget as this model's (" +
@@ -332,7 +332,9 @@ def main() -> None:
     if args.validate_only:
         for name in names:
             choices = validation_choices(MODELS[name], *race_runs(races[name], peers.get(name)))
-            choices.pop("loaded")
+            del choices["loaded"], choices["peer_record"]
+            for budget in ("cpu_minutes", "peer_cpu_minutes"):
+                choices[budget] = round(choices[budget], 2)
             print(json.dumps({"model": name, **choices}))
         return
     path = RESULTS / "shipped_models.json"
