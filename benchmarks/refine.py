@@ -20,8 +20,10 @@ The table lists the commands each run folder records (commands.jsonl), whoever s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shlex
+from pathlib import Path
 
 from _runs import (DATA, OUT, ROOT, evaluate, header, history, load_text, next_command, pixeldrl, provenance,
                    recorded_commands, relative, run_at_once, write_results)
@@ -80,6 +82,23 @@ def against_control(variant_csv, control_csv, steps: int) -> dict:
     return {"mean": sum(diff) / len(diff), "ci95": [lo, hi], "patients": len({k[0] for k in keys}), "slices": len(keys)}
 
 
+def other_experiment(results: Path, variants: dict, checkpoint: str | None) -> str | None:
+    """Why ``results`` (an earlier refine_<name>.json) holds another experiment than this
+    command's, or None. A rescoring keeps the earlier file's training command, so writing
+    another experiment's table under its name would give that table the wrong command."""
+    if not results.exists():
+        return None
+    old = json.loads(results.read_text())
+    old_variants = {n: v.get("options") for n, v in old.get("variants", {}).items()}
+    if old_variants != variants:
+        return f"its variants are {sorted(old_variants)} with other options or names"
+    argv = shlex.split(old.get("command", ""))
+    old_checkpoint = argv[argv.index("--checkpoint") + 1] if "--checkpoint" in argv else None
+    if old_checkpoint != checkpoint:
+        return f"its variants fine-tuned {old_checkpoint or 'nothing (from scratch)'}"
+    return None
+
+
 def training_commands(runs: dict, variants: dict, shared: list[str], command: str, cpu_minutes: float) -> dict:
     """What each variant's run folder needs now: nothing where its run ended, the rest of its
     budget where it was stopped (a cancelled run that counted as done would sit in the table
@@ -116,6 +135,10 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
     variants = dict(parse_variant(v) for v in args.variant)
+    why = other_experiment(OUT / f"refine_{args.name}.json", variants, args.checkpoint)
+    if why:
+        raise SystemExit(f"benchmarks/results/refine_{args.name}.json holds another experiment ({why}); "
+                         "choose another --name")
     base = ROOT / "runs" / f"refine-{args.name}"
     runs = {n: base / n.replace(" ", "_") for n in variants}
     start_from = ["--checkpoint", args.checkpoint] if args.checkpoint else []

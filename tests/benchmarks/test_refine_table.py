@@ -69,3 +69,17 @@ def test_a_linked_run_folder_is_never_trained_from_here(tmp_path, monkeypatch):
     link.symlink_to(stage)
     with pytest.raises(SystemExit, match="--skip-train"):
         refine.training_commands({"v": link}, {"v": ["--t-max", "3"]}, [], "finetune", 20.0)
+
+
+def test_a_results_file_of_another_experiment_is_not_overwritten(tmp_path):
+    # A rescoring keeps the earlier file's training command: another experiment under the same
+    # --name would be tabulated under that command.
+    variants = {"head": ["--t-max", "3"], "one-step control": ["--t-max", "1"]}
+    results = tmp_path / "refine_x.json"
+    assert refine.other_experiment(results, variants, "a.safetensors") is None  # nothing there yet
+    results.write_text(json.dumps({"command": "python benchmarks/refine.py --name x --checkpoint a.safetensors",
+                                   "variants": {n: {"options": o} for n, o in variants.items()}}))
+    assert refine.other_experiment(results, variants, "a.safetensors") is None  # the same one, rescored
+    assert "fine-tuned a.safetensors" in refine.other_experiment(results, variants, "b.safetensors")
+    assert "variants" in refine.other_experiment(results, {**variants, "head": ["--t-max", "2"]}, "a.safetensors")
+    assert "variants" in refine.other_experiment(results, {"head": ["--t-max", "3"]}, "a.safetensors")
