@@ -157,6 +157,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--val-max-slices", type=int, default=None)
     p.add_argument("--val-every", type=int, default=None, metavar="EPOCHS",
                    help="validate every N epochs (default 1; few-shot epochs are short, validation is not)")
+    p.add_argument("--val-start", default=None, metavar="ones|box:N",
+                   help="start the validation episodes from all ones (default) or from the truth's bounding box "
+                        "grown by N pixels, so that the best checkpoint of a model trained to refine a user's box "
+                        "(--start-boxes) is chosen from boxes (not in the paper)")
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -232,6 +236,10 @@ def _config_from_args(args, finetune: bool):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
+    if args.val_start is not None:
+        from napari_pixeldrl.training.prompts import parse_start
+
+        cfg.val_start_grow = parse_start(args.val_start)
     if args.crop is not None:
         cfg.crop = args.crop or None
     if args.ema_decay == 0:

@@ -114,6 +114,10 @@ class TrainConfig:
     cpu_budget_min: float | None = None
     val_every: int = 1
     val_max_slices: int | None = None
+    # Validate from the truth's bounding box grown by this many pixels (a simulated user's box)
+    # instead of all ones, so that a model trained to refine boxes keeps its best checkpoint
+    # from boxes. None: all ones, the paper's start.
+    val_start_grow: int | None = None
     progress: bool = True  # progress bar with ETA on stderr
     data: dict = field(default_factory=dict)  # provenance: dataset, path, split, fold, n-shot
 
@@ -161,6 +165,7 @@ class TrainConfig:
         number("crop", 8, whole=True, optional=True)
         number("threads", 1, whole=True, optional=True)
         number("val_max_slices", 1, whole=True, optional=True)
+        number("val_start_grow", 0, whole=True, optional=True, label="validation box margin (pixels)")
         number("foreground_p", 0.0, 1.0)
         number("balance_power", 0.0, 1.0, optional=True)
         number("val_every", 1, whole=True, label="validation interval (epochs)")

@@ -40,6 +40,7 @@ from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
 from .pa3c import PA3CObjective
 from .predict import predict_slices
+from .prompts import truth_box
 from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
@@ -295,12 +296,15 @@ class Trainer:
         return self.ema.module
 
     def validate(self, net: torch.nn.Module | None = None) -> float:
-        """Mean DICE over the validation slices (whole slices, argmax episodes) of ``net``
-        (default :attr:`validated_net`)."""
+        """Mean DICE over the validation slices (whole slices, argmax episodes from all ones, or
+        from the truth's boxes with ``val_start_grow``) of ``net`` (default :attr:`validated_net`)."""
         data = self.val_data if len(self.val_data) else self.train_data
         n = len(data) if self.config.val_max_slices is None else min(len(data), self.config.val_max_slices)
         net = self.validated_net if net is None else net
-        preds = predict_slices(net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device)
+        grow = self.config.val_start_grow
+        starts = None if grow is None else [truth_box(m, grow) for m in data.masks[:n]]
+        preds = predict_slices(net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device,
+                               start_masks=starts)
         dice = [overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, data.masks[:n])]
         return float(np.mean(dice))
 

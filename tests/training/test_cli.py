@@ -282,6 +282,12 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     assert code == 2 and "validation interval" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "w"), "--ema-decay", "1")
     assert code == 2 and "EMA decay" in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "b"), "--val-start", "box")
+    assert code == 2 and "'ones' or 'box:N'" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "b"), "--epochs", "1", "--start-boxes", "1",
+                       "--val-start", "box:3")
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["val_start_grow"] == 3
     averaged = [*common[:-1], str(tmp_path / "x"), "--epochs", "1", "--ema-decay", "0.9"]
     code, _, err = run(capsys, "train", *averaged)
     assert code == 0, err

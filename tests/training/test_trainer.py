@@ -403,3 +403,26 @@ def test_moving_average_score_is_the_one_kept(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
     assert [(r["val_dice"], r["val_dice_raw"]) for r in rows] == [(0.9, 0.1), (0.9, 0.1)]
     assert load_checkpoint(tmp_path / BEST).info["val_dice"] == 0.9
+
+
+def test_validation_can_start_from_the_truths_boxes(tmp_path):
+    # A model trained to refine a user's box keeps its best checkpoint from boxes: the episodes
+    # start from each truth's bounding box grown by N pixels, as `evaluate --start-from box:N`.
+    from napari_pixeldrl.training.metrics import overlap_metrics
+    from napari_pixeldrl.training.predict import predict_slices
+    from napari_pixeldrl.training.prompts import truth_box
+
+    val = images, masks = discs(3, 1)
+    Trainer(tiny(epochs=1, val_start_grow=2), discs(2, 0), val, tmp_path).fit()
+    saved = load_checkpoint(tmp_path / LAST)
+
+    def dice(starts):
+        preds = predict_slices(saved.model, saved.config, images, t_max=3, start_masks=starts)
+        return np.mean([overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, masks)])
+
+    from_boxes, from_ones = dice([truth_box(m, 2) for m in masks]), dice(None)
+    assert abs(from_boxes - from_ones) > 1e-3  # the two starts give different masks here
+    assert saved.info["val_dice"] == pytest.approx(from_boxes)
+    assert TrainConfig.from_dict(tiny(val_start_grow=2).to_dict()).val_start_grow == 2
+    with pytest.raises(Exception, match="validation box margin"):
+        Trainer(tiny(val_start_grow=-1), discs(2, 0), val, tmp_path / "c")
