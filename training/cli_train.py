@@ -407,7 +407,7 @@ def cmd_evaluate(args) -> int:
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.config import check_t_max
     from napari_pixeldrl.training.evaluate import evaluate
-    from napari_pixeldrl.training.prompts import parse_start, truth_box
+    from napari_pixeldrl.training.prompts import box_start_masks, parse_start
 
     import torch
 
@@ -443,7 +443,7 @@ def cmd_evaluate(args) -> int:
         subset = subset.subset([i for i, p in enumerate(subset.positive) if p])
         if len(subset) == 0:
             raise InputError(f"no slice of the {args.split} split holds the object; there is nothing to box")
-    starts = None if grow is None else [truth_box(m, grow) for m in subset.masks]
+    starts = None if grow is None else box_start_masks(subset.masks, grow)
     device = choose_device(args.device)
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":

@@ -36,6 +36,11 @@ def truth_box(truth: np.ndarray, grow: int) -> np.ndarray:
     return box
 
 
+def box_start_masks(truths, grow: int) -> list[np.ndarray]:
+    """Each slice's m(0) for episodes from a simulated user's box: :func:`truth_box` of each truth."""
+    return [truth_box(t, grow) for t in truths]
+
+
 def box_starts(truth: torch.Tensor, fraction: float, max_grow: int = BOX_GROW_MAX,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Start masks (B, H, W) for a training batch: each image with an object starts, with

@@ -40,7 +40,7 @@ from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
 from .pa3c import PA3CObjective
 from .predict import predict_slices
-from .prompts import truth_box
+from .prompts import box_start_masks
 from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
@@ -101,6 +101,7 @@ class Trainer:
         if len(self.train_data) == 0:
             raise InputError("no training slices")
         config.check()
+        self._validation = self._validation_slices()
         self.out_dir = Path(out_dir)
         self.callbacks: list[Callback] = list(callbacks)
         self.init_checkpoint = init_checkpoint
@@ -295,17 +296,29 @@ class Trainer:
             return self.net
         return self.ema.module
 
+    def _validation_slices(self) -> tuple[list, list, list | None]:
+        """The slices :meth:`validate` scores and their start masks (None: all ones). From boxes
+        only the slices that hold the object count, as in ``evaluate --start-from box:N``: a user
+        boxes an object that is there, and an empty box on an empty slice would score 1 for free."""
+        data = self.val_data if len(self.val_data) else self.train_data
+        n = len(data) if self.config.val_max_slices is None else min(len(data), self.config.val_max_slices)
+        images, masks, grow = data.images[:n], data.masks[:n], self.config.val_start_grow
+        if grow is None:
+            return images, masks, None
+        keep = [i for i, m in enumerate(masks) if np.any(m)]
+        if not keep:
+            raise InputError(f"--val-start box:{grow} scores the validation slices that hold the object, and none of "
+                             f"the {n} does; validate from all ones (--val-start ones)")
+        masks = [masks[i] for i in keep]
+        return [images[i] for i in keep], masks, box_start_masks(masks, grow)
+
     def validate(self, net: torch.nn.Module | None = None) -> float:
         """Mean DICE over the validation slices (whole slices, argmax episodes from all ones, or
         from the truth's boxes with ``val_start_grow``) of ``net`` (default :attr:`validated_net`)."""
-        data = self.val_data if len(self.val_data) else self.train_data
-        n = len(data) if self.config.val_max_slices is None else min(len(data), self.config.val_max_slices)
+        images, masks, starts = self._validation
         net = self.validated_net if net is None else net
-        grow = self.config.val_start_grow
-        starts = None if grow is None else [truth_box(m, grow) for m in data.masks[:n]]
-        preds = predict_slices(net, self.model_config, data.images[:n], t_max=self.t_max, device=self.device,
-                               start_masks=starts)
-        dice = [overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, data.masks[:n])]
+        preds = predict_slices(net, self.model_config, images, t_max=self.t_max, device=self.device, start_masks=starts)
+        dice = [overlap_metrics(p.mask != 0, m != 0)["dice"] for p, m in zip(preds, masks)]
         return float(np.mean(dice))
 
     # ---------------------------------------------------------------- the loop

@@ -426,3 +426,11 @@ def test_validation_can_start_from_the_truths_boxes(tmp_path):
     assert TrainConfig.from_dict(tiny(val_start_grow=2).to_dict()).val_start_grow == 2
     with pytest.raises(Exception, match="validation box margin"):
         Trainer(tiny(val_start_grow=-1), discs(2, 0), val, tmp_path / "c")
+    # From boxes only the slices that hold the object count, as in `evaluate --start-from box:N`:
+    # an empty box on an empty slice would score 1 for free.
+    blank = [np.zeros_like(images[0])], [np.zeros_like(masks[0])]
+    with_blank = Trainer(tiny(val_start_grow=2), discs(2, 0), (images + blank[0], masks + blank[1]), tmp_path / "d")
+    with_blank.model_config, with_blank.t_max, with_blank.device = saved.config, 3, "cpu"  # as fit() sets them
+    assert with_blank.validate(saved.model) == pytest.approx(from_boxes)
+    with pytest.raises(Exception, match="none of the 1 does"):
+        Trainer(tiny(val_start_grow=2), discs(2, 0), blank, tmp_path / "e")
