@@ -159,8 +159,8 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="validate every N epochs (default 1; few-shot epochs are short, validation is not)")
     p.add_argument("--val-start", default=None, metavar="ones|box:N",
                    help="start the validation episodes from all ones (default) or from the truth's bounding box "
-                        "grown by N pixels, so that the best checkpoint of a model trained to refine a user's box "
-                        "(--start-boxes) is chosen from boxes (not in the paper)")
+                        "grown by N pixels, scored on the slices that hold the object, so that the best checkpoint of a "
+                        "model trained to refine a user's box (--start-boxes) is chosen from boxes (not in the paper)")
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
