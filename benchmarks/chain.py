@@ -75,8 +75,13 @@ CHAINS = {
         Stage("refine", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "2e-4", "--ema-decay", "0.995",
                                          "--crop", "256"), start="first-head"),
         Stage("control", "finetune", 20, (*ONE_STEP, "--crop", "256"), start="onestep-crop256"),
+        # Issue 16: the refine stage's recipe and budget on the same start given a prompt channel,
+        # half of its episodes from the truth's box grown by 0-20 pixels.
+        Stage("prompt", "widen", start="first-head", script="add_prompt_channel.py"),
+        Stage("refine-prompt", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "2e-4", "--ema-decay",
+                                                "0.995", "--crop", "256", "--start-boxes", "0.5"), start="prompt"),
     ), "LGG: one step with the fine decoder, state prototypes, whole-slice crops, then a first-step head and "
-       "the refining recipe, with its one-step control"),
+       "the refining recipe, with its one-step control, and the same recipe with a prompt channel and box starts"),
     # The heart: the bundled heart's one-step recipe from scratch (94 CPU-min, 256-pixel crops, the fine
     # decoder), then state prototypes and a first-step head on its weights after its last whole epoch
     # (not its best validation on 2 patients), the refining recipe at the lr of refine_heart-lowlr-head.md beside
@@ -89,8 +94,13 @@ CHAINS = {
               start="first-head"),
         Stage("control", "finetune", 20, ("--t-max", "1", "--lr", "5e-5", "--ema-decay", "0.995"), start="prototypes"),
         Stage("peer", "train", 114, ("--preset", "basicunet", "--crop", "256")),
+        # Issue 16: the one-step recipe of the first stage with a prompt channel, half of its
+        # episodes from the truth's box grown by 0-20 pixels, for the refining stage's budget.
+        Stage("prompt", "widen", start="prototypes", script="add_prompt_channel.py"),
+        Stage("control-prompt", "finetune", 20, (*ONE_STEP, "--start-boxes", "0.5"), start="prompt"),
     ), "heart: one step with the fine decoder at 256-pixel crops, then a first-step head and the refining "
-       "recipe from its last whole epoch's weights, with its one-step control and its BasicUNet peer"),
+       "recipe from its last whole epoch's weights, with its one-step control and its BasicUNet peer, and "
+       "the one-step recipe with a prompt channel and box starts"),
 }
 
 

@@ -85,6 +85,11 @@ class ModelConfig:
     # what it is unsure of while the later head learns to decide it, without the two
     # decisions sharing one head's weights (not in the paper: its policy is one network).
     first_step_head: bool = False
+    # The extractor also sees m(0), the episode's start mask, as one more input channel
+    # (all ones without a prompt): a user's box or stroke then tells the features where
+    # the object is, not only the agents which pixels are already zero. m(0) is fixed for
+    # the episode, so the extractor still runs once per image (``features_from="image"``).
+    prompt_channel: bool = False
     context_channels: int = 64  # lite: 1x1 projection of the multi-scale concat
     fine_channels: int = 16  # lite: 1x1 projection of conv1_2 for the full-res layer
     # Lite heads: 0 ends them in one linear 3x3 layer at full resolution. N > 0 makes that
@@ -142,6 +147,8 @@ class ModelConfig:
             del d["window"]
         if not d["first_step_head"]:
             del d["first_step_head"]
+        if not d["prompt_channel"]:
+            del d["prompt_channel"]
         return d
 
     @classmethod
@@ -180,7 +187,8 @@ class ModelConfig:
         choice("head_norm", NORMS)
         if self.head_norm != "none" and self.head_scale == 1:
             raise InputError("model config: head_norm needs the lite heads (head_scale 4)")
-        for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes", "first_step_head"):
+        for name in ("sam", "dilation", "mask_channel", "shared_head", "state_prototypes", "first_step_head",
+                     "prompt_channel"):
             choice(name, (True, False))
         for name in ("preset", "normalisation"):
             if not isinstance(getattr(self, name), str):
@@ -189,6 +197,9 @@ class ModelConfig:
             raise InputError("model config: state_prototypes needs the lite heads (head_scale 4)")
         if self.first_step_head and (self.head_scale == 1 or not self.shared_head or self.arch != "pixeldrl"):
             raise InputError("model config: first_step_head needs the lite shared head (head_scale 4, shared_head)")
+        if self.prompt_channel and (self.features_from != "image" or self.arch != "pixeldrl"):
+            raise InputError("model config: prompt_channel needs the extractor run once on the image "
+                             "(features_from 'image', as in the lite preset)")
         whole("in_channels", 1, 16)
         widths("widths", 4, 1, 1024)
         widths("extractor_dilations", 4, 1, 16)

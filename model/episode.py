@@ -71,11 +71,11 @@ def run_episode(
     if early_stop is None:
         early_stop = not sample
     b, _, h, w = image.shape
-    context = net.encode(image)
     if start_mask is None:
         mask = torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device)
     else:
         mask = (start_mask.reshape(b, 1, h, w) > 0).to(image.dtype)
+    context = net.encode(image, start=mask)
     for t in range(1, t_max + 1):
         logits, value = net.step(context, mask, with_value=with_value or sample, first=t == 1)
         if sample:

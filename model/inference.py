@@ -263,8 +263,9 @@ def iter_segment(
                 raise Cancelled("segmentation cancelled")
             idx = todo[start : start + batch_size]
             x, _ = pad_to_multiple(torch.from_numpy(slices[idx]).to(device))
+            start_t = None if starts is None else torch.from_numpy(starts[idx]).to(device)
             res = run_batch(model, config, x, (h, w), t_max, early_stop=early_stop, return_steps=return_steps,
-                            start=None if starts is None else torch.from_numpy(starts[idx]).to(device))
+                            start=start_t)
             mask[idx] = res.mask
             steps_taken[idx] = res.steps_taken
             if return_steps:
@@ -274,7 +275,8 @@ def iter_segment(
                     value[idx] = 0.0  # the U-Net has no value map
                 else:
                     # The value map of the final state, the one the GUI shows.
-                    _, v = model.step(model.encode(x), res.last_mask.to(x.dtype), with_value=True)
+                    m0 = None if start_t is None else pad_to_multiple(start_t.to(x.dtype))[0].reshape(len(idx), 1, *x.shape[-2:])
+                    _, v = model.step(model.encode(x, start=m0), res.last_mask.to(x.dtype), with_value=True)
                     value[idx] = v[:, 0, :h, :w].float().cpu().numpy()
             done += len(idx)
             yield Progress(done, n)

@@ -128,7 +128,7 @@ class PixelDRLNet(nn.Module):
         self.config = config
         c = config
         dc = c.dilation
-        extractor_in = c.in_channels + (1 if c.mask_channel and c.features_from == "state" else 0)
+        extractor_in = c.in_channels + (1 if c.mask_channel and c.features_from == "state" else 0) + (1 if c.prompt_channel else 0)
         self.extractor = VGG16Half(
             extractor_in, c.widths, c.extractor_dilations if dc else (1,) * len(c.widths), c.extractor_norm
         )
@@ -164,10 +164,15 @@ class PixelDRLNet(nn.Module):
             self.reward_conv.weight[0, 0, k // 2, k // 2] = 1.0
 
     # -- the two calls of an episode -------------------------------------------------
-    def encode(self, image: torch.Tensor) -> dict:
-        """Work that depends on the image only. ``image``: (B, C, H, W), H and W divisible by 8."""
+    def encode(self, image: torch.Tensor, start: torch.Tensor | None = None) -> dict:
+        """Work that depends on the image (and m(0)) only. ``image``: (B, C, H, W), H and W
+        divisible by 8; ``start``: m(0) (B, 1, H, W), which a ``prompt_channel`` network's
+        extractor sees (default all ones) and any other network ignores."""
         if self.config.features_from == "state":
             return {"image": image}
+        if self.config.prompt_channel:
+            start = torch.ones_like(image[:, :1]) if start is None else start.to(image.dtype)
+            image = torch.cat([image, start], dim=1)
         return self._features(image)
 
     def step(self, context: dict, mask: torch.Tensor, with_value: bool = True, first: bool = False):
@@ -277,6 +282,23 @@ def with_first_step_head(net: PixelDRLNet) -> PixelDRLNet:
     state.update({f"policy_first.{k}": v for k, v in net.policy.state_dict().items()})
     split.load_state_dict(state)
     return split
+
+
+def with_prompt_channel(net: PixelDRLNet) -> PixelDRLNet:
+    """A copy of a lite network whose extractor also sees m(0), at zero weight: it computes
+    what ``net`` computes, from any start, until training moves those weights, so a
+    fine-tune with episodes from boxes (``--start-boxes``) can teach a network that already
+    segments to use a user's box."""
+    c = net.config
+    if c.prompt_channel or c.features_from != "image":
+        raise ValueError("the network already has a prompt channel, or re-runs its extractor on every step's state")
+    wide = PixelDRLNet(c.replace(prompt_channel=True).validate())
+    state = dict(net.state_dict())
+    name = next(k for k in state if k.startswith("extractor.") and k.endswith(".weight"))  # conv1_1
+    weight = state[name]
+    state[name] = torch.cat([weight, torch.zeros_like(weight[:, :1])], dim=1)
+    wide.load_state_dict(state)
+    return wide
 
 
 def count_parameters(module: nn.Module) -> int:

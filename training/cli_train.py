@@ -97,6 +97,9 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--first-step-head", action=argparse.BooleanOptionalAction, default=None,
                        help="lite shared head: step 1 runs a head of its own, the later steps the shared one "
                             "(default off; not in the paper)")
+        p.add_argument("--prompt-channel", action=argparse.BooleanOptionalAction, default=None,
+                       help="lite: the extractor also sees m(0), the episode's start mask (a user's box; all ones "
+                            "without one), so train it with --start-boxes (default off; not in the paper)")
         p.add_argument("--sam-axis", choices=SAM_AXES, default=None,
                        help="the self-attention's softmax axis: spatial (per channel over the image, default) or "
                             "channel (per pixel, so a pixel's output does not depend on the image's size)")
@@ -290,17 +293,17 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm become model overrides of a new run; a resumed run keeps its network."""
+    """--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm/--prompt-channel become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
     names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "first_step_head", "fine_decoder",
-             "sam_axis", "head_norm")
+             "sam_axis", "head_norm", "prompt_channel")
     switches = {k: getattr(args, k, None) for k in names}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        raise InputError(f"--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm/--prompt-channel switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:

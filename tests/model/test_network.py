@@ -223,3 +223,50 @@ def test_first_step_head_serves_step_one_only(tiny_config, tmp_path):
         with_first_step_head(split)
     with pytest.raises(ValueError, match="no lite shared head"):
         with_first_step_head(PixelDRLNet(tiny_config("lite", shared_head=False)))
+
+
+def test_prompt_channel_added_at_zero_weight_then_lets_the_features_see_the_start(tiny_config, tmp_path):
+    """Widened at zero weight it computes what it did from any m(0); once the weight moves,
+    a box start changes the features (not only which pixels are already zero), the start
+    reaches the extractor through run_episode and segment(), and the switch survives a checkpoint."""
+    import numpy as np
+
+    from napari_pixeldrl.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_pixeldrl.model.episode import run_episode
+    from napari_pixeldrl.model.inference import segment
+    from napari_pixeldrl.model.network import with_prompt_channel
+
+    torch.manual_seed(0)
+    net = PixelDRLNet(tiny_config("lite", shared_head=True)).eval()
+    wide = with_prompt_channel(net).eval()
+    assert wide.config.prompt_channel and count_parameters(wide) > count_parameters(net)
+    x = torch.rand(1, 1, 32, 32)
+    box = torch.zeros(1, 1, 32, 32)
+    box[..., 8:24, 8:24] = 1
+    with torch.no_grad():
+        for start in (None, box):
+            a = [s.keep_prob for s in run_episode(net, x, 3, early_stop=False, start_mask=start)]
+            b = [s.keep_prob for s in run_episode(wide, x, 3, early_stop=False, start_mask=start)]
+            assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a, b))
+        conv1 = wide.extractor.blocks[0][0]
+        conv1.weight[:, -1].normal_(0, 0.5)
+        inside = box.bool()[:, 0]
+        from_box = wide.step(wide.encode(x, start=box), torch.ones_like(box))[0]
+        from_ones = wide.step(wide.encode(x), torch.ones_like(box))[0]
+        assert not torch.allclose(from_box[:, :, inside[0]], from_ones[:, :, inside[0]], atol=1e-4)
+        episode = [s.keep_prob for s in run_episode(wide, x, 1, start_mask=box)]
+        assert torch.allclose(episode[0], torch.softmax(wide.step(wide.encode(x, start=box), box)[0], dim=1)[:, 1])
+    image = x[0, 0].numpy()
+    seg_box = segment(wide, wide.config, image, t_max=2, return_steps=True, start_mask=box[0, 0].numpy())
+    seg_ones = segment(wide, wide.config, image, t_max=2, return_steps=True)
+    assert not np.allclose(seg_box.value, seg_ones.value)  # the value map is taken with the same m(0)
+    path = tmp_path / "prompt.safetensors"
+    save_checkpoint(path, wide, wide.config, {})
+    loaded = load_checkpoint(path)
+    assert loaded.config.prompt_channel
+    assert torch.equal(loaded.model.extractor.blocks[0][0].weight.float(), conv1.weight)
+    assert "prompt_channel" not in net.config.to_dict()  # older readers still read models without it
+    with pytest.raises(InputError, match="prompt_channel needs"):
+        tiny_config("paper", prompt_channel=True).validate()
+    with pytest.raises(ValueError, match="already has a prompt channel"):
+        with_prompt_channel(wide)
