@@ -285,9 +285,12 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "b"), "--val-start", "box")
     assert code == 2 and "'ones' or 'box:N'" in err and "Traceback" not in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "b"), "--epochs", "1", "--start-boxes", "1",
-                       "--val-start", "box:3")
+                       "--val-start", "box:3", "--prompt-channel")
     assert code == 0, err
     assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["val_start_grow"] == 3
+    assert load_checkpoint(tmp_path / "b" / "checkpoint_last.safetensors").config.prompt_channel
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "p"), "--preset", "paper", "--prompt-channel")
+    assert code == 2 and "prompt_channel needs" in err and "Traceback" not in err
     averaged = [*common[:-1], str(tmp_path / "x"), "--epochs", "1", "--ema-decay", "0.9"]
     code, _, err = run(capsys, "train", *averaged)
     assert code == 0, err
