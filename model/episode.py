@@ -66,7 +66,8 @@ def run_episode(
     after the first step at which no pixel of any slice changed, which is exact for
     argmax because the state, and so every later step, repeats. ``with_value=False``
     skips the value head (argmax inference does not need it). ``start_mask`` (B, 1, H, W)
-    0/1 is m(0), a rough mask to refine (a box, a stroke); default all ones.
+    0/1 is m(0), a rough mask to refine (a box, a stroke); default all ones. ``net`` is
+    called as ``net.encode(image, start=m(0))`` once, then ``net.step`` once per step.
     """
     if early_stop is None:
         early_stop = not sample

@@ -13,7 +13,7 @@ class FixedPolicy(torch.nn.Module):
         self.keep_maps = keep_maps  # list of (B, H, W) 0/1 tensors
         self.calls = 0
 
-    def encode(self, image):
+    def encode(self, image, start=None):
         return {"image": image}
 
     def step(self, context, mask, with_value=True, first=False):

@@ -97,7 +97,7 @@ class PixelBandit(torch.nn.Module):
         self.v = torch.nn.Parameter(torch.zeros(h, w))
         self.reward_conv = delta_conv(1)
 
-    def encode(self, image):
+    def encode(self, image, start=None):
         return {"b": image.shape[0]}
 
     def step(self, context, mask, with_value=True, first=False):
