@@ -88,9 +88,11 @@ CHAINS = {
         Stage("refine-prompt-early", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "2e-4",
                                                       "--ema-decay", "0.995", "--crop", "256", "--start-boxes", "0.5"),
               start="first-head-prompt"),
+        Stage("control-prompt-early", "finetune", 20, (*ONE_STEP, "--crop", "256", "--start-boxes", "0.5"),
+              start="onestep-crop256-prompt"),
     ), "LGG: one step with the fine decoder, state prototypes, whole-slice crops, then a first-step head and "
        "the refining recipe, with its one-step control, and the same recipe with a prompt channel and box starts "
-       "(from the first-step head, or from the whole-slice stage on)"),
+       "(from the first-step head, or from the whole-slice stage on, with its one-step control)"),
     # The heart: the bundled heart's one-step recipe from scratch (94 CPU-min, 256-pixel crops, the fine
     # decoder), then state prototypes and a first-step head on its weights after its last whole epoch
     # (not its best validation on 2 patients), the refining recipe at the lr of refine_heart-lowlr-head.md beside
