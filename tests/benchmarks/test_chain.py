@@ -153,3 +153,21 @@ def test_a_chains_peer_gets_the_cpu_minutes_behind_its_refining_stage():
             behind += stage.cpu_minutes
             stage = stages.get(stage.start)
         assert stages["peer"].cpu_minutes == behind, name
+
+
+def test_every_chain_starts_stages_from_earlier_ones_and_trains_a_prompt_channel_from_boxes():
+    """A stage starts from one listed before it, a widening names a script that is there, and
+    every fine-tune behind a prompt channel has box starts (from all ones only, it learns nothing)."""
+    for name, chain in chain_script.CHAINS.items():
+        seen: dict[str, Stage] = {}
+        for stage in chain.stages:
+            assert stage.start is None or stage.start in seen, (name, stage.name)
+            if stage.kind == "widen":
+                assert (Path(chain_script.__file__).parent / stage.script).exists(), (name, stage.script)
+            behind, prompt = stage, False
+            while behind is not None:
+                prompt |= behind.script == "add_prompt_channel.py"
+                behind = seen.get(behind.start)
+            if prompt and stage.kind == "finetune":
+                assert "--start-boxes" in stage.options, (name, stage.name)
+            seen[stage.name] = stage
