@@ -151,6 +151,11 @@ def pad_to_multiple(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
 
 
+def padded_start(start: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """m(0) (B, h, w) padded as :func:`pad_to_multiple` padded ``x``, as (B, 1, H, W): outside the slice is outside m(0)."""
+    return pad_to_multiple(start.to(x.dtype))[0].reshape(x.shape[0], 1, *x.shape[-2:])
+
+
 @dataclass
 class BatchResult:
     """Argmax episode of one batch, cropped to (h, w)."""
@@ -171,7 +176,7 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     h, w = size
     b = x.shape[0]
     if start is not None:
-        start = pad_to_multiple(start.to(x.dtype))[0].reshape(b, 1, *x.shape[-2:])
+        start = padded_start(start, x)
     if needs_window(config.window, (h, w)):
         return windowed_batch(model, config, x, size, t_max, early_stop=early_stop, start=start)
     if config.arch == "unet":
@@ -275,7 +280,7 @@ def iter_segment(
                     value[idx] = 0.0  # the U-Net has no value map
                 else:
                     # The value map of the final state, the one the GUI shows.
-                    m0 = None if start_t is None else pad_to_multiple(start_t.to(x.dtype))[0].reshape(len(idx), 1, *x.shape[-2:])
+                    m0 = None if start_t is None else padded_start(start_t, x)
                     _, v = model.step(model.encode(x, start=m0), res.last_mask.to(x.dtype), with_value=True)
                     value[idx] = v[:, 0, :h, :w].float().cpu().numpy()
             done += len(idx)

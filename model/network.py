@@ -294,9 +294,8 @@ def with_prompt_channel(net: PixelDRLNet) -> PixelDRLNet:
         raise ValueError("the network already has a prompt channel, or re-runs its extractor on every step's state")
     wide = PixelDRLNet(c.replace(prompt_channel=True).validate())
     state = dict(net.state_dict())
-    name = next(k for k in state if k.startswith("extractor.") and k.endswith(".weight"))  # conv1_1
-    weight = state[name]
-    state[name] = torch.cat([weight, torch.zeros_like(weight[:, :1])], dim=1)
+    name = "extractor.blocks.0.0.weight"  # conv1_1, the only layer that sees the input
+    state[name] = torch.cat([state[name], torch.zeros_like(state[name][:, :1])], dim=1)
     wide.load_state_dict(state)
     return wide
 

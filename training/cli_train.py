@@ -293,7 +293,7 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
 
 
 def _set_architecture_switches(cfg, args, resumed: bool) -> None:
-    """--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm/--prompt-channel become model overrides of a new run; a resumed run keeps its network."""
+    """The architecture switches (--sam, --dilation, ... --prompt-channel) become model overrides of a new run; a resumed run keeps its network."""
     from napari_pixeldrl.model.config import preset_config
 
     names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "first_step_head", "fine_decoder",
@@ -303,7 +303,8 @@ def _set_architecture_switches(cfg, args, resumed: bool) -> None:
     if not switches:
         return
     if preset_config(cfg.preset).arch != "pixeldrl":
-        raise InputError(f"--sam/--sam-axis/--dilation/--shared-head/--extractor-norm/--state-prototypes/--first-step-head/--fine-decoder/--head-norm/--prompt-channel switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
+        flags = "/".join("--" + name.replace("_", "-") for name in names)
+        raise InputError(f"{flags} switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}
         if stored != switches:
