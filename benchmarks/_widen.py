@@ -21,18 +21,23 @@ def name_source_run(info: dict, checkpoint) -> None:
         info["source_run"] = f"{where.as_posix()} (epoch {info.get('epoch')})"
 
 
-def widen_main(doc: str, script: str, widen: Callable, what: str) -> None:
+def widen_main(doc: str, script: str, widen: Callable, what, options: Callable | None = None) -> None:
     """``script CHECKPOINT OUT``: write ``widen(model)`` to OUT, its info saying ``what`` was
-    added; a checkpoint ``widen`` cannot take gets one line and exit status 2."""
+    added; a checkpoint ``widen`` cannot take gets one line and exit status 2. With
+    ``options`` (adds arguments to the parser) ``widen`` and ``what`` take the parsed arguments too."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("out", type=Path)
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
     loaded = load_checkpoint(args.checkpoint)
     if loaded.config.arch != "pixeldrl":
         parser.exit(2, f"{script}: {args.checkpoint} is a U-Net; pass a lite PixelDRL-MG checkpoint\n")
     try:
-        net = widen(loaded.model)
+        net = widen(loaded.model) if options is None else widen(loaded.model, args)
+        if options is not None:
+            what = what(args)
     except ValueError as err:
         parser.exit(2, f"{script}: {args.checkpoint}: {err}\n")
     info = dict(loaded.info)

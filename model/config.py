@@ -116,6 +116,11 @@ class ModelConfig:
     # half-overlapping N x N windows blended (model/window.py), N the size the network
     # trained on. Chosen on validation after training, as ``postprocess`` is.
     window: int = 0
+    # 0: episodes on the whole slice. S: the model segments inside a user's box: the start
+    # mask's bounding box is resized to S x S, the episode runs there and its masks are
+    # resized back (model/box_zoom.py); it needs a start mask. Set when training, as the
+    # crops it trained on were cut so.
+    box_zoom: int = 0
     # U-Net baselines only. "classic": the 31 M U-Net of Ronneberger et al. (model/unet.py);
     # "monai-basic": MONAI's BasicUNet (1.98 M), the standard peer of the comparisons.
     unet_family: str = "classic"
@@ -149,6 +154,8 @@ class ModelConfig:
             del d["first_step_head"]
         if not d["prompt_channel"]:
             del d["prompt_channel"]
+        if not d["box_zoom"]:
+            del d["box_zoom"]
         return d
 
     @classmethod
@@ -220,6 +227,9 @@ class ModelConfig:
             raise InputError(f"model config: gamma must be a number from 0 to 1, got {g!r}")
         check_postprocess(self.postprocess)
         check_window(self.window, "model config: window")
+        z = self.box_zoom
+        if isinstance(z, bool) or not isinstance(z, int) or not (z == 0 or (16 <= z <= 1024 and z % 16 == 0)):
+            raise InputError(f"model config: box_zoom must be 0 (whole slices) or a multiple of 16 from 16 to 1024, got {z!r}")
         return self
 
 

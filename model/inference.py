@@ -173,6 +173,10 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
 
     ``start`` (B, h, w) 0/1: the episode's m(0) (default all ones), padded here as ``x``
     was. A U-Net has no episode: its mask is cut to ``start``, the prompt's plain use."""
+    if config.box_zoom:
+        from .box_zoom import zoomed_batch
+
+        return zoomed_batch(model, config, x, size, t_max, early_stop=early_stop, return_steps=return_steps, start=start)
     h, w = size
     b = x.shape[0]
     if start is not None:

@@ -100,6 +100,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
         p.add_argument("--prompt-channel", action=argparse.BooleanOptionalAction, default=None,
                        help="lite: the extractor also sees m(0), the episode's start mask (a user's box; all ones "
                             "without one), so train it with --start-boxes (default off; not in the paper)")
+        p.add_argument("--box-zoom", type=int, default=None, metavar="S",
+                       help="segment inside a user's box: train on the truth's box (grown at random) resized to S x S, "
+                            "validate from boxes (--val-start, default box:10); the model then needs a start mask "
+                            "(default 0: whole slices; not in the paper)")
         p.add_argument("--sam-axis", choices=SAM_AXES, default=None,
                        help="the self-attention's softmax axis: spatial (per channel over the image, default) or "
                             "channel (per pixel, so a pixel's output does not depend on the image's size)")
@@ -297,7 +301,7 @@ def _set_architecture_switches(cfg, args, resumed: bool) -> None:
     from napari_pixeldrl.model.config import preset_config
 
     names = ("sam", "dilation", "shared_head", "extractor_norm", "state_prototypes", "first_step_head", "fine_decoder",
-             "sam_axis", "head_norm", "prompt_channel")
+             "sam_axis", "head_norm", "prompt_channel", "box_zoom")
     switches = {k: getattr(args, k, None) for k in names}
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:

@@ -10,6 +10,11 @@ image, nearest for the mask). Crops are ``crop`` x ``crop`` (padded with zeros w
 slice is smaller); with probability ``foreground_p`` the crop is centred on a random
 object pixel, else placed uniformly, so that small objects (LGG tumours) are seen often.
 Sizes are rounded up to a multiple of 8 (three 2x poolings in the extractor).
+
+With ``box_zoom`` S (a model that segments inside a user's box) the crop is instead the
+truth's bounding box, each side grown by its own 0..20 pixels as a user's box might be,
+resized to S x S as inference resizes a box (model/box_zoom.py); slices without the
+object are skipped by the caller (nobody boxes what is not there).
 """
 
 from __future__ import annotations
@@ -30,6 +35,23 @@ class CropSettings:
     augment: bool = True
     rotate: float = 15.0
     foreground_p: float = 0.5
+    box_zoom: int = 0  # S: crops are the truth's box, grown at random, resized to S x S
+
+
+def box_zoom_crop(image: np.ndarray, mask: np.ndarray, side: int, rng: np.random.Generator):
+    """The truth's bounding box, each side grown by 0..BOX_GROW_MAX pixels, resized to
+    ``side`` x ``side`` (image bilinear, mask bilinear then 0.5, as at inference)."""
+    import torch
+
+    from napari_pixeldrl.model.box_zoom import grown_box, zoom_box
+
+    from .prompts import BOX_GROW_MAX
+
+    box = grown_box(mask, tuple(int(g) for g in rng.integers(0, BOX_GROW_MAX + 1, size=4)))
+    if box is None:
+        raise ValueError("box_zoom_crop needs a slice that holds the object")
+    crop, m = zoom_box(torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(mask)), box, side)
+    return crop.numpy(), m.numpy()
 
 
 def round_up(n: int, m: int = MULTIPLE) -> int:
@@ -107,7 +129,10 @@ def epoch_batches(
             image, mask = images[i], masks[i]
             if settings.augment:
                 image, mask = augment_pair(image, mask, rng, settings.rotate)
-            image, mask = random_crop(image, mask, size, rng, settings.foreground_p)
+            if settings.box_zoom:
+                image, mask = box_zoom_crop(image, mask, settings.box_zoom, rng)
+            else:
+                image, mask = random_crop(image, mask, size, rng, settings.foreground_p)
             xs.append(image)
             ys.append(mask)
         yield np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)

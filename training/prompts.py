@@ -13,6 +13,7 @@ import torch
 from napari_pixeldrl.core.errors import InputError
 
 BOX_GROW_MAX = 20  # pixels: the largest margin of a training episode's start box
+BOX_ZOOM_VAL_GROW = 10  # pixels: a box_zoom model's validation box, the margin issue 16 scores
 
 
 def parse_start(text: str | None) -> int | None:

@@ -40,7 +40,7 @@ from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
 from .pa3c import PA3CObjective
 from .predict import predict_slices
-from .prompts import box_start_masks
+from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks
 from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
@@ -187,6 +187,8 @@ class Trainer:
             # (its integer num_batches_tracked lags; unused with the default momentum).
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         mc = self.model_config
+        if mc.box_zoom:
+            self._keep_boxed_slices()
         self.t_max = int(mc.t_max if c.t_max is None else c.t_max)
         self.gamma = float(mc.gamma if c.gamma is None else c.gamma)
         if mc.arch == "unet":
@@ -285,6 +287,23 @@ class Trainer:
             except CheckpointError:
                 pass
         return int(meta["epoch"])
+
+    def _keep_boxed_slices(self) -> None:
+        """A box_zoom model learns inside the truth's box: it trains on the slices that hold
+        the object and is validated from boxes (every episode starts from one; grown by
+        BOX_ZOOM_VAL_GROW pixels unless the config says)."""
+        c = self.config
+        if c.val_start_grow is None:
+            c.val_start_grow = BOX_ZOOM_VAL_GROW
+            self._validation = self._validation_slices()
+        if c.start_boxes:
+            raise InputError("--start-boxes does nothing for a box_zoom model: every episode starts from the box it was "
+                             "cut from; leave it out")
+        keep = [i for i, m in enumerate(self.train_data.masks) if np.any(m)]
+        if not keep:
+            raise InputError("a box_zoom model trains on slices that hold the object, and none of the training slices does")
+        self.train_data.images = [self.train_data.images[i] for i in keep]
+        self.train_data.masks = [self.train_data.masks[i] for i in keep]
 
     # ---------------------------------------------------------------- validation
     @property
@@ -401,7 +420,8 @@ class Trainer:
             self._write_config()
             yield self._hook(self.on_start, StartEvent(self.out_dir, start_epoch))
         n_batches = batches_per_epoch(len(self.train_data), c.batch_size, self.world_size)
-        settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p)
+        settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p,
+                                box_zoom=self.model_config.box_zoom)
         bar = None
         if c.progress and self.rank == 0:
             from tqdm import tqdm
