@@ -5,6 +5,10 @@ boxes an object that is there), for one checkpoint on one split.
     python benchmarks/prompts.py --name lgg-val --checkpoint runs/race-lgg-refine/lite/checkpoint_best.safetensors \\
         --dataset lgg --split val --grow 0 5 10 20
 
+A model that segments only inside a box (``box_zoom``) cannot start from all ones: its
+all-ones row is the model it was made from, ``--baseline NAME_OR_FILE`` (a bundled model),
+on the same slices.
+
 The table and JSON land in benchmarks/results/prompts_<name>.*. Validation chooses; the
 test split is scored only with ``--split test --test-reason TEXT``, for a model already
 chosen (a shipped one), and every start scored is appended to test_scorings.jsonl as
@@ -33,19 +37,29 @@ def main() -> None:
     parser.add_argument("--test-reason", default=None, help="required with --split test: why, logged with the scoring")
     parser.add_argument("--grow", type=int, nargs="+", default=[0, 5, 10, 20])
     parser.add_argument("--postprocess", default="none")
+    parser.add_argument("--baseline", default=None,
+                        help="a box_zoom checkpoint's all-ones row: this model from all ones (the one it was made from)")
     args = parser.parse_args()
+    from napari_pixeldrl.model.checkpoint import read_header
+
+    boxed = bool((read_header(args.checkpoint).get("model") or {}).get("box_zoom"))
+    if boxed and not args.baseline:
+        raise SystemExit(f"{args.checkpoint} segments only inside a box (box_zoom): give --baseline NAME_OR_FILE for the "
+                         "all-ones row (the model it was made from)")
     if args.split == "test" and not args.test_reason:
         raise SystemExit("--split test needs --test-reason: the test split is scored once a model is chosen, and logged")
     data = args.data or DATA[args.dataset]
     base = ROOT / "runs" / f"prompts-{args.name}"
     starts = {"all ones": ("--object-slices",), **{f"box + {g} px": ("--start-from", f"box:{g}") for g in args.grow}}
-    scores = {label: evaluate(args.checkpoint, args.dataset, data, args.split, base / label.replace(" ", "_"),
-                              postprocess=args.postprocess, reuse=True, extra=extra) for label, extra in starts.items()}
+    scores = {label: evaluate(args.baseline if boxed and label == "all ones" else args.checkpoint, args.dataset, data,
+                              args.split, base / label.replace(" ", "_"), postprocess=args.postprocess, reuse=True, extra=extra)
+              for label, extra in starts.items()}
     if args.split == "test":
-        log_test_scorings(args, scores)
+        log_test_scorings(args if boxed else argparse.Namespace(**{**vars(args), "baseline": None}), scores)
     ones = scores["all ones"]["dice"]
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": "python benchmarks/prompts.py " + " ".join(sys.argv[1:]),
               "machine": machine(), "load": os.getloadavg()[0], "checkpoint": args.checkpoint, "split": args.split,
+              "all_ones_from": args.baseline if boxed else args.checkpoint,
               "postprocess": args.postprocess,
               "starts": {k: {m: v[m] for m in ("dice", "dice_ci95", "ppv", "sen", "hd95_nonempty", "slices", "patients", "dice_per_step")}
                          for k, v in scores.items()}}
@@ -55,7 +69,9 @@ def main() -> None:
              f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average {result['load']:.2f} "
              "(scores do not depend on the load).  ",
              f"Checkpoint: `{args.checkpoint}`; post-processing: {args.postprocess}; scored on the "
-             f"{scores['all ones']['slices']} slices of {scores['all ones']['patients']} patients that hold the object.", "",
+             f"{scores['all ones']['slices']} slices of {scores['all ones']['patients']} patients that hold the object."
+             + (f" It segments only inside a box (box_zoom): its all-ones row is `{args.baseline}`, the model it was made "
+                "from." if boxed else ""), "",
              "| m(0) | DICE [95 % CI, by patient] | - all ones | PPV | SEN | DICE m(1) | DICE after each step |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, s in scores.items():
@@ -72,10 +88,10 @@ def log_test_scorings(args, scores: dict) -> None:
     """One line per start in test_scorings.jsonl (the file ship_models.py keeps)."""
     from napari_pixeldrl.model.checkpoint import resolve_checkpoint
 
-    digest = file_sha256(resolve_checkpoint(args.checkpoint))
     for label, s in scores.items():
-        log_test_scoring(f"{args.checkpoint}, started from {label} ({args.test_reason})", args.dataset,
-                         args.postprocess, digest, s["dice"])
+        checkpoint = args.baseline if args.baseline and label == "all ones" else args.checkpoint
+        log_test_scoring(f"{checkpoint}, started from {label} ({args.test_reason})", args.dataset,
+                         args.postprocess, file_sha256(resolve_checkpoint(checkpoint)), s["dice"])
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ def cmd_predict(args) -> int:
     else:
         check_output_file(args.output)
     loaded = load_checkpoint(args.checkpoint)
+    if loaded.config.box_zoom and args.start_mask is None:
+        raise InputError(f"{args.checkpoint} segments only inside a box (box_zoom {loaded.config.box_zoom}): give "
+                         "--start-mask FILE (a box or rough region round the object) with one image")
     config = inference_config(loaded.config, args)
     options = dict(channel_axis=args.channel_axis, t_max=args.t_max, device=choose_device(args.device))
     progress = not args.json and sys.stderr.isatty()

@@ -63,6 +63,9 @@ def export_package(checkpoint, out, *, test_image=None, channel_axis: int | None
     name = check_name(name or default_name(source))
     card_text = None if card is None else _read_card(card)
     loaded = load_checkpoint(source)
+    if loaded.config.box_zoom:
+        raise InputError(f"{checkpoint} segments only inside a user's box (box_zoom), and a bioimage.io model's one input "
+                         "is the image: share its .safetensors checkpoint instead")
     # A bundled model is tested on its own sample; another on the bundled sample with its channels.
     own = SAMPLE_FOR_MODEL.get(source.stem) if source.parent == BUNDLED_DIR else None
     sample = None if test_image is not None else own or SAMPLE_FOR_CHANNELS.get(loaded.config.in_channels)
