@@ -1,0 +1,56 @@
+"""benchmarks/ship_box_model.py: the rule's conditions are checked on validation, the
+post-processing is chosen there, and a candidate that fails ships nothing and scores no test split."""
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import ship_box_model  # noqa: E402
+
+
+def scores(dice, empty=0):
+    return {"dice": dice, "dice_ci95": [dice - 0.02, dice + 0.02], "empty_predictions": empty, "hd95_nonempty": 3.0,
+            "slices": 10, "patients": 2, "dice_per_step": [dice]}
+
+
+def fake_evaluate(table, calls):
+    def evaluate(checkpoint, dataset, data, split, out, **kw):
+        calls.append((str(checkpoint), split, Path(out).name))
+        return table[Path(out).name]
+    return evaluate
+
+
+def test_validation_chooses_the_post_processing_and_checks_each_condition(monkeypatch, tmp_path):
+    calls = []
+    table = {"val-none": scores(0.86), "val-largest-component": scores(0.88, empty=1),
+             "val-baseline-ones": scores(0.82, empty=1), "val-baseline-box": scores(0.83)}
+    monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
+    args = Namespace(dataset="lgg", baseline="lgg", grow=10)
+    chosen, _, ours, conditions = ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)
+    assert chosen == "largest-component" and ours["dice"] == 0.88
+    assert [ok for _, ok in conditions] == [True, True, True]
+    assert {split for _, split, _ in calls} == {"val"}  # validation only
+    table["val-largest-component"] = scores(0.865)
+    chosen, _, _, conditions = ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)
+    assert chosen == "largest-component" and [ok for _, ok in conditions] == [False, True, True]  # 0.865 < 0.82 + 0.05
+    table["val-none"] = scores(0.865)
+    assert ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)[0] == "none"  # a tie keeps none
+
+
+def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint_best.safetensors").write_bytes(b"")
+    table = {"val-none": scores(0.84), "val-largest-component": scores(0.84),
+             "val-baseline-ones": scores(0.82), "val-baseline-box": scores(0.83)}
+    calls, written = [], []
+    monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
+    monkeypatch.setattr(ship_box_model, "command_cpu_minutes", lambda run: [({}, 40.0)])
+    monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result)))
+    monkeypatch.setattr(ship_box_model, "ship", lambda *a: (_ for _ in ()).throw(AssertionError("shipped")))
+    monkeypatch.setattr(sys, "argv", ["ship_box_model.py", "--name", "lgg-box", "--run", str(run), "--dataset", "lgg",
+                                      "--baseline", "lgg"])
+    ship_box_model.main()
+    assert [name for name, _ in written] == ["box_lgg-box-val"] and written[0][1]["passed"] is False
+    assert all(split == "val" for _, split, _ in calls)
