@@ -150,3 +150,15 @@ def test_segment_job_imports_napari_label_colours_off_the_gui_thread(ckpt):
     out = subprocess.run([sys.executable, "-c", code, str(ckpt(1))], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "colorconv"
+
+
+def test_segment_job_with_a_box_model_needs_a_start_layer(tmp_path, tiny_config):
+    cfg = tiny_config(box_zoom=16)
+    path = save_checkpoint(tmp_path / "boxed.safetensors", build_model(cfg), cfg)
+    img = np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32)
+    _, failed = drain(S.segment_job(img, rgb=False, model_source=path, t_max=2))
+    assert isinstance(failed, M.Failed) and "segments inside a box" in failed.message and "start layer" in failed.message
+    start = np.zeros((24, 24), np.uint8)
+    start[4:14, 6:20] = 1
+    _, done = drain(S.segment_job(img, rgb=False, model_source=path, t_max=2, start_mask=start))
+    assert isinstance(done, M.SegmentDone) and not done.mask[start == 0].any()
