@@ -306,8 +306,8 @@ def _set_architecture_switches(cfg, args, resumed: bool) -> None:
     switches = {k: v for k, v in switches.items() if v is not None}
     if not switches:
         return
-    if preset_config(cfg.preset).arch != "pixeldrl":
-        flags = "/".join("--" + name.replace("_", "-") for name in names)
+    if preset_config(cfg.preset).arch != "pixeldrl" and set(switches) - {"box_zoom"}:  # a U-Net can segment in a box too
+        flags = "/".join("--" + name.replace("_", "-") for name in names if name != "box_zoom")
         raise InputError(f"{flags} switch parts of PixelDRL-MG; the {cfg.preset!r} preset has none")
     if resumed:
         stored = {k: cfg.model_overrides.get(k, getattr(preset_config(cfg.preset), k)) for k in switches}

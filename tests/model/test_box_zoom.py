@@ -133,6 +133,10 @@ def test_train_box_zoom_trains_on_boxes_and_validates_from_them(capsys, tmp_path
     assert "--start-boxes does nothing" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert main(["train", *common, str(tmp_path / "bad2"), "--box-zoom", "20"]) == 2
     assert "box_zoom must be" in capsys.readouterr().err
+    # the standard peer can be trained on the same box crops
+    assert main(["train", *common, str(tmp_path / "unet"), "--box-zoom", "32", "--preset", "basicunet"]) == 0
+    assert load_checkpoint(tmp_path / "unet" / "checkpoint_last.safetensors").config.box_zoom == 32
+    capsys.readouterr()
     # evaluate needs a box for it; from one it scores
     ckpt = str(tmp_path / "run" / "checkpoint_last.safetensors")
     assert main(["evaluate", "--checkpoint", ckpt, "--dataset", "folder", "--data", str(root), "--split", "all",
