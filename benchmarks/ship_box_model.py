@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--baseline-test", type=Path, default=None,
                         help="prompts.py's test file of the same baseline file (its all-ones row is read, not rescored)")
+    parser.add_argument("--results", default=None,
+                        help="the validation table's name, box_RESULTS-val (default: NAME; one per candidate)")
     parser.add_argument("--card-only", action="store_true",
                         help="rewrite the shipped model's card from its results files, scoring nothing")
     args = parser.parse_args()
@@ -107,7 +109,7 @@ def main() -> None:
     result = {"date": now, "command": "python benchmarks/ship_box_model.py " + " ".join(sys.argv[1:]), "machine": m,
               "load": os.getloadavg()[0], "run": str(args.run), "cpu_minutes": minutes, "chosen_postprocess": chosen,
               "validation": val, "conditions": [{"condition": t, "holds": ok} for t, ok in conditions], "passed": passed}
-    write_results(f"box_{args.name}-val", result, lines)
+    write_results(f"box_{args.results or args.name}-val", result, lines)
     if args.validate_only or not passed:
         print("validation only: nothing shipped, the test split untouched" if passed or args.validate_only
               else "a condition fails: nothing shipped, the test split untouched")
@@ -140,7 +142,7 @@ def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[st
 def rewrite_card(args) -> None:
     from _runs import OUT
 
-    val = json.loads((OUT / f"box_{args.name}-val.json").read_text())
+    val = json.loads((OUT / f"box_{args.results or args.name}-val.json").read_text())
     test = json.loads((OUT / f"box_{args.name}-test.json").read_text())
     write_card(args, WEIGHTS / f"{args.name}.safetensors", val["chosen_postprocess"], val["cpu_minutes"], val["validation"],
                test["box"], test["baseline_all_ones"], test["head"])
