@@ -88,6 +88,9 @@ def main() -> None:
         rewrite_card(args)
         return
     best = args.run / "checkpoint_best.safetensors"
+    if not args.validate_only and (WEIGHTS / f"{args.name}.safetensors").exists():
+        raise SystemExit(f"model/weights/{args.name}.safetensors is shipped and its test split scored: ship another "
+                         "candidate under another name, or --validate-only (--card-only rewrites its card)")
     if not best.exists():
         raise SystemExit(f"{best} does not exist: train the run first")
     base = ROOT / "runs" / f"ship-{args.name}"
@@ -136,7 +139,7 @@ def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[st
              f"{'met' if gain >= GAIN else 'not met'}.", ""]
     write_results(f"box_{args.name}-test", {"date": now, "head": head, "box": box, "baseline_all_ones": ones, "gain": gain},
                   lines)
-    write_card(args, out, chosen, minutes, val, box, ones, head)
+    write_card(args, out, chosen, minutes, val, box, ones, head, now)
 
 
 def rewrite_card(args) -> None:
@@ -145,7 +148,7 @@ def rewrite_card(args) -> None:
     val = json.loads((OUT / f"box_{args.results or args.name}-val.json").read_text())
     test = json.loads((OUT / f"box_{args.name}-test.json").read_text())
     write_card(args, WEIGHTS / f"{args.name}.safetensors", val["chosen_postprocess"], val["cpu_minutes"], val["validation"],
-               test["box"], test["baseline_all_ones"], test["head"])
+               test["box"], test["baseline_all_ones"], test["head"], test["date"])
 
 
 def baseline_test(args, reason: str) -> dict:
@@ -154,6 +157,8 @@ def baseline_test(args, reason: str) -> dict:
     path = resolve_checkpoint(args.baseline)
     if args.baseline_test is not None:
         record = json.loads(args.baseline_test.read_text())
+        if record.get("split") != "test":
+            raise SystemExit(f"{args.baseline_test} holds the {record.get('split')} split, not the test split")
         scored = record["checkpoint"]
         if file_sha256(resolve_checkpoint(scored)) != file_sha256(path):
             raise SystemExit(f"{args.baseline_test} scored another file than {args.baseline}")
@@ -165,7 +170,8 @@ def baseline_test(args, reason: str) -> dict:
     return ones
 
 
-def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dict, ones: dict, head: list[str]) -> None:
+def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dict, ones: dict, head: list[str],
+               scored: str) -> None:
     ours = val["ours"][chosen]
     steps = " ".join(f"{d:.3f}" for d in box["dice_per_step"])
     card = f"""# Model card: `{args.name}` (PixelDRL-MG, `lite`, segments inside a user's box)
@@ -188,7 +194,7 @@ Scored by (the test split; `benchmarks/results/box_{args.name}-test.md`, `-val.m
 | test, `{args.baseline}` | all ones | {interval(ones)} | {ones.get('empty_predictions', '?')} | {ones['hd95_nonempty']:.2f} | |
 
 Scored on the slices that hold the object (a user boxes an object that is there). The box is the truth's bounding box grown by
-{args.grow} pixels, a simulated user's box. Its test split was scored once ({dt.date.today().isoformat()}, logged in
+{args.grow} pixels, a simulated user's box. Its test split was scored once ({scored[:10]}, logged in
 `benchmarks/results/test_scorings.jsonl`). No MONAI BasicUNet was trained on the same box crops: the comparison here is with the
 model it was made from, not with a peer.
 """

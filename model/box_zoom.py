@@ -79,18 +79,28 @@ def zoomed_batch(model, config, x: torch.Tensor, size: tuple[int, int], t_max: i
     steps_taken = np.ones(b, np.int32)  # an empty start is its own fixed point
     step_masks = np.zeros((t_max, b, h, w), np.uint8) if return_steps else None
     step_actions = np.zeros((t_max, b, h, w), np.uint8) if return_steps else None
+    value = np.zeros((b, h, w), np.float32) if return_steps and config.arch != "unet" else None
     if live:
         crops, starts = zip(*(zoom_box(x[i], start[i], boxes[i], side) for i in live))
+        crops, starts = torch.stack(crops).to(x), torch.stack(starts).to(x)
         inner = config.replace(box_zoom=0, postprocess="none", window=0)
-        res = run_batch(model, inner, torch.stack(crops).to(x.dtype), (side, side), t_max, early_stop=early_stop,
-                        return_steps=return_steps, start=torch.stack(starts).to(x.dtype))
+        res = run_batch(model, inner, crops, (side, side), t_max, early_stop=early_stop, return_steps=return_steps,
+                        start=starts)
+        crop_value = None
+        if value is not None:  # the value map the GUI shows, of the final state, on the view the model has
+            _, v = model.step(model.encode(crops, start=starts[:, None]), res.last_mask.to(crops), with_value=True)
+            crop_value = v[:, 0].float()
+        inside = start[:, :h, :w].cpu().numpy() != 0  # a rough region resized twice may not leave it
         for j, i in enumerate(live):
             y0, y1, x0, x1 = boxes[i]
             back = (y1 - y0, x1 - x0)
-            final[i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.mask[j]), back).numpy()
+            keep = inside[i, y0:y1, x0:x1]
+            final[i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.mask[j]), back).numpy() & keep
             steps_taken[i] = res.steps_taken[j]
             if return_steps:
-                step_masks[:, i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.step_masks[:, j]), back).numpy()
+                step_masks[:, i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.step_masks[:, j]), back).numpy() & keep
                 step_actions[:, i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.step_actions[:, j]), back).numpy()
-    last = pad_to_multiple(torch.from_numpy(final).to(x.dtype)[:, None])[0]
-    return BatchResult(apply_postprocess(final, config.postprocess), steps_taken, step_masks, step_actions, last)
+            if crop_value is not None:
+                value[i, y0:y1, x0:x1] = resize(crop_value[j].cpu(), back).numpy()
+    last = pad_to_multiple(torch.from_numpy(final)[:, None].to(x))[0]
+    return BatchResult(apply_postprocess(final, config.postprocess), steps_taken, step_masks, step_actions, last, value)

@@ -165,6 +165,7 @@ class BatchResult:
     step_masks: np.ndarray | None  # (T, B, h, w); after a fixed point the last step repeats
     step_actions: np.ndarray | None  # (T, B, h, w)
     last_mask: torch.Tensor  # (B, 1, H, W) padded, the state the value map is taken of
+    value: np.ndarray | None = None  # (B, h, w) where the batch computed it itself (a box model, on its crops)
 
 
 def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int], t_max: int, *,
@@ -280,12 +281,14 @@ def iter_segment(
             if return_steps:
                 step_masks[:, idx] = res.step_masks
                 step_actions[:, idx] = res.step_actions
-                if config.arch == "unet":
+                if res.value is not None:
+                    value[idx] = res.value
+                elif config.arch == "unet":
                     value[idx] = 0.0  # the U-Net has no value map
                 else:
                     # The value map of the final state, the one the GUI shows.
                     m0 = None if start_t is None else padded_start(start_t, x)
-                    _, v = model.step(model.encode(x, start=m0), res.last_mask.to(x.dtype), with_value=True)
+                    _, v = model.step(model.encode(x, start=m0), res.last_mask.to(x), with_value=True)
                     value[idx] = v[:, 0, :h, :w].float().cpu().numpy()
             done += len(idx)
             yield Progress(done, n)

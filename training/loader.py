@@ -129,6 +129,8 @@ def epoch_batches(
             image, mask = images[i], masks[i]
             if settings.augment:
                 image, mask = augment_pair(image, mask, rng, settings.rotate)
+                if settings.box_zoom and not mask.any():  # rotated out of the slice: box the slice as it was
+                    image, mask = images[i], masks[i]
             if settings.box_zoom:
                 image, mask = box_zoom_crop(image, mask, settings.box_zoom, rng)
             else:

@@ -234,4 +234,6 @@ def finetune_config(base: TrainConfig, header: dict) -> TrainConfig:
     cfg.preset = (header.get("model") or {}).get("preset") or cfg.preset
     for name, value in trained_options(header).items():
         setattr(cfg, name, value)
+    if (header.get("model") or {}).get("box_zoom"):
+        cfg.start_boxes = 0.0  # a box model's every episode starts from its box (a widened model's old option)
     return cfg

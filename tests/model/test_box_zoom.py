@@ -47,6 +47,16 @@ def test_the_episode_runs_on_the_box_resized_and_comes_back_inside_it(boxed, blo
     outside = np.ones(truth.shape, bool)
     outside[14:50, 20:44] = False
     assert not seg.step_masks[:, outside].any()  # nothing outside the box, at any step
+    assert seg.value.shape == truth.shape and not seg.value[outside].any() and seg.value[~outside].any()
+
+
+def test_a_rough_region_is_never_left(boxed, blob_image):
+    net, config = boxed
+    image, truth = blob_image
+    yy, xx = np.mgrid[:64, :64]
+    region = ((yy - 31) ** 2 / 2.0 + (xx - 33) ** 2 < 15 ** 2).astype(np.uint8)  # a stroke, not a box
+    seg = segment(net, config, image, start_mask=region, return_steps=True)
+    assert not (seg.mask & ~region.astype(bool)).any() and not (seg.step_masks & ~region.astype(bool)).any()
 
 
 def test_a_box_of_the_models_side_is_the_plain_episode(boxed):
@@ -98,6 +108,12 @@ def test_training_crops_are_the_truths_box_grown_at_random(blob_image):
         np.testing.assert_array_equal(crop, ref.numpy())
         np.testing.assert_array_equal(mask, ref_mask.numpy())
     assert len({float(c.sum()) for c, _ in crops}) > 1  # the margins differ
+    corner = np.zeros_like(truth)
+    corner[0, 0] = 1  # a rotation can take it out of the slice: that slice is boxed unrotated
+    for epoch in range(6):
+        for _, yb in epoch_batches([x] * 4, [corner] * 4, batch_size=4, settings=CropSettings(box_zoom=16, rotate=45),
+                                   seed=0, epoch=epoch):
+            assert yb.any(axis=(1, 2)).all()
     settings = CropSettings(box_zoom=32, augment=True)
     (xb, yb), = list(epoch_batches([x, x], [truth, truth], batch_size=2, settings=settings, seed=0, epoch=0))
     assert xb.shape == (2, 1, 32, 32) and yb.shape == (2, 32, 32) and yb.any(axis=(1, 2)).all()
@@ -169,3 +185,13 @@ def test_zoom_to_box_keeps_the_weights(tmp_path, tiny_config, monkeypatch):
     assert zoomed.config.box_zoom == 64 and zoomed.config.replace(box_zoom=0) == config
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), zoomed.model.state_dict().values()))
     assert "box_zoom 64" in zoomed.info["widenings"][-1]["what"]
+
+
+def test_a_fine_tune_of_a_box_model_drops_an_inherited_start_boxes():
+    from napari_pixeldrl.training.train_config import TrainConfig, finetune_config
+
+    trained = {**TrainConfig().to_dict(), "start_boxes": 0.5}
+    header = {"model": {"preset": "lite", "box_zoom": 64}, "info": {"train": trained}}
+    assert finetune_config(TrainConfig(), header).start_boxes == 0.0
+    header["model"]["box_zoom"] = 0
+    assert finetune_config(TrainConfig(), header).start_boxes == 0.5
