@@ -26,7 +26,8 @@ def test_a_long_notification_opens_to_its_full_text(make_napari_viewer, qtbot):
         pytest.skip("napari showed no toast in this session (its window is not active)")
     qtbot.waitUntil(lambda: bool(toast.property("expanded")), timeout=3000)
     assert toast.timer.interval() >= 60 * len(message)  # up long enough to read
-    assert toast.height() > toast.minimumHeight()
+    # napari grows the toast by an animation after it sets "expanded": wait for it, as a loaded machine is slow
+    qtbot.waitUntil(lambda: toast.height() > toast.minimumHeight(), timeout=3000)
 
 
 def test_a_short_notification_stays_as_napari_draws_it(make_napari_viewer, qtbot):
