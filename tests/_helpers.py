@@ -47,9 +47,16 @@ class Heartbeat:
     """
 
     def __init__(self, qtbot, interval_ms: int = 20):
+        import os
         import time
 
+        import pytest
         from qtpy.QtCore import QTimer
+
+        if not os.environ.get("PIXELDRL_TIMED_TESTS"):
+            # A stall limit in wall time passes or fails with the machine, so it is not in the
+            # default suite (the project measures speed in benchmarks, not in timed tests).
+            pytest.skip("a timed test of GUI stalls: run it with PIXELDRL_TIMED_TESTS=1 on a quiet machine")
 
         self.beats: list[float] = []
         self.cpu: list[float] = []
