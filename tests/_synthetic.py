@@ -5,6 +5,20 @@ import torch
 
 from napari_pixeldrl.training.synthetic import discs  # noqa: F401  (re-exported for the tests)
 
+def disc_folder(root, empty=()):
+    """A folder dataset of 10 patients, one 64x64 disc slice each; the patients in ``empty`` hold no object."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    images, masks = discs(10, 0)
+    for i, (im, m) in enumerate(zip(images, masks)):
+        m = m * 0 if i in empty else m
+        Image.fromarray((im[0] * 255).astype(np.uint8)).save(root / "images" / f"p{i}__0.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"p{i}__0.png")
+    return root
+
+
 TINY = dict(widths=(4, 8, 8, 8), head_widths=(8, 8), head_dilations=(1, 2), context_channels=8, fine_channels=4)
 
 

@@ -20,6 +20,8 @@ from napari_pixeldrl.training.cli import main
 from napari_pixeldrl.training.loader import CropSettings, box_zoom_crop, epoch_batches
 from napari_pixeldrl.training.prompts import BOX_GROW_MAX
 
+from _synthetic import disc_folder
+
 
 @pytest.fixture
 def boxed(tiny_config):
@@ -119,24 +121,10 @@ def test_training_crops_are_the_truths_box_grown_at_random(blob_image):
     assert xb.shape == (2, 1, 32, 32) and yb.shape == (2, 32, 32) and yb.any(axis=(1, 2)).all()
 
 
-def _folder(root):
-    """A folder dataset of 10 patients, one 64x64 disc slice each, and one empty slice."""
-    from PIL import Image
-
-    from napari_pixeldrl.training.synthetic import discs
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    images, masks = discs(10, 0)
-    masks[0][:] = 0
-    for i, (im, m) in enumerate(zip(images, masks)):
-        Image.fromarray((im[0] * 255).astype(np.uint8)).save(root / "images" / f"p{i}__0.png")
-        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"p{i}__0.png")
-    return root
 
 
 def test_train_box_zoom_trains_on_boxes_and_validates_from_them(capsys, tmp_path):
-    root = _folder(tmp_path / "data")
+    root = disc_folder(tmp_path / "data", empty=(0,))  # patient 0 holds no object
     common = ["--dataset", "folder", "--data", str(root), "--t-max", "2", "--threads", "1", "--no-progress",
               "--epochs", "1", "--out"]
     assert main(["train", *common, str(tmp_path / "run"), "--box-zoom", "32"]) == 0, capsys.readouterr().err

@@ -8,6 +8,8 @@ from napari_pixeldrl.model.checkpoint import save_checkpoint
 from napari_pixeldrl.model.network import build_model
 from napari_pixeldrl.training.cli import main
 
+from _synthetic import disc_folder
+
 
 def run(capsys, *argv):
     code = main(list(argv))
@@ -181,17 +183,7 @@ def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, 
 
 def _disc_folder(root):
     """A folder dataset of 10 patients, one 64x64 disc slice each."""
-    from PIL import Image
-
-    from napari_pixeldrl.training.synthetic import discs
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    images, masks = discs(10, 0)
-    for i, (im, m) in enumerate(zip(images, masks)):
-        Image.fromarray((im[0] * 255).astype(np.uint8)).save(root / "images" / f"p{i}__0.png")
-        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"p{i}__0.png")
-    return root
+    return disc_folder(root)
 
 
 def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
