@@ -25,16 +25,12 @@ import sys
 from pathlib import Path
 
 from _runs import DATA, ROOT, command_cpu_minutes, evaluate, file_sha256, log_test_scoring, write_results
+from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from napari_pixeldrl.training.bench import machine
 
 WEIGHTS = ROOT / "model" / "weights"
 GAIN = 0.05  # issue 16: from a box + 10, at least the all-ones DICE + 0.05
-
-
-def interval(s: dict) -> str:
-    lo, hi = s["dice_ci95"]
-    return f"{s['dice']:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
 def row(label: str, s: dict) -> str:
