@@ -268,6 +268,7 @@ class Trainer:
         self.net.load_state_dict(model_state)
         self.optimizer.load_state_dict(body["optimizer"])
         self.scheduler.load_state_dict(body["scheduler"])
+        self._apply_learning_rate()
         if self.scaler is not None and body.get("scaler"):
             self.scaler.load_state_dict(body["scaler"])
         restore_rng(body["rng"])
@@ -287,6 +288,23 @@ class Trainer:
             except CheckpointError:
                 pass
         return int(meta["epoch"])
+
+    def _apply_learning_rate(self) -> None:
+        """A resumed run takes the config's learning rate where it differs from the one the
+        run started with (``--lr`` on ``--resume``, e.g. a lower rate for the last epochs):
+        every group and the step schedule are scaled alike, so the reward filter keeps its
+        ratio and the decay its place. Without it, the saved optimizer's rate would silently win."""
+        started = self.scheduler.base_lrs[0]
+        factor = self.config.lr / started
+        if abs(factor - 1.0) < 1e-9:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            group["initial_lr"] *= factor
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        print(f"note: learning rate {started:g} -> {self.config.lr:g} from here on (the schedule's decay kept)",
+              file=sys.stderr)
 
     def _keep_boxed_slices(self) -> None:
         """A box_zoom model learns inside the truth's box: it trains on the slices that hold
@@ -503,8 +521,8 @@ class Trainer:
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch + 1}, episode {episode}: the loss is not finite{where} "
                     f"(here {stats.loss}){kept}. "
-                    "Fine-tune from that checkpoint into another --out with a lower --lr, or check the loss weights "
-                    "(--resume restores the saved learning rate)")
+                    "Resume with a lower --lr, fine-tune from that checkpoint into another --out, "
+                    "or check the loss weights")
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)

@@ -49,6 +49,26 @@ def test_run_folder_and_resume_continue_epochs_and_best(tmp_path):
     assert t2.scheduler.last_epoch == 3
 
 
+def test_resume_takes_a_new_learning_rate_and_keeps_the_saved_one_otherwise(tmp_path, capsys):
+    """--lr on --resume (a lower rate for the last epochs) must reach the optimizer; the saved
+    optimizer state would otherwise silently keep the old one. The reward filter's group keeps
+    its ratio to the rest and the step schedule its decay."""
+    data = discs(4, 0)
+    first = Trainer(tiny(epochs=1, lr=1e-3, lr_step_epochs=1, lr_decay=0.5), data, discs(2, 1), tmp_path)
+    first.fit()
+    before = [g["lr"] for g in first.optimizer.param_groups]
+    assert len(before) == 2  # the reward filter's own group
+    t = Trainer(tiny(epochs=2, lr=1e-4, lr_step_epochs=1, lr_decay=0.5), data, discs(2, 1), tmp_path)
+    r = t.fit(resume=True)
+    assert [round(row["lr"], 12) for row in r.history] == [1e-3, 0.5e-4]  # epoch 2: 1e-4 decayed once
+    after = [g["lr"] for g in t.optimizer.param_groups]
+    assert after[1] / after[0] == pytest.approx(before[1] / before[0])
+    assert "learning rate 0.001 -> 0.0001" in capsys.readouterr().err
+    # Resumed without a new rate: the decayed saved rate goes on.
+    t3 = Trainer(tiny(epochs=3, lr=1e-4, lr_step_epochs=1, lr_decay=0.5), data, discs(2, 1), tmp_path)
+    assert t3.fit(resume=True).history[-1]["lr"] == pytest.approx(0.25e-4)
+
+
 def test_checkpoints_carry_the_episode_length_they_were_trained_with(tmp_path):
     # The tiny preset's config says 10 steps; a run trained with 2 must infer with 2 by
     # default, and resuming (which checks the run's own config) still works.
