@@ -456,7 +456,9 @@ def cmd_evaluate(args) -> int:
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
-    if config.window:
+    if config.box_zoom:
+        name += f", inside the box at {config.box_zoom} x {config.box_zoom}"
+    elif config.window:
         name += f", {config.window}-pixel windows"
     if grow is not None:
         name += f", from the box + {grow} px"
@@ -466,7 +468,7 @@ def cmd_evaluate(args) -> int:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess,
-                          "window": config.window, "start_from": args.start_from, "object_slices_only": object_only}))
+                          "window": 0 if config.box_zoom else config.window, "box_zoom": config.box_zoom, "start_from": args.start_from, "object_slices_only": object_only}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")

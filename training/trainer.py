@@ -344,8 +344,10 @@ class Trainer:
             return images, masks, None
         keep = [i for i, m in enumerate(masks) if np.any(m)]
         if not keep:
+            instead = ("validate from all ones (--val-start ones), or, for a box model (validated from boxes only), "
+                       "on more slices (--val-max-slices) or another split")
             raise InputError(f"--val-start box:{grow} scores the validation slices that hold the object, and none of "
-                             f"the {n} does; validate from all ones (--val-start ones)")
+                             f"the {n} does; {instead}")
         masks = [masks[i] for i in keep]
         return [images[i] for i in keep], masks, box_start_masks(masks, grow)
 

@@ -183,3 +183,12 @@ def test_a_fine_tune_of_a_box_model_drops_an_inherited_start_boxes():
     assert finetune_config(TrainConfig(), header).start_boxes == 0.0
     header["model"]["box_zoom"] = 0
     assert finetune_config(TrainConfig(), header).start_boxes == 0.5
+
+
+def test_a_window_is_refused_for_a_box_model_rather_than_ignored(boxed):
+    from napari_pixeldrl.model.window import with_window
+
+    _, config = boxed
+    with pytest.raises(InputError, match="does nothing for a box model"):
+        with_window(config, "64")
+    assert with_window(config, "0").window == 0 and with_window(config, "auto") is config
