@@ -41,6 +41,17 @@ def model_channels(source) -> int | None:
         return None
 
 
+def model_box_zoom(source) -> int:
+    """The side a box model segments its start box at (model config ``box_zoom``); 0 for a
+    model that segments whole slices, or when the header cannot be read."""
+    from napari_pixeldrl.model.checkpoint import header_of
+
+    try:
+        return int(header_of(source)["model"].get("box_zoom") or 0)
+    except Exception:  # noqa: BLE001 - only a hint is lost; the run says what is wrong
+        return 0
+
+
 def bundled_channels() -> dict[str, int | None]:
     """{bundled model name: input channels}, read once."""
     global _channels

@@ -30,7 +30,7 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_channels
+from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_box_zoom, model_channels
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.model.episode import KEPT, ZEROED
 
@@ -65,6 +65,7 @@ class SegmentWidget(QWidget):
         self._models: dict[str, object] = {}  # name -> path or LoadedModel
         self._cache: dict[str, object] = {}  # name -> LoadedModel (loaded once)
         self._channels: dict[str, int | None] = {}  # name -> input channels
+        self._box_sides: dict[str, int] = {}  # name -> box_zoom (0: whole slices)
         self._model_chosen = False  # the user picked a model: never switched for them
         self.worker = None
         self._cancel = threading.Event()
@@ -136,6 +137,7 @@ class SegmentWidget(QWidget):
         self.refresh_models()
         self._refresh_layers()
         self.image_combo.currentTextChanged.connect(lambda _: self._default_model())
+        self.model_combo.currentTextChanged.connect(lambda _: self._explain_model())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.viewer.layers.events.reordered.connect(self._refresh_layers)
@@ -186,12 +188,14 @@ class SegmentWidget(QWidget):
         if current in self._models:
             self.model_combo.setCurrentText(current)
         self.model_combo.blockSignals(False)
+        self._explain_model()
 
     def add_model(self, name: str, source, select: bool = True) -> str:
         """Offer a model (a checkpoint path or a LoadedModel, e.g. from the Train widget)."""
         self._models[name] = source
         self._cache.pop(name, None)
         self._channels.pop(name, None)
+        self._box_sides.pop(name, None)
         if select:  # a model loaded or trained for this is the user's choice
             self._model_chosen = True
         self.refresh_models(select=name if select else None)
@@ -211,6 +215,32 @@ class SegmentWidget(QWidget):
         if name not in self._channels:
             self._channels[name] = model_channels(self._cache.get(name, self._models.get(name)))
         return self._channels[name]
+
+    def box_side(self, name: str) -> int:
+        """box_zoom of an offered model (read once per name): a box model segments only inside
+        a start layer's box, at this side; 0 for a model of whole slices."""
+        if name not in self._box_sides:
+            source = self._cache.get(name, self._models.get(name))
+            self._box_sides[name] = model_box_zoom(source) if source is not None else 0
+        return self._box_sides[name]
+
+    def _box_hint(self, name: str) -> str:
+        return (f"{name} segments inside a box: draw a rectangle in a Shapes layer (or paint a region in a Labels "
+                f"layer) around the object and choose it under Start from.")
+
+    def _explain_model(self) -> None:
+        """Say before a run that a box model needs a start layer, and keep the window choice,
+        which does nothing for it, out of reach."""
+        name = self.model_combo.currentText()
+        boxed = name in self._models and self.box_side(name) > 0
+        if boxed:
+            self.window_combo.setCurrentIndex(0)  # the model's choice: a box model has no window
+        self.window_combo.setEnabled(not boxed)
+        if self.worker is None and not self._busy:
+            if boxed:
+                self.status.setText(self._box_hint(name))
+            elif self.status.text().endswith("choose it under Start from."):
+                self.status.setText("")
 
     def _default_model(self) -> None:
         """Until the user picks a model, offer one that takes the image's channels (RGB: 3)."""
@@ -259,6 +289,9 @@ class SegmentWidget(QWidget):
                 "No model chosen: pick 'Load checkpoint file...' and choose a .safetensors checkpoint saved by napari-pixeldrl "
                 "(or a .zip package made by pixeldrl export).",
             )
+            return None
+        if self.box_side(model_name) and self.start_combo.currentText() == WHOLE_IMAGE:
+            _notify("warning", self._box_hint(model_name))
             return None
         self._queue = self.same_shape_images(name)[1:] if self.all_check.isChecked() else []
         self._cancel = threading.Event()

@@ -228,7 +228,11 @@ def cmd_demo(args) -> None:
     from napari_pixeldrl.core.io import check_output_folder
 
     check_output_folder(args.out)
-    samples = ["lgg", "heart"] if args.sample == "all" else [args.sample]
+    from napari_pixeldrl.training.demo import DEMOS, SAMPLE_OF
+
+    samples = list(DEMOS) if args.sample == "all" else [args.sample]
+    if args.checkpoint and args.sample == "all":  # one given model: once per sample, not twice on the heart
+        samples = [s for s in samples if s not in SAMPLE_OF]
     results = [run_demo(s, args.checkpoint, args.out, device=choose_device(args.device),
                         progress=not args.json and sys.stderr.isatty()) for s in samples]
     if args.json:
@@ -247,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="segment the bundled sample with the bundled model; metrics and a Fig. 4 PNG")
-    p.add_argument("--sample", default="all", choices=("all", "lgg", "heart"))
+    p.add_argument("--sample", default="all", choices=("all", "lgg", "heart", "heart-box"),
+                   help="heart-box: the box model on the heart sample, each slice from the truth's box + 10 px "
+                        "(a simulated user's box); default all three")
     p.add_argument("--checkpoint", help="use this checkpoint instead of the bundled model")
     p.add_argument("--out", default="pixeldrl-demo", help="folder for the PNGs (default: ./pixeldrl-demo)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

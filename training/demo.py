@@ -2,6 +2,10 @@
 
 The sample patients are in the test part of the default split by patient, so the bundled
 models never saw them: the figures printed here are test figures on one patient.
+
+``heart-box`` runs the box model on the heart sample as a user would: each slice that holds
+the object starts from its box (the truth's bounding box grown by 10 pixels, a simulated
+user's box), and only those slices are scored.
 """
 
 from __future__ import annotations
@@ -9,38 +13,50 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.model.inference import iter_segment, prepare_slices
 from napari_pixeldrl.sample_data import SAMPLES
 
 from .evaluate import pick_slices, plot_steps
 from .metrics import METRIC_NAMES, aggregate, slice_metrics, volume_metrics
+from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks
 from .predict import run_with_progress
 
-# Which bundled model fits which sample.
-MODEL_FOR_SAMPLE = {"lgg": "lgg", "heart": "heart"}
+# Which bundled model fits which demo, and the sample it runs on.
+MODEL_FOR_SAMPLE = {"lgg": "lgg", "heart": "heart", "heart-box": "heart-box"}
+SAMPLE_OF = {"heart-box": "heart"}
+DEMOS = tuple(MODEL_FOR_SAMPLE)
 
 
 def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo", *, device="cpu", fig_slices: int = 3,
              progress: bool = False) -> dict:
-    """Segment the sample ``sample`` ('lgg' or 'heart'); write ``<out_dir>/<sample>_steps.png``.
-    ``progress``: a progress bar on stderr."""
-    data = SAMPLES[sample]()
+    """Segment the sample of demo ``sample`` (one of :data:`DEMOS`); write
+    ``<out_dir>/<sample>_steps.png``. A box model (``heart-box``, or a given checkpoint with
+    ``box_zoom``) starts each slice that holds the object from its box + 10 pixels and is
+    scored on those slices. ``progress``: a progress bar on stderr."""
+    data = SAMPLES[SAMPLE_OF.get(sample, sample)]()
     loaded = load_checkpoint(checkpoint or MODEL_FOR_SAMPLE[sample])
     channel_axis = -1 if data.rgb else None
+    starts, scored = None, list(range(len(data.mask)))
+    if loaded.config.box_zoom:
+        starts = np.stack(box_start_masks(data.mask, BOX_ZOOM_VAL_GROW))
+        scored = [z for z in scored if data.mask[z].any()]
     seg = run_with_progress(
         iter_segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True,
-                     device=device, source=str(data.image_path)),
+                     device=device, source=str(data.image_path), start_mask=starts),
         f"segmenting the {sample} sample", enabled=progress)
     in_plane = tuple(data.spacing[-2:]) if data.affine is not None else None
-    per_slice = [slice_metrics(seg.mask[z], data.mask[z], spacing=in_plane) for z in range(len(data.mask))]
+    per_slice = [slice_metrics(seg.mask[z], data.mask[z], spacing=in_plane) for z in scored]
     summary = aggregate(per_slice)
-    volume = volume_metrics(seg.mask, data.mask, spacing=tuple(data.spacing) if data.affine is not None else None)
+    spacing = tuple(data.spacing) if data.affine is not None else None
+    volume = volume_metrics(seg.mask[scored], data.mask[scored], spacing=spacing)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{"dice": r["dice"]} for r in per_slice]
-    chosen = sorted(pick_slices(rows, fig_slices))
+    chosen = sorted(scored[i] for i in pick_slices(rows, fig_slices))
     slices, _ = prepare_slices(data.image, seg.layout)
     preds = [
         SimpleNamespace(mask=seg.mask[z], step_masks=seg.step_masks[:, z], step_actions=seg.step_actions[:, z],
@@ -49,12 +65,14 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
     ]
     figure = out_dir / f"{sample}_steps.png"
     plot_steps([slices[z] for z in chosen], [data.mask[z] for z in chosen], preds, figure,
-               titles=[f"{data.meta.get('case', sample)} z={z}" for z in chosen], postprocess=loaded.config.postprocess)
+               titles=[f"{data.meta.get('case', sample)} z={z}" for z in chosen], postprocess=loaded.config.postprocess,
+               starts=None if starts is None else [starts[z] for z in chosen])
     return {
         "sample": sample,
         "case": data.meta.get("case"),
         "model": str(loaded.path),
         "slices": len(per_slice),
+        "start": "all ones" if starts is None else f"the truth's box + {BOX_ZOOM_VAL_GROW} px on the slices that hold it",
         "steps_taken": seg.steps_taken.tolist(),
         "slice_mean": {k: summary[k]["mean"] for k in METRIC_NAMES},
         "volume": {k: float(volume[k]) for k in METRIC_NAMES},
@@ -66,6 +84,8 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
 
 def format_demo(result: dict) -> str:
     head = f"{result['sample']}: {result['case']} ({result['slices']} slices), model {Path(result['model']).name}"
+    if result.get("start", "all ones") != "all ones":
+        head += f", from {result['start']}"
     if result.get("postprocess", "none") != "none":
         head += f", post-processing {result['postprocess']}"
     names = "".join(f"{k.upper():>8}" for k in METRIC_NAMES)

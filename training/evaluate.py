@@ -89,7 +89,8 @@ def evaluate(
         plot_dice_per_step(dice_per_step, out_dir / "dice_per_step.png")
         chosen = pick_slices(rows, fig_slices)
         plot_steps([images[i] for i in chosen], [masks[i] for i in chosen], [preds[i] for i in chosen], out_dir / "steps.png",
-                   titles=[f"{patients[i]} #{slice_index[i]}" for i in chosen], postprocess=config.postprocess)
+                   titles=[f"{patients[i]} #{slice_index[i]}" for i in chosen], postprocess=config.postprocess,
+                   starts=None if start_masks is None else [start_masks[i] for i in chosen])
     return out
 
 
@@ -166,11 +167,13 @@ def _crop_box(*masks, margin: int = 12, least: int = 64):
     return span(ys.min(), ys.max(), h), span(xs.min(), xs.max(), w)
 
 
-def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none") -> None:
+def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none", starts=None) -> None:
     """Fig. 4, readable: per slice, a row of masks m(t) with their DICE and a row of the
     pixels each step zeroed, for the steps the episode took (its stop marked), cropped
-    around the object. Step 1 zeroes most of the background, which is no news, so its
-    zeroed pixels are drawn faint; later steps' in strong red. A legend says what the
+    around the object. From all ones step 1 zeroes most of the background, which is no
+    news, so its zeroed pixels are drawn faint; later steps' in strong red. ``starts``:
+    each slice's m(0) where the episodes started from a rough mask (a box): its outline is
+    drawn, and step 1's removals inside it are news, drawn strong. A legend says what the
     colours mean; the final outline says when it was post-processed."""
     from matplotlib.patches import Patch
 
@@ -184,23 +187,27 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
         top, bottom = axes[2 * r], axes[2 * r + 1]
         gray = im[min(1, im.shape[0] - 1)] if im.shape[0] in (2, 3) else im[0]
         first = p.step_masks[0] if n else p.mask
-        box = _crop_box(gt, first, p.mask)
+        start = None if starts is None else np.asarray(starts[r]) > 0
+        box = _crop_box(gt, first, p.mask, *([] if start is None else [start]))
         g, truth, final = gray[box], gt[box] > 0, p.mask[box] > 0
         post = n and not np.array_equal(p.mask, p.step_masks[n - 1])
         top[0].imshow(g, cmap="gray")
         top[0].contour(truth, levels=[0.5], colors="lime", linewidths=1.0)
         top[0].contour(final, levels=[0.5], colors="yellow", linewidths=1.0)
+        if start is not None:
+            top[0].contour(start[box], levels=[0.5], colors="cyan", linewidths=1.0, linestyles="dashed")
         head = titles[r] if titles else "image"
         top[0].set_title(f"{head}\nfinal DICE {overlap_metrics(final, truth)['dice']:.3f}" + (f"\n(outline: {postprocess})" if post else ""),
                          fontsize=8)
         bottom[0].axis("off")
-        bottom[0].legend(handles=[Patch(color="lime", label="truth G (outline)"),
-                                  Patch(color="yellow", label="final mask (outline)"),
-                                  Patch(color=(0.25, 0.5, 1.0), label="m(t): kept"),
-                                  Patch(color="red", label="zeroed at step t"),
-                                  Patch(color=(1.0, 0.75, 0.6), label="zeroed at step 1 (faint)")],
-                         loc="center", fontsize=8, frameon=False)
-        actions = action_map(p.step_masks[:n]) if n else None
+        handles = [Patch(color="lime", label="truth G (outline)"), Patch(color="yellow", label="final mask (outline)")]
+        if start is not None:
+            handles.append(Patch(color="cyan", label="start m(0) (dashed)"))
+        handles += [Patch(color=(0.25, 0.5, 1.0), label="m(t): kept"), Patch(color="red", label="zeroed at step t")]
+        if start is None:
+            handles.append(Patch(color=(1.0, 0.75, 0.6), label="zeroed at step 1 (faint)"))
+        bottom[0].legend(handles=handles, loc="center", fontsize=8, frameon=False)
+        actions = action_map(p.step_masks[:n], start) if n else None
         rgb = np.dstack([g] * 3).astype(float)
         rgb = (rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-9)
         for t in range(n):
@@ -213,7 +220,7 @@ def plot_steps(images, masks, preds, path, titles=None, postprocess: str = "none
             top[t + 1].contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
             stop = " (stop)" if t == n - 1 and n < len(p.step_masks) else ""
             top[t + 1].set_title(f"m({t + 1}){stop}\nDICE {overlap_metrics(m, truth)['dice']:.3f}", fontsize=8)
-            colour, weight = ((1.0, 0.75, 0.6), 0.5) if t == 0 else ((1.0, 0.0, 0.0), 0.9)
+            colour, weight = ((1.0, 0.75, 0.6), 0.5) if t == 0 and start is None else ((1.0, 0.0, 0.0), 0.9)
             over[zeroed] = (1 - weight) * over[zeroed] + weight * np.array(colour)
             bottom[t + 1].imshow(over)
             bottom[t + 1].set_title(f"a({t + 1}): {int(zeroed.sum())} px zeroed", fontsize=8)

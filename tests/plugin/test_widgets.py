@@ -174,6 +174,32 @@ def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, error
     assert errors == [("error", res.message)]  # told to the user, once
 
 
+def test_a_box_model_asks_for_a_start_layer_before_it_runs(make_napari_viewer, qtbot, ckpt, tiny_config, tmp_path,
+                                                           errors):
+    """Chosen, a box model says at once that it needs a start layer, and keeps the window
+    choice (which does nothing for it) out of reach; Run without one is refused, not started."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
+    viewer.add_shapes([np.array([[4, 6], [4, 20], [18, 20], [18, 6]])], shape_type="rectangle", name="box")
+    w = make_widget(viewer, ckpt(1))
+    plain = w.model_combo.currentText()
+    assert w.window_combo.isEnabled() and "Start from" not in w.status.text()
+    w.window_combo.setCurrentIndex(2)
+    cfg = tiny_config(box_zoom=16)
+    boxed = w.add_checkpoint(save_checkpoint(tmp_path / "boxed.safetensors", build_model(cfg), cfg))
+    assert w.model_combo.currentText() == boxed
+    assert "segments inside a box" in w.status.text() and "Start from" in w.status.text()
+    assert not w.window_combo.isEnabled() and w.window_combo.currentData() == "auto"
+    w.model_combo.setCurrentText(plain)
+    assert w.window_combo.isEnabled() and w.status.text() == ""
+    w.model_combo.setCurrentText(boxed)
+    assert w.run() is None and w.worker is None
+    assert errors and "segments inside a box" in errors[-1][1]
+    w.start_combo.setCurrentText("box")
+    res = run_and_wait(qtbot, w)
+    assert isinstance(res, M.SegmentDone), res
+
+
 def test_segment_rgb_2d_with_rgb_model(make_napari_viewer, qtbot, ckpt, errors):
     viewer = make_napari_viewer()
     rgb = np.random.default_rng(1).integers(0, 255, (32, 32, 3)).astype(np.uint8)

@@ -181,6 +181,30 @@ def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, 
     assert code == 2 and "lgg_image.tif" in err
 
 
+def test_demo_of_a_box_model_starts_from_boxes_and_scores_the_boxed_slices(capsys, tmp_path, tiny_config, monkeypatch):
+    """heart-box's demo: each slice that holds the object starts from its box + 10 px, only
+    those are scored, and the figure draws the start (the box) and step 1's removals in it."""
+    import torch
+
+    from napari_pixeldrl.sample_data import load_heart_sample
+    from napari_pixeldrl.training import demo
+
+    torch.manual_seed(0)
+    cfg = tiny_config("lite", box_zoom=32, t_max=2)
+    ckpt = save_checkpoint(tmp_path / "boxed.safetensors", build_model(cfg), cfg)
+    drawn = {}
+    real = demo.plot_steps
+    monkeypatch.setattr(demo, "plot_steps", lambda *a, **k: (drawn.update(k), real(*a, **k)))
+    code, out, err = run(capsys, "demo", "--sample", "heart-box", "--checkpoint", str(ckpt), "--out", str(tmp_path / "d"),
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    truth = load_heart_sample().mask
+    assert result["slices"] == int(truth.reshape(len(truth), -1).any(axis=1).sum()) and "box + 10" in result["start"]
+    assert len(drawn["starts"]) == len(drawn["titles"]) and all(s.any() for s in drawn["starts"])
+    assert (tmp_path / "d" / "heart-box_steps.png").stat().st_size > 10_000
+
+
 def _disc_folder(root):
     """A folder dataset of 10 patients, one 64x64 disc slice each."""
     return disc_folder(root)
