@@ -21,7 +21,7 @@ from napari_pixeldrl.sample_data import SAMPLES
 
 from .evaluate import pick_slices, plot_steps
 from .metrics import METRIC_NAMES, aggregate, slice_metrics, volume_metrics
-from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks
+from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks, object_slices
 from .predict import run_with_progress
 
 # Which bundled model fits which demo, and the sample it runs on.
@@ -42,7 +42,7 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
     starts, scored = None, list(range(len(data.mask)))
     if loaded.config.box_zoom:
         starts = np.stack(box_start_masks(data.mask, BOX_ZOOM_VAL_GROW))
-        scored = [z for z in scored if data.mask[z].any()]
+        scored = object_slices(data.mask)
     seg = run_with_progress(
         iter_segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True,
                      device=device, source=str(data.image_path), start_mask=starts),

@@ -26,6 +26,12 @@ def parse_start(text: str | None) -> int | None:
     return int(grow)
 
 
+def object_slices(truths) -> list[int]:
+    """Indices of the slices whose truth holds the object: the ones a user would box, so the
+    ones scored from boxes (an empty box on an empty slice would score 1 for free)."""
+    return [i for i, t in enumerate(truths) if np.any(t)]
+
+
 def truth_box(truth: np.ndarray, grow: int) -> np.ndarray:
     """(H, W) uint8: the bounding box of ``truth`` grown by ``grow`` pixels, clipped to the
     slice; all zeros where the truth is empty."""

@@ -40,7 +40,7 @@ from .loader import CropSettings, batches_per_epoch, epoch_batches
 from .metrics import overlap_metrics
 from .pa3c import PA3CObjective
 from .predict import predict_slices
-from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks
+from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks, object_slices
 from .run_lock import RunFolderLock, remove_stale_temporaries
 from .state import load_training_state, restore_rng, save_training_state
 from .supervised import SupervisedObjective
@@ -317,7 +317,7 @@ class Trainer:
         if c.start_boxes:
             raise InputError("--start-boxes does nothing for a box_zoom model: every episode starts from the box it was "
                              "cut from; leave it out")
-        keep = [i for i, m in enumerate(self.train_data.masks) if np.any(m)]
+        keep = object_slices(self.train_data.masks)
         if not keep:
             raise InputError("a box_zoom model trains on slices that hold the object, and none of the training slices does")
         self.train_data.images = [self.train_data.images[i] for i in keep]
@@ -342,7 +342,7 @@ class Trainer:
         images, masks, grow = data.images[:n], data.masks[:n], self.config.val_start_grow
         if grow is None:
             return images, masks, None
-        keep = [i for i, m in enumerate(masks) if np.any(m)]
+        keep = object_slices(masks)
         if not keep:
             instead = ("validate from all ones (--val-start ones), or, for a box model (validated from boxes only), "
                        "on more slices (--val-max-slices) or another split")
