@@ -1,70 +1,62 @@
 """The Train widget's live learning curves: loss, mean reward, validation DICE.
 
-Drawing happens on the GUI thread, so it must be cheap: a full matplotlib redraw of the
-three axes cost ~100 ms on a quiet 2-core machine and ~250 ms on a loaded one (with
-tight_layout and default ticks), enough to break the 200 ms responsiveness bound if done
-every second. So the layout is fixed, the ticks few, and the axes, ticks and titles
-are drawn only when a limit has to grow (limits grow with headroom, so that is rare), and
-every other update restores the cached background and draws just the three lines
-(matplotlib blitting: animated artists, ``copy_from_bbox`` / ``restore_region`` / ``blit``).
+Drawing happens on the GUI thread while the training worker holds the GIL much of the
+time, so it must be cheap. A matplotlib canvas was not: each redraw of its axes and text
+(needed whenever a limit grew, first of all when the first losses arrived) took 0.13-0.31 s
+of the GUI thread during training, the Train widget's only GUI stalls. pyqtgraph draws
+with Qt's own painter: new points and a re-ranged axis cost a few milliseconds.
 """
 
 from __future__ import annotations
 
 import math
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
-HEADROOM = 0.5  # a limit that must grow grows by this fraction of the data's span on top
+import pyqtgraph as pg
 
 
-class LiveCurves(FigureCanvasQTAgg):
-    """A canvas with three stacked axes; feed it points, call :meth:`redraw` when convenient."""
+class LiveCurves(pg.GraphicsLayoutWidget):
+    """Three stacked plots sharing the epoch axis; feed them points, call :meth:`redraw`
+    when convenient (the widget's timer does)."""
 
     def __init__(self):
-        self.figure = Figure(figsize=(3.5, 4.2))
-        super().__init__(self.figure)
-        # Fixed margins: tight_layout on a draw doubled its cost.
-        self.figure.subplots_adjust(left=0.2, right=0.97, top=0.94, bottom=0.1, hspace=0.5)
-        self.ax_loss, self.ax_reward, self.ax_dice = self.figure.subplots(3, 1, sharex=True)
-        for ax, title in ((self.ax_loss, "loss"), (self.ax_reward, "mean reward"), (self.ax_dice, "validation DICE")):
-            ax.set_title(title, fontsize=8)
-            ax.tick_params(labelsize=7)
-            # Few ticks: text is most of a full draw's cost (3 y ticks: 80 ms against 130 ms).
-            ax.yaxis.set_major_locator(MaxNLocator(3))
-            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
-        self.ax_dice.set_xlabel("epoch", fontsize=7)
-        self.ax_dice.set_ylim(0, 1)
+        super().__init__()
+        self.plots = []
+        for row, title in enumerate(("loss", "mean reward", "validation DICE")):
+            plot = self.addPlot(row=row, col=0)
+            plot.setTitle(title, size="8pt")
+            plot.setMouseEnabled(x=False, y=False)
+            plot.hideButtons()
+            plot.setMenuEnabled(False)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).setStyle(tickFont=_small_font())
+            self.plots.append(plot)
+        self.plot_loss, self.plot_reward, self.plot_dice = self.plots
+        for plot in self.plots[:2]:
+            plot.setXLink(self.plot_dice)
+            plot.enableAutoRange(axis="y")
+        self.plot_dice.setLabel("bottom", "epoch", size="7pt")
+        self.plot_dice.setYRange(0, 1, padding=0)
+        self.plot_dice.enableAutoRange(axis="y", enable=False)
         self.lines = (
-            self.ax_loss.plot([], [], lw=1, animated=True)[0],
-            self.ax_reward.plot([], [], lw=1, color="tab:green", animated=True)[0],
-            self.ax_dice.plot([], [], marker=".", color="tab:red", animated=True)[0],
+            self.plot_loss.plot([], [], pen=pg.mkPen("#1f77b4", width=1)),
+            self.plot_reward.plot([], [], pen=pg.mkPen("#2ca02c", width=1)),
+            self.plot_dice.plot([], [], pen=pg.mkPen("#d62728", width=1), symbol="o", symbolSize=4,
+                                symbolBrush="#d62728", symbolPen=None),
         )
-        self._background = None
-        self.full_draws = 0  # how many times axes and text were drawn (tests read it)
-        self.mpl_connect("draw_event", self._grab_background)
         self.reset()
 
     # ------------------------------------------------------------------ data
 
     def reset(self, epochs: int | None = None) -> None:
         self.history = {"ep_x": [], "loss": [], "reward": [], "val_x": [], "val": []}
-        self.ax_dice.set_xlim(0, max(1, int(epochs or 1)) + 0.5)
-        for ax in (self.ax_loss, self.ax_reward):
-            ax.set_ylim(0, 1)
-        self._needs_full = True
+        self._set_right(max(1, int(epochs or 1)) + 0.5)
         self.dirty = True
 
     def set_epochs(self, epochs: float) -> None:
         """The run is now expected to end after ``epochs`` (e.g. a time budget that binds
-        before the epoch count): the x axis is fitted to that, once."""
-        right = max(1, math.ceil(epochs)) + 0.5
-        if abs(self.ax_dice.get_xlim()[1] - right) > 0.01:
-            self.ax_dice.set_xlim(0, right)
-            self._needs_full = True
-            self.dirty = True
+        before the epoch count): the epoch axis is fitted to that."""
+        self._set_right(max(1, math.ceil(epochs)) + 0.5)
+        self.dirty = True
 
     def add_episode(self, x: float, loss: float, reward: float) -> None:
         self.history["ep_x"].append(x)
@@ -80,49 +72,32 @@ class LiveCurves(FigureCanvasQTAgg):
     # ------------------------------------------------------------------ drawing
 
     def redraw(self) -> None:
-        """Show the points added since the last call (cheap unless a limit must grow)."""
+        """Show the points added since the last call."""
         h = self.history
-        for line, (xs, ys) in zip(self.lines, ((h["ep_x"], h["loss"]), (h["ep_x"], h["reward"]), (h["val_x"], h["val"]))):
-            line.set_data(xs, ys)
-        grew = self._grow_x(max([0.0, *h["ep_x"], *h["val_x"]]))
-        grew |= self._grow_y(self.ax_loss, h["loss"])
-        grew |= self._grow_y(self.ax_reward, h["reward"])
-        if grew or self._needs_full or self._background is None:
-            self.draw()  # axes and text; _grab_background caches them, then the lines go on top
-        else:
-            self.restore_region(self._background)
-            self._draw_lines()
+        for line, (xs, ys) in zip(self.lines, ((h["ep_x"], h["loss"]), (h["ep_x"], h["reward"]),
+                                               (h["val_x"], h["val"]))):
+            finite = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]  # a NaN loss would blank the plot
+            line.setData([x for x, _ in finite], [y for _, y in finite])
+        last = max([0.0, *h["ep_x"], *h["val_x"]])
+        if last > self.right:
+            self._set_right(math.ceil(last * 1.5) + 0.5)  # with headroom: the axis moves rarely
         self.dirty = False
 
-    def _grab_background(self, event=None) -> None:
-        self.full_draws += 1
-        self._background = self.copy_from_bbox(self.figure.bbox)
-        self._needs_full = False
-        self._draw_lines()
+    def x_range(self) -> tuple[float, float]:
+        return tuple(self.plot_dice.getViewBox().viewRange()[0])
 
-    def _draw_lines(self) -> None:
-        for ax, line in zip((self.ax_loss, self.ax_reward, self.ax_dice), self.lines):
-            ax.draw_artist(line)
-        self.blit(self.figure.bbox)
+    def y_range(self, which: int) -> tuple[float, float]:
+        """The shown y range of plot ``which`` (0 loss, 1 reward, 2 DICE), once drawn."""
+        return tuple(self.plots[which].getViewBox().viewRange()[1])
 
-    def _grow_x(self, x_max: float) -> bool:
-        right = self.ax_dice.get_xlim()[1]
-        if x_max <= right:
-            return False
-        self.ax_dice.set_xlim(0, math.ceil(x_max * (1 + HEADROOM)) + 0.5)
-        return True
+    def _set_right(self, right: float) -> None:
+        self.right = right
+        self.plot_dice.setXRange(0, right, padding=0)
 
-    @staticmethod
-    def _grow_y(ax, values) -> bool:
-        finite = [v for v in values if math.isfinite(v)]
-        if not finite:
-            return False
-        lo, hi = min(finite), max(finite)
-        bottom, top = ax.get_ylim()
-        pad = max(HEADROOM * (hi - lo), 0.25 * max(abs(lo), abs(hi)), 1e-3)
-        # Inside, and not much looser than a re-fit would make it: a re-fit that is never
-        # judged good enough would redraw everything on every call.
-        if bottom <= lo and hi <= top and (top - bottom) <= 2 * (hi - lo + 2 * pad):
-            return False
-        ax.set_ylim(lo - pad, hi + pad)
-        return True
+
+def _small_font():
+    from qtpy.QtGui import QFont
+
+    font = QFont()
+    font.setPointSize(7)
+    return font

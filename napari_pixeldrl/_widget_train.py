@@ -49,7 +49,7 @@ SEGMENT = "Segment widget: "
 FILE_ITEM = "Checkpoint file..."
 SOURCES = ("Painted layers", "Dataset folder")
 PROGRESS_STEPS = 1000  # the progress bar's range: a fraction of the run, by epochs or by time
-REDRAW_MS = 1000  # curve updates: a blit costs a few ms, a full redraw (rare) ~0.1 s
+REDRAW_MS = 1000  # curve updates (a redraw costs a few ms, see _live_curves)
 
 
 class TrainWidget(QWidget):
