@@ -42,6 +42,17 @@ def check_run_folder(out_dir, resume: bool = False) -> Path:
     return out_dir
 
 
+def option_changes(history: Sequence[dict]) -> list[float]:
+    """Where (between two epochs) a run was resumed with other training options: loss and
+    reward change scale there, the weight average starts, or the learning rate was set anew
+    with ``--lr`` (rows written before ``base_lr`` was recorded cannot say)."""
+    def lr_set(a, b) -> bool:
+        return a.get("base_lr") is not None and b.get("base_lr") is not None and a["base_lr"] != b["base_lr"]
+
+    return [b["epoch"] - 0.5 for a, b in zip(history, history[1:])
+            if (a.get("objective"), a.get("ema_decay")) != (b.get("objective"), b.get("ema_decay")) or lr_set(a, b)]
+
+
 def write_curve(history: Sequence[dict], path) -> None:
     """Learning curves: training loss and mean reward, validation DICE, per epoch (Agg backend)."""
     import matplotlib
@@ -64,9 +75,7 @@ def write_curve(history: Sequence[dict], path) -> None:
         ax3.plot(*zip(*raw), marker=".", color="tab:red", alpha=0.35, ls=":", label="raw weights")
         ax3.legend(fontsize=7, loc="lower right")
     ax3.set(title="validation DICE", xlabel="epoch", ylim=(0, 1))
-    # A run resumed with other options: loss and reward change scale there, or the average starts.
-    changes = [b["epoch"] - 0.5 for a, b in zip(history, history[1:])
-               if (a.get("objective"), a.get("ema_decay")) != (b.get("objective"), b.get("ema_decay"))]
+    changes = option_changes(history)
     for x in changes:
         for ax in (ax1, ax2, ax3):
             ax.axvline(x, color="gray", ls="--", lw=0.8)

@@ -563,7 +563,8 @@ class Trainer:
                     save_checkpoint(self.out_dir / BEST, self.validated_net, self._checkpoint_config(), self._checkpoint_info(number, val_dice))
             seconds = time.monotonic() - t0
             row = {"epoch": number, **{f"train_{k}": v for k, v in train.items()}, "val_dice": val_dice, "best_dice": self.best_dice, "lr": lr, "seconds": seconds,
-                   "cpu_seconds": time.process_time() - t0_cpu}
+                   "cpu_seconds": time.process_time() - t0_cpu,
+                   "base_lr": c.lr}  # the rate the step schedule decays from; --lr on --resume changes it
             if self.ema is not None:
                 row["val_dice_raw"] = val_raw
                 row["ema_decay"] = c.ema_decay

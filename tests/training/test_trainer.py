@@ -14,7 +14,7 @@ from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.training import state as state_mod
 from napari_pixeldrl.training.state import load_training_state
 from napari_pixeldrl.training.events import EpisodeEvent
-from napari_pixeldrl.training.run_folder import BEST, CURVE, LAST, METRICS, STATE, write_curve
+from napari_pixeldrl.training.run_folder import BEST, CURVE, LAST, METRICS, STATE, option_changes, write_curve
 from napari_pixeldrl.training.train_config import TrainConfig
 from napari_pixeldrl.training.trainer import Trainer
 
@@ -64,6 +64,8 @@ def test_resume_takes_a_new_learning_rate_and_keeps_the_saved_one_otherwise(tmp_
     after = [g["lr"] for g in t.optimizer.param_groups]
     assert after[1] / after[0] == pytest.approx(before[1] / before[0])
     assert "learning rate 0.001 -> 0.0001" in capsys.readouterr().err
+    assert option_changes(r.history) == [1.5]  # the learning curve marks where the rate was set
+    assert option_changes([{**row, "base_lr": None} for row in r.history]) == []  # older rows cannot say
     # Resumed without a new rate: the decayed saved rate goes on.
     t3 = Trainer(tiny(epochs=3, lr=1e-4, lr_step_epochs=1, lr_decay=0.5), data, discs(2, 1), tmp_path)
     assert t3.fit(resume=True).history[-1]["lr"] == pytest.approx(0.25e-4)
