@@ -160,8 +160,8 @@ def segment_job(
             axis = None if channel_axis is None else channel_axis % array.ndim
             start_mask = start_mask(tuple(s for i, s in enumerate(array.shape) if i != axis))
         if start_mask is not None and not np.any(start_mask):
-            return Failed("the start layer is empty: draw a box or paint a region on it, or start from the whole image",
-                          "input")
+            instead = "" if loaded.config.box_zoom else ", or start from the whole image"
+            return Failed(f"the start layer is empty: draw a box or paint a region on it{instead}", "input")
         _import_label_colours()
         yield Stage("segmenting")
         gen = iter_segment(

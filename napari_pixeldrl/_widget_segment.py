@@ -134,10 +134,10 @@ class SegmentWidget(QWidget):
         for name, source in _registry.published_models(napari_viewer).items():
             self._models.setdefault(name, source)  # trained before this widget was opened
         _registry.register_segment_widget(self)
+        self.model_combo.currentTextChanged.connect(lambda _: self._explain_model())
         self.refresh_models()
         self._refresh_layers()
         self.image_combo.currentTextChanged.connect(lambda _: self._default_model())
-        self.model_combo.currentTextChanged.connect(lambda _: self._explain_model())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.viewer.layers.events.reordered.connect(self._refresh_layers)
@@ -243,17 +243,16 @@ class SegmentWidget(QWidget):
                 self.status.setText("")
 
     def _default_model(self) -> None:
-        """Until the user picks a model, offer one that takes the image's channels (RGB: 3)."""
+        """Until the user picks a model, offer one that takes the image's channels (RGB: 3),
+        and of those one that segments whole slices (a box model needs a start layer)."""
         name = self.image_combo.currentText()
         if self._model_chosen or name not in self.viewer.layers:
             return
         channels = image_channels(self.viewer.layers[name])
-        if self._model_channels(self.model_combo.currentText()) == channels:
-            return
-        for model in self._models:
-            if self._model_channels(model) == channels:
-                self.model_combo.setCurrentText(model)
-                return
+        fits = [model for model in self._models if self._model_channels(model) == channels]
+        preferred = [model for model in fits if not self.box_side(model)] or fits
+        if preferred and self.model_combo.currentText() not in preferred:
+            self.model_combo.setCurrentText(preferred[0])
 
     def _model_activated(self, index: int) -> None:
         self._model_chosen = True

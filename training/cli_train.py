@@ -170,7 +170,7 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
                         "model trained to refine a user's box (--start-boxes) is chosen from boxes (not in the paper)")
     p.add_argument("--no-amp", action="store_true", help="no autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped (with --lr: at that learning rate from here on)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped (with --lr: that base learning rate from here on; the step decay so far still applies)")
 
 
 def add_train_commands(subparsers) -> None:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from napari_pixeldrl.core.errors import InputError
 from napari_pixeldrl.model.checkpoint import load_checkpoint
 from napari_pixeldrl.model.inference import iter_segment, prepare_slices
 from napari_pixeldrl.sample_data import SAMPLES
@@ -43,6 +44,9 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
     if loaded.config.box_zoom:
         starts = np.stack(box_start_masks(data.mask, BOX_ZOOM_VAL_GROW))
         scored = object_slices(data.mask)
+        if not scored:
+            raise InputError(f"no slice of the {sample} sample holds the object, so there is no box to start a box "
+                             "model from; run a model of whole slices on it")
     seg = run_with_progress(
         iter_segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True,
                      device=device, source=str(data.image_path), start_mask=starts),
@@ -51,7 +55,8 @@ def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo"
     per_slice = [slice_metrics(seg.mask[z], data.mask[z], spacing=in_plane) for z in scored]
     summary = aggregate(per_slice)
     spacing = tuple(data.spacing) if data.affine is not None else None
-    volume = volume_metrics(seg.mask[scored], data.mask[scored], spacing=spacing)
+    # The whole volume: a box model leaves the slices without a box empty, as the truth is there.
+    volume = volume_metrics(seg.mask, data.mask, spacing=spacing)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

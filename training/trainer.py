@@ -303,8 +303,9 @@ class Trainer:
             group["initial_lr"] *= factor
         self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-        print(f"note: learning rate {started:g} -> {self.config.lr:g} from here on (the schedule's decay kept)",
-              file=sys.stderr)
+        if self.rank == 0:
+            print(f"note: base learning rate {started:g} -> {self.config.lr:g}; now "
+                  f"{self.optimizer.param_groups[0]['lr']:g} after the step decay so far", file=sys.stderr)
 
     def _keep_boxed_slices(self) -> None:
         """A box_zoom model learns inside the truth's box: it trains on the slices that hold

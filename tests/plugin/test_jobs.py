@@ -158,6 +158,8 @@ def test_segment_job_with_a_box_model_needs_a_start_layer(tmp_path, tiny_config)
     img = np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32)
     _, failed = drain(S.segment_job(img, rgb=False, model_source=path, t_max=2))
     assert isinstance(failed, M.Failed) and "segments inside a box" in failed.message and "start layer" in failed.message
+    _, empty = drain(S.segment_job(img, rgb=False, model_source=path, t_max=2, start_mask=np.zeros((24, 24), np.uint8)))
+    assert "start layer is empty" in empty.message and "whole image" not in empty.message  # it cannot start there
     start = np.zeros((24, 24), np.uint8)
     start[4:14, 6:20] = 1
     _, done = drain(S.segment_job(img, rgb=False, model_source=path, t_max=2, start_mask=start))

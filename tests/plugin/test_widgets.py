@@ -174,6 +174,20 @@ def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, error
     assert errors == [("error", res.message)]  # told to the user, once
 
 
+def test_the_default_model_for_a_grey_image_segments_whole_slices(make_napari_viewer, errors):
+    """Of the bundled models that take one channel, the widget offers one that needs no start
+    layer (heart-box sorts before heart, and would refuse to Run from the whole image)."""
+    from napari_pixeldrl.model.checkpoint import bundled_models
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
+    w = SegmentWidget(viewer)
+    assert "heart-box" in bundled_models()
+    chosen = w.model_combo.currentText()
+    assert w._model_channels(chosen) == 1 and w.box_side(chosen) == 0, chosen
+    assert w.window_combo.isEnabled() and "Start from" not in w.status.text()
+
+
 def test_a_box_model_asks_for_a_start_layer_before_it_runs(make_napari_viewer, qtbot, ckpt, tiny_config, tmp_path,
                                                            errors):
     """Chosen, a box model says at once that it needs a start layer, and keeps the window

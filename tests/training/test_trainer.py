@@ -63,7 +63,7 @@ def test_resume_takes_a_new_learning_rate_and_keeps_the_saved_one_otherwise(tmp_
     assert [round(row["lr"], 12) for row in r.history] == [1e-3, 0.5e-4]  # epoch 2: 1e-4 decayed once
     after = [g["lr"] for g in t.optimizer.param_groups]
     assert after[1] / after[0] == pytest.approx(before[1] / before[0])
-    assert "learning rate 0.001 -> 0.0001" in capsys.readouterr().err
+    assert "base learning rate 0.001 -> 0.0001; now 5e-05" in capsys.readouterr().err
     assert option_changes(r.history) == [1.5]  # the learning curve marks where the rate was set
     assert option_changes([{**row, "base_lr": None} for row in r.history]) == []  # older rows cannot say
     # Resumed without a new rate: the decayed saved rate goes on.
