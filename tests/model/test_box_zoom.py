@@ -144,10 +144,10 @@ def test_train_box_zoom_trains_on_boxes_and_validates_from_them(capsys, tmp_path
     # evaluate needs a box for it; from one it scores
     ckpt = str(tmp_path / "run" / "checkpoint_last.safetensors")
     assert main(["evaluate", "--checkpoint", ckpt, "--dataset", "folder", "--data", str(root), "--split", "all",
-                 "--json"]) == 2
+                 "--json", "--out", str(tmp_path / "eval")]) == 2
     assert "segments inside a box" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", ckpt, "--dataset", "folder", "--data", str(root), "--split", "all",
-                 "--json", "--start-from", "box:5"]) == 0
+                 "--json", "--start-from", "box:5", "--out", str(tmp_path / "eval")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["slices"] == 9  # those with the object
     image = str(root / "images" / "p1__0.png")
     assert main(["predict", "--checkpoint", ckpt, image, str(tmp_path / "m.tif")]) == 2
