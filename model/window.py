@@ -38,7 +38,7 @@ def with_window(config, choice):
         except ValueError:
             raise InputError(f"--window takes auto, 0 or a window side in pixels, got {choice!r}") from None
     choice = check_window(choice)
-    if choice and getattr(config, "box_zoom", 0):
+    if choice and config.box_zoom:
         raise InputError(f"--window {choice} does nothing for a box model: its episode runs on the start box resized to "
                          f"{config.box_zoom} x {config.box_zoom}, never on the whole slice; leave --window out")
     return config.replace(window=choice)

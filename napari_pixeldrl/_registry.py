@@ -30,26 +30,21 @@ def image_channels(layer) -> int:
     return 3 if getattr(layer, "rgb", False) else 1
 
 
-def model_channels(source) -> int | None:
-    """Input channels of a model (a LoadedModel, a checkpoint or package path, a bundled
-    name), from its header; None when it cannot be read (the run says why later)."""
+def model_config_of(source) -> dict | None:
+    """The model config (the header's ``model`` dict) of a LoadedModel, a checkpoint or
+    package path, or a bundled name; None when it cannot be read (the run says why later)."""
     from napari_pixeldrl.model.checkpoint import header_of
 
     try:
-        return int(header_of(source)["model"].get("in_channels", 1))
-    except Exception:  # noqa: BLE001 - only a default is lost
+        return dict(header_of(source)["model"])
+    except Exception:  # noqa: BLE001 - only a default or a hint is lost
         return None
 
 
-def model_box_zoom(source) -> int:
-    """The side a box model segments its start box at (model config ``box_zoom``); 0 for a
-    model that segments whole slices, or when the header cannot be read."""
-    from napari_pixeldrl.model.checkpoint import header_of
-
-    try:
-        return int(header_of(source)["model"].get("box_zoom") or 0)
-    except Exception:  # noqa: BLE001 - only a hint is lost; the run says what is wrong
-        return 0
+def model_channels(source) -> int | None:
+    """Input channels of a model (see :func:`model_config_of`); None when it cannot be read."""
+    config = model_config_of(source)
+    return None if config is None else int(config.get("in_channels", 1))
 
 
 def bundled_channels() -> dict[str, int | None]:

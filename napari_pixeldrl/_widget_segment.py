@@ -30,7 +30,7 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_box_zoom, model_channels
+from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_config_of
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.model.episode import KEPT, ZEROED
 
@@ -64,8 +64,7 @@ class SegmentWidget(QWidget):
         self._id = uuid.uuid4().hex[:8]
         self._models: dict[str, object] = {}  # name -> path or LoadedModel
         self._cache: dict[str, object] = {}  # name -> LoadedModel (loaded once)
-        self._channels: dict[str, int | None] = {}  # name -> input channels
-        self._box_sides: dict[str, int] = {}  # name -> box_zoom (0: whole slices)
+        self._configs: dict[str, dict | None] = {}  # name -> model config from its header (read once)
         self._model_chosen = False  # the user picked a model: never switched for them
         self.worker = None
         self._cancel = threading.Event()
@@ -194,8 +193,7 @@ class SegmentWidget(QWidget):
         """Offer a model (a checkpoint path or a LoadedModel, e.g. from the Train widget)."""
         self._models[name] = source
         self._cache.pop(name, None)
-        self._channels.pop(name, None)
-        self._box_sides.pop(name, None)
+        self._configs.pop(name, None)
         if select:  # a model loaded or trained for this is the user's choice
             self._model_chosen = True
         self.refresh_models(select=name if select else None)
@@ -210,19 +208,23 @@ class SegmentWidget(QWidget):
         name = path.name
         return self.add_model(name, path)
 
+    def _model_config(self, name: str) -> dict | None:
+        """An offered model's config, read from its header once per name; None if unreadable."""
+        if name not in self._configs:
+            source = self._cache.get(name, self._models.get(name))
+            self._configs[name] = None if source is None else model_config_of(source)
+        return self._configs[name]
+
     def _model_channels(self, name: str) -> int | None:
-        """Input channels of an offered model (read once per name); None if unknown."""
-        if name not in self._channels:
-            self._channels[name] = model_channels(self._cache.get(name, self._models.get(name)))
-        return self._channels[name]
+        """Input channels of an offered model; None if unknown."""
+        config = self._model_config(name)
+        return None if config is None else int(config.get("in_channels", 1))
 
     def box_side(self, name: str) -> int:
-        """box_zoom of an offered model (read once per name): a box model segments only inside
-        a start layer's box, at this side; 0 for a model of whole slices."""
-        if name not in self._box_sides:
-            source = self._cache.get(name, self._models.get(name))
-            self._box_sides[name] = model_box_zoom(source) if source is not None else 0
-        return self._box_sides[name]
+        """box_zoom of an offered model: a box model segments only inside a start layer's
+        box, at this side; 0 for a model of whole slices (or one whose header is unreadable)."""
+        config = self._model_config(name)
+        return 0 if config is None else int(config.get("box_zoom") or 0)
 
     def _box_hint(self, name: str) -> str:
         return (f"{name} segments inside a box: draw a rectangle in a Shapes layer (or paint a region in a Labels "
