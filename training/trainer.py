@@ -290,22 +290,30 @@ class Trainer:
         return int(meta["epoch"])
 
     def _apply_learning_rate(self) -> None:
-        """A resumed run takes the config's learning rate where it differs from the one the
-        run started with (``--lr`` on ``--resume``, e.g. a lower rate for the last epochs):
-        every group and the step schedule are scaled alike, so the reward filter keeps its
-        ratio and the decay its place. Without it, the saved optimizer's rate would silently win."""
-        started = self.scheduler.base_lrs[0]
-        factor = self.config.lr / started
-        if abs(factor - 1.0) < 1e-9:
+        """A resumed run takes the config's learning rates where they differ from those the
+        run started with (``--lr`` or ``--reward-conv-lr-scale`` on ``--resume``, e.g. a lower
+        rate for the last epochs): each group's rate and its place in the step schedule are
+        scaled alike. Without it, the saved optimizer's rates would silently win."""
+        groups = param_groups(self.net, self.config.lr, self.config.resolved("reward_conv_lr_scale"))
+        wanted = [g.get("lr", self.config.lr) for g in groups]
+        started = list(self.scheduler.base_lrs)
+        if len(wanted) != len(started):
             return
-        for group in self.optimizer.param_groups:
+        factors = [w / s for w, s in zip(wanted, started)]
+        if all(abs(f - 1.0) < 1e-9 for f in factors):
+            return
+        for group, factor in zip(self.optimizer.param_groups, factors):
             group["lr"] *= factor
             group["initial_lr"] *= factor
-        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        self.scheduler.base_lrs = [lr * f for lr, f in zip(started, factors)]
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if self.rank == 0:
-            print(f"note: base learning rate {started:g} -> {self.config.lr:g}; now "
-                  f"{self.optimizer.param_groups[0]['lr']:g} after the step decay so far", file=sys.stderr)
+            changes = [f"base learning rate {started[0]:g} -> {wanted[0]:g}"] if abs(factors[0] - 1.0) >= 1e-9 else []
+            now = f"{self.optimizer.param_groups[0]['lr']:g}"
+            if len(factors) > 1 and abs(factors[1] - factors[0]) >= 1e-9:
+                changes.append(f"reward filter's learning rate {started[1]:g} -> {wanted[1]:g}")
+                now += f" (reward filter {self.optimizer.param_groups[1]['lr']:g})"
+            print(f"note: {'; '.join(changes)}; now {now} after the step decay so far", file=sys.stderr)
 
     def _keep_boxed_slices(self) -> None:
         """A box_zoom model learns inside the truth's box: it trains on the slices that hold

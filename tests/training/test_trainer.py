@@ -71,6 +71,19 @@ def test_resume_takes_a_new_learning_rate_and_keeps_the_saved_one_otherwise(tmp_
     assert t3.fit(resume=True).history[-1]["lr"] == pytest.approx(0.25e-4)
 
 
+def test_resume_takes_a_new_reward_filter_rate_and_leaves_the_rest(tmp_path, capsys):
+    """--reward-conv-lr-scale on --resume must reach the reward filter's group (the saved
+    optimizer would otherwise keep the old ratio) and leave the other group's rate as it was."""
+    data = discs(4, 0)
+    first = Trainer(tiny(epochs=1, lr=1e-3, reward_conv_lr_scale=0.5), data, discs(2, 1), tmp_path)
+    first.fit()
+    assert [g["lr"] for g in first.optimizer.param_groups] == pytest.approx([1e-3, 0.5e-3])
+    t = Trainer(tiny(epochs=2, lr=1e-3, reward_conv_lr_scale=0.1), data, discs(2, 1), tmp_path)
+    t.fit(resume=True)
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([1e-3, 1e-4])
+    assert "reward filter's learning rate 0.0005 -> 0.0001" in capsys.readouterr().err
+
+
 def test_checkpoints_carry_the_episode_length_they_were_trained_with(tmp_path):
     # The tiny preset's config says 10 steps; a run trained with 2 must infer with 2 by
     # default, and resuming (which checks the run's own config) still works.
