@@ -3,9 +3,10 @@
 The sample patients are in the test part of the default split by patient, so the bundled
 models never saw them: the figures printed here are test figures on one patient.
 
-``heart-box`` runs the box model on the heart sample as a user would: each slice that holds
+``heart-box`` runs on the heart sample as a user of the box model would: each slice that holds
 the object starts from its box (the truth's bounding box grown by 10 pixels, a simulated
-user's box), and only those slices are scored.
+user's box), and only those slices are scored; so does any demo run with a box model, and
+``heart-box --checkpoint heart`` shows what the same boxes give a model of whole slices.
 """
 
 from __future__ import annotations
@@ -28,25 +29,26 @@ from .predict import run_with_progress
 # Which bundled model fits which demo, and the sample it runs on.
 MODEL_FOR_SAMPLE = {"lgg": "lgg", "heart": "heart", "heart-box": "heart-box"}
 SAMPLE_OF = {"heart-box": "heart"}
+BOX_DEMOS = frozenset(SAMPLE_OF)  # the demos that start from boxes whatever the model
 DEMOS = tuple(MODEL_FOR_SAMPLE)
 
 
 def run_demo(sample: str, checkpoint: str | None = None, out_dir="pixeldrl-demo", *, device="cpu", fig_slices: int = 3,
              progress: bool = False) -> dict:
     """Segment the sample of demo ``sample`` (one of :data:`DEMOS`); write
-    ``<out_dir>/<sample>_steps.png``. A box model (``heart-box``, or a given checkpoint with
-    ``box_zoom``) starts each slice that holds the object from its box + 10 pixels and is
-    scored on those slices. ``progress``: a progress bar on stderr."""
+    ``<out_dir>/<sample>_steps.png``. A box demo (:data:`BOX_DEMOS`) or a box model (a
+    checkpoint with ``box_zoom``) starts each slice that holds the object from its box + 10
+    pixels and is scored on those slices. ``progress``: a progress bar on stderr."""
     data = SAMPLES[SAMPLE_OF.get(sample, sample)]()
     loaded = load_checkpoint(checkpoint or MODEL_FOR_SAMPLE[sample])
     channel_axis = -1 if data.rgb else None
     starts, scored = None, list(range(len(data.mask)))
-    if loaded.config.box_zoom:
+    if loaded.config.box_zoom or sample in BOX_DEMOS:
         starts = np.stack(box_start_masks(data.mask, BOX_ZOOM_VAL_GROW))
         scored = object_slices(data.mask)
         if not scored:
-            raise InputError(f"no slice of the {sample} sample holds the object, so there is no box to start a box "
-                             "model from; run a model of whole slices on it")
+            raise InputError(f"no slice of the {sample} sample holds the object, so there is no box to start from; "
+                             "run a model of whole slices on a whole-slice demo")
     seg = run_with_progress(
         iter_segment(loaded.model, loaded.config, data.image, channel_axis=channel_axis, return_steps=True,
                      device=device, source=str(data.image_path), start_mask=starts),

@@ -175,7 +175,13 @@ def test_demo_with_a_given_checkpoint_writes_the_steps_figure(capsys, tmp_path, 
     result = json.loads(out)
     assert result["sample"] == "heart" and result["slices"] == 8
     assert set(result["volume"]) == {"dice", "ppv", "sen", "iou", "biou", "hd95"}
-    assert (tmp_path / "demo" / "heart_steps.png").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "heart_steps.png").stat().st_size > 10_000 and result["start"] == "all ones"
+    # The heart-box demo starts a model of whole slices from the same boxes a box model gets.
+    code, out, err = run(capsys, "demo", "--sample", "heart-box", "--checkpoint", str(ckpt), "--out", str(tmp_path / "demo"),
+                         "--json")
+    assert code == 0, err
+    boxed = json.loads(out)
+    assert "box + 10" in boxed["start"] and boxed["model"] == str(ckpt)
     # The LGG sample is RGB: a one-channel model is refused with the sample's file named.
     code, _, err = run(capsys, "demo", "--sample", "lgg", "--checkpoint", str(ckpt), "--out", str(tmp_path / "demo"))
     assert code == 2 and "lgg_image.tif" in err
