@@ -136,7 +136,8 @@ def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[st
     out = WEIGHTS / f"{args.name}.safetensors"
     info = {**loaded.info, "shipped": now, "source_run": str(args.run), "made_from": args.baseline,
             "chosen_on_validation": {"postprocess": chosen, "val_dice_box": val["ours"][chosen]["dice"]}}
-    save_checkpoint(out, loaded.model, loaded.config.replace(postprocess=chosen), info)
+    # float16 as the bundled models ship (half the size); scored below as it is written.
+    save_checkpoint(out, loaded.model, loaded.config.replace(postprocess=chosen), info, half=True)
     reason = f"issue 16: {args.name} shipped {now}, once, after its choice on validation"
     box = evaluate(out.relative_to(ROOT), args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.name}" / "test-box",
                    postprocess="auto", extra=("--start-from", f"box:{args.grow}"))
@@ -173,7 +174,8 @@ def baseline_test(args, reason: str) -> dict:
         scored = record["checkpoint"]
         if file_sha256(resolve_checkpoint(scored)) != file_sha256(path):
             raise SystemExit(f"{args.baseline_test} scored another file than {args.baseline}")
-        return {**record["starts"]["all ones"], "empty_predictions": record["starts"]["all ones"].get("empty_predictions", "?")}
+        return {**record["starts"]["all ones"],
+                "empty_predictions": record["starts"]["all ones"].get("empty_predictions", "not recorded by prompts.py")}
     ones = evaluate(args.baseline, args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.name}" / "test-baseline",
                     postprocess="auto", extra=("--object-slices",))
     log_test_scoring(f"{args.baseline}, started from all ones on the slices that hold the object ({reason})", args.dataset,
@@ -184,12 +186,15 @@ def baseline_test(args, reason: str) -> dict:
 def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dict, ones: dict, head: list[str],
                scored: str) -> None:
     ours = val["ours"][chosen]
+    ones_empty = ones.get("empty_predictions")
+    ones_empty = "not recorded" if ones_empty in (None, "?", "not recorded by prompts.py") else ones_empty
+    run = f"`{args.run}`" + ("; the folder is gone, `benchmarks/results/gone_runs.json` records it" if gone_run(args.run) else "")
     steps = " ".join(f"{d:.3f}" for d in box["dice_per_step"])
     card = f"""# Model card: `{args.name}` (PixelDRL-MG, `lite`, segments inside a user's box)
 
 The bundled `{args.baseline}` made to segment inside a box (model config `box_zoom` {load_checkpoint(out).config.box_zoom},
 `benchmarks/zoom_to_box.py`) and fine-tuned {minutes:.1f} CPU-minutes on the truth's boxes, each side grown by 0-20 pixels
-(`{args.run}`; `{args.rule}`). It needs a start mask: a box (or rough region) round the object; the episode runs on that box
+({run}; `{args.rule}`). It needs a start mask: a box (or rough region) round the object; the episode runs on that box
 resized to a fixed size, and the agents remove what does not belong. Without a box it refuses to run. It cannot be exported to
 bioimage.io (the format has no input for the box): share the .safetensors file.
 
@@ -202,7 +207,7 @@ Scored by (the test split; `benchmarks/results/box_{args.name}-test.md`, `-val.m
 | --- | --- | --- | --- | --- | --- |
 | validation | box + {args.grow} | {interval(ours)} | {ours['empty_predictions']} | {ours['hd95_nonempty']:.2f} | {" ".join(f"{d:.3f}" for d in ours['dice_per_step'])} |
 | test (scored once) | box + {args.grow} | {interval(box)} | {box['empty_predictions']} | {box['hd95_nonempty']:.2f} | {steps} |
-| test, `{args.baseline}` | all ones | {interval(ones)} | {ones.get('empty_predictions', '?')} | {ones['hd95_nonempty']:.2f} | |
+| test, `{args.baseline}` | all ones | {interval(ones)} | {ones_empty} | {ones['hd95_nonempty']:.2f} | |
 
 Scored on the slices that hold the object (a user boxes an object that is there). The box is the truth's bounding box grown by
 {args.grow} pixels, a simulated user's box. Its test split was scored once ({scored[:10]}, logged in
@@ -210,7 +215,7 @@ Scored on the slices that hold the object (a user boxes an object that is there)
 model it was made from, not with a peer.
 """
     (WEIGHTS / f"{args.name}.md").write_text(card)
-    print(f"wrote {out} and its card")
+    print(f"wrote {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
