@@ -251,9 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="segment the bundled sample with the bundled model; metrics and a Fig. 4 PNG")
-    p.add_argument("--sample", default="all", choices=("all", "lgg", "heart", "heart-box"),
-                   help="heart-box: the box model on the heart sample, each slice from the truth's box + 10 px "
-                        "(a simulated user's box); default all three")
+    p.add_argument("--sample", default="all", choices=("all", "lgg", "lgg-box", "heart", "heart-box"),  # demo.DEMOS
+                   help="lgg-box, heart-box: the box model on its sample, each slice that holds the object from the "
+                        "truth's box + 10 px (a simulated user's box); default all four")
     p.add_argument("--checkpoint", help="use this checkpoint instead of the bundled model")
     p.add_argument("--out", default="pixeldrl-demo", help="folder for the PNGs (default: ./pixeldrl-demo)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

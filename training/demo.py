@@ -3,7 +3,7 @@
 The sample patients are in the test part of the default split by patient, so the bundled
 models never saw them: the figures printed here are test figures on one patient.
 
-``heart-box`` runs on the heart sample as a user of the box model would: each slice that holds
+``lgg-box`` and ``heart-box`` run on their sample as a user of the box model would: each slice that holds
 the object starts from its box (the truth's bounding box grown by 10 pixels, a simulated
 user's box), and only those slices are scored; so does any demo run with a box model, and
 ``heart-box --checkpoint heart`` shows what the same boxes give a model of whole slices.
@@ -27,8 +27,8 @@ from .prompts import BOX_ZOOM_VAL_GROW, box_start_masks, object_slices
 from .predict import run_with_progress
 
 # Which bundled model fits which demo, and the sample it runs on.
-MODEL_FOR_SAMPLE = {"lgg": "lgg", "heart": "heart", "heart-box": "heart-box"}
-SAMPLE_OF = {"heart-box": "heart"}
+MODEL_FOR_SAMPLE = {"lgg": "lgg", "lgg-box": "lgg-box", "heart": "heart", "heart-box": "heart-box"}
+SAMPLE_OF = {"lgg-box": "lgg", "heart-box": "heart"}
 BOX_DEMOS = frozenset(SAMPLE_OF)  # the demos that start from boxes whatever the model
 DEMOS = tuple(MODEL_FOR_SAMPLE)
 

@@ -483,3 +483,14 @@ def test_train_seed_changes_the_training_not_the_split(capsys, tmp_path):
     assert first[0]["train_loss"] != second[0]["train_loss"]  # other weights, crops and actions
     code, _, err = run(capsys, "train", *common, "--train-seed", "8", "--resume", "--out", str(tmp_path / "b"))
     assert code == 2 and "--train-seed 8" in err
+
+
+def test_demo_offers_every_demo_it_can_run():
+    from napari_pixeldrl.training.cli import build_parser
+    from napari_pixeldrl.training.demo import DEMOS, MODEL_FOR_SAMPLE
+
+    demo = next(a for a in build_parser()._subparsers._group_actions[0].choices["demo"]._actions if a.dest == "sample")
+    assert set(demo.choices) == {"all", *DEMOS}
+    from napari_pixeldrl.model.checkpoint import resolve_checkpoint
+
+    assert all(resolve_checkpoint(name).exists() for name in MODEL_FOR_SAMPLE.values())  # every demo's model is bundled
