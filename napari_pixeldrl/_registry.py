@@ -41,23 +41,34 @@ def model_config_of(source) -> dict | None:
         return None
 
 
-def model_channels(source) -> int | None:
-    """Input channels of a model (see :func:`model_config_of`); None when it cannot be read."""
-    config = model_config_of(source)
+def config_channels(config: dict | None) -> int | None:
+    """Input channels a model config (a header's ``model`` dict) asks for; None for no config."""
     return None if config is None else int(config.get("in_channels", 1))
 
 
-def bundled_channels() -> dict[str, int | None]:
-    """{bundled model name: input channels}, read once."""
-    global _channels
-    if _channels is None:
+def model_channels(source) -> int | None:
+    """Input channels of a model (see :func:`model_config_of`); None when it cannot be read."""
+    return config_channels(model_config_of(source))
+
+
+def bundled_configs() -> dict[str, dict | None]:
+    """{bundled model name: its model config}, read once; models of whole slices first, then
+    the box models (``box_zoom``), which segment only inside a start layer."""
+    global _configs
+    if _configs is None:
         from napari_pixeldrl.model.checkpoint import bundled_models
 
-        _channels = {name: model_channels(path) for name, path in bundled_models().items()}
-    return _channels
+        read = {name: model_config_of(path) for name, path in bundled_models().items()}
+        _configs = dict(sorted(read.items(), key=lambda item: bool((item[1] or {}).get("box_zoom"))))
+    return _configs
 
 
-_channels: dict[str, int | None] | None = None
+def bundled_channels() -> dict[str, int | None]:
+    """{bundled model name: input channels}, in the order of :func:`bundled_configs`."""
+    return {name: config_channels(config) for name, config in bundled_configs().items()}
+
+
+_configs: dict[str, dict | None] | None = None
 _published: dict[int, tuple[weakref.ref, dict]] = {}  # id(viewer) -> (viewer ref, {name: source})
 _segment_widgets: "weakref.WeakSet" = weakref.WeakSet()
 

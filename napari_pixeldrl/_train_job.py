@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from napari_pixeldrl._registry import config_channels
 from napari_pixeldrl._messages import Failed, Stage, TrainDone, TrainStarted, checkpoint_hint
 from napari_pixeldrl.core.errors import CheckpointError, InputError, PixelDRLError
 
@@ -78,7 +79,7 @@ def start_header(start) -> dict | None:
 
     try:
         header = header_of(start)
-        int((header.get("model") or {}).get("in_channels", 1))
+        config_channels(header.get("model") or {})  # a damaged header fails here, not in the run
         return header
     except CheckpointError as exc:
         raise CheckpointError(checkpoint_hint(str(exc).rstrip("."))) from None
@@ -89,7 +90,7 @@ def start_header(start) -> dict | None:
 def start_channels(start) -> int | None:
     """Input channels of a starting model (see :func:`start_header`); None for a fresh one."""
     header = start_header(start)
-    return None if header is None else int((header.get("model") or {}).get("in_channels", 1))
+    return None if header is None else config_channels(header.get("model") or {})
 
 
 @dataclass

@@ -30,7 +30,7 @@ from napari_pixeldrl import _qt_parts as Q
 from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _segment_job as S
 from napari_pixeldrl._qt_parts import notify as _notify
-from napari_pixeldrl._registry import TAG, image_channels, layer_tag, model_config_of
+from napari_pixeldrl._registry import TAG, config_channels, image_channels, layer_tag, model_config_of
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.model.episode import KEPT, ZEROED
 
@@ -217,8 +217,7 @@ class SegmentWidget(QWidget):
 
     def _model_channels(self, name: str) -> int | None:
         """Input channels of an offered model; None if unknown."""
-        config = self._model_config(name)
-        return None if config is None else int(config.get("in_channels", 1))
+        return config_channels(self._model_config(name))
 
     def box_side(self, name: str) -> int:
         """box_zoom of an offered model: a box model segments only inside a start layer's

@@ -39,7 +39,7 @@ from napari_pixeldrl import _messages as M
 from napari_pixeldrl import _train_job as T
 from napari_pixeldrl.core.device import available_devices
 from napari_pixeldrl.core.errors import PixelDRLError
-from napari_pixeldrl._registry import bundled_channels, image_channels, layer_role
+from napari_pixeldrl._registry import bundled_channels, config_channels, image_channels, layer_role
 from napari_pixeldrl.training.events import EpisodeEvent, EpochEvent
 from napari_pixeldrl._qt_parts import notify as _notify
 
@@ -275,7 +275,7 @@ class TrainWidget(QWidget):
             raise T.InputError("choose a starting model under 'Start from' (or 'Checkpoint file...')")
         start = sources[start_text]
         header = T.start_header(start)  # foreign checkpoint -> CheckpointError
-        model_channels = None if header is None else int(header["model"].get("in_channels", 1))
+        model_channels = None if header is None else config_channels(header["model"])
         cfg = self.train_config()
         if header is not None:
             from napari_pixeldrl.training.train_config import finetune_config
