@@ -130,6 +130,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS")
     parser.add_argument("--score-steps", type=int, default=PRESETS["paper"].t_max,
                         help="episode length the refining variants are scored at (default: the paper's t_max)")
+    parser.add_argument("--start-from", default=None, metavar="box:N",
+                        help="score every episode from the truth's box grown by N px, on the slices that hold the object "
+                             "(a box model needs it; evaluate --start-from)")
     parser.add_argument("--skip-train", action="store_true", help="score the runs that are there")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
@@ -150,15 +153,16 @@ def main() -> None:
     if to_train:
         run_at_once(to_train)
         load = os.getloadavg()[0]
+    start = ("--start-from", args.start_from) if args.start_from else ()
     controls = [n for n in variants if trained_t_max(variants[n]) == 1]  # one-step controls: the final mask is m(1)
     scores = {n: evaluate(runs[n] / "checkpoint_best.safetensors", args.dataset, data, "val", runs[n] / "eval_val",
-                          reuse=args.skip_train, extra=("--t-max", "1" if n in controls else str(args.score_steps)))
+                          reuse=args.skip_train, extra=("--t-max", "1" if n in controls else str(args.score_steps), *start))
               for n in variants}
     curves = {}
     if args.checkpoint:
-        start = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True,
-                         extra=("--t-max", str(args.score_steps)))
-        curves["start checkpoint"] = start["dice_per_step"]
+        scored = evaluate(args.checkpoint, args.dataset, data, "val", base / "eval_val_start", reuse=True,
+                          extra=("--t-max", str(args.score_steps), *start))
+        curves["start checkpoint"] = scored["dice_per_step"]
     for n in variants:  # every other variant runs --score-steps steps, whatever t_max it trained with
         curves[n] = scores[n]["dice_per_step"][:1] if n in controls else scores[n]["dice_per_step"]
     per_slice = {n: runs[n] / "eval_val" / "per_slice.csv" for n in variants}
@@ -184,7 +188,9 @@ def main() -> None:
         + (f"fine-tuning `{args.checkpoint}`. " if args.checkpoint else "trained from scratch. ") +
         f"Load average when training ended: {load_text(load)}.",
         "",
-        "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only):",
+        "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only)"
+        + (f", every episode from the truth's box grown by {args.start_from.split(':')[1]} px on the slices that hold the "
+           "object:" if args.start_from else ":"),
         "",
         "| | " + " | ".join(f"t={t}" for t in range(1, steps + 1)) + " | final - m(1) |",
         "| --- | " + " | ".join("---" for _ in range(steps)) + " | --- |",
