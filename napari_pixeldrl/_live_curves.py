@@ -14,6 +14,9 @@ import math
 import pyqtgraph as pg
 
 
+AXIS_WIDTH = 38  # pixels: room for tick labels such as "1500" or "-0.25" at 7 pt
+
+
 class LiveCurves(pg.GraphicsLayoutWidget):
     """Three stacked plots sharing the epoch axis; feed them points, call :meth:`redraw`
     when convenient (the widget's timer does)."""
@@ -29,6 +32,9 @@ class LiveCurves(pg.GraphicsLayoutWidget):
             plot.setMenuEnabled(False)
             for side in ("left", "bottom"):
                 plot.getAxis(side).setStyle(tickFont=_small_font())
+            # One width for every y axis: linked x ranges line up on screen only if the plot
+            # areas start at the same place, whatever the width of each axis's tick labels.
+            plot.getAxis("left").setWidth(AXIS_WIDTH)
             self.plots.append(plot)
         self.plot_loss, self.plot_reward, self.plot_dice = self.plots
         for plot in self.plots[:2]:
