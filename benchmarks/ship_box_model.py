@@ -82,6 +82,8 @@ def main() -> None:
                              "issue 16's 0.05; the test split is judged against 0.05 whatever this is; name the rule "
                              "that sets another with --rule)")
     parser.add_argument("--rule", default="rule_box-zoom.md", help="the rule file (benchmarks/results/) the ship follows")
+    parser.add_argument("--replace", action="store_true",
+                        help="ship over a bundled model of the same name (its files stay in the git history; needs --results)")
     parser.add_argument("--card-only", action="store_true",
                         help="rewrite the shipped model's card from its results files, scoring nothing")
     args = parser.parse_args()
@@ -89,12 +91,16 @@ def main() -> None:
         rewrite_card(args)
         return
     best = best_checkpoint(args.run)
+    replaced = None
     if not args.validate_only and (WEIGHTS / f"{args.name}.safetensors").exists():
-        raise SystemExit(f"model/weights/{args.name}.safetensors is shipped and its test split scored: ship another "
-                         "candidate under another name, or --validate-only (--card-only rewrites its card)")
+        if not args.replace or not args.results:
+            raise SystemExit(f"model/weights/{args.name}.safetensors is shipped and its test split scored: ship another "
+                             "candidate under another name, or --validate-only (--card-only rewrites its card), or "
+                             "replace it with --replace and a --results name of the new candidate's own")
+        replaced = load_checkpoint(WEIGHTS / f"{args.name}.safetensors").info.get("shipped", "an earlier date")
     if not best.exists():
         raise SystemExit(f"{best} does not exist: train the run first (or bring back its carried file)")
-    base = ROOT / "runs" / f"ship-{args.name}"
+    base = ROOT / "runs" / f"ship-{args.results or args.name}"
     chosen, val, ours, conditions = validate(args, best, base)
     minutes = sum(m for _, m in command_cpu_minutes(args.run))
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -119,7 +125,7 @@ def main() -> None:
         print("validation only: nothing shipped, the test split untouched" if passed or args.validate_only
               else "a condition fails: nothing shipped, the test split untouched")
         return
-    ship(args, best, chosen, minutes, val, head, now)
+    ship(args, best, chosen, minutes, val, head, now, replaced)
 
 
 def best_checkpoint(run: Path) -> Path:
@@ -131,15 +137,17 @@ def best_checkpoint(run: Path) -> Path:
     return run / "checkpoint_best.safetensors"
 
 
-def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[str], now: str) -> None:
+def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[str], now: str,
+         replaced: str | None = None) -> None:
     loaded = load_checkpoint(best)
     out = WEIGHTS / f"{args.name}.safetensors"
     info = {**loaded.info, "shipped": now, "source_run": str(args.run), "made_from": args.baseline,
+            **({"replaces": f"the {args.name} shipped {replaced} (in the git history)"} if replaced else {}),
             "chosen_on_validation": {"postprocess": chosen, "val_dice_box": val["ours"][chosen]["dice"]}}
     # float16 as the bundled models ship (half the size); scored below as it is written.
     save_checkpoint(out, loaded.model, loaded.config.replace(postprocess=chosen), info, half=True)
     reason = f"issue 16: {args.name} shipped {now}, once, after its choice on validation"
-    box = evaluate(out.relative_to(ROOT), args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.name}" / "test-box",
+    box = evaluate(out.relative_to(ROOT), args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.results or args.name}" / "test-box",
                    postprocess="auto", extra=("--start-from", f"box:{args.grow}"))
     log_test_scoring(f"model/weights/{args.name}.safetensors, started from box + {args.grow} ({reason})", args.dataset,
                      "auto", file_sha256(out), box["dice"])
@@ -149,7 +157,7 @@ def ship(args, best: Path, chosen: str, minutes: float, val: dict, head: list[st
              row(f"{args.name}, box + {args.grow}", box), row(f"{args.baseline}, all ones", ones), "",
              f"Issue 16's goal on the test split: box + {args.grow} - all ones = {gain:+.4f} (asked: >= +{GAIN}): "
              f"{'met' if gain >= GAIN else 'not met'}.", ""]
-    write_results(f"box_{args.name}-test", {"date": now, "head": head, "box": box, "baseline_all_ones": ones, "gain": gain},
+    write_results(f"box_{args.results or args.name}-test", {"date": now, "head": head, "box": box, "baseline_all_ones": ones, "gain": gain},
                   lines)
     write_card(args, out, chosen, minutes, val, box, ones, head, now)
 
@@ -158,7 +166,7 @@ def rewrite_card(args) -> None:
     from _runs import OUT
 
     val = json.loads((OUT / f"box_{args.results or args.name}-val.json").read_text())
-    test = json.loads((OUT / f"box_{args.name}-test.json").read_text())
+    test = json.loads((OUT / f"box_{args.results or args.name}-test.json").read_text())
     write_card(args, WEIGHTS / f"{args.name}.safetensors", val["chosen_postprocess"], val["cpu_minutes"], val["validation"],
                test["box"], test["baseline_all_ones"], test["head"], test["date"])
 
@@ -176,7 +184,7 @@ def baseline_test(args, reason: str) -> dict:
             raise SystemExit(f"{args.baseline_test} scored another file than {args.baseline}")
         return {**record["starts"]["all ones"],
                 "empty_predictions": record["starts"]["all ones"].get("empty_predictions", "not recorded by prompts.py")}
-    ones = evaluate(args.baseline, args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.name}" / "test-baseline",
+    ones = evaluate(args.baseline, args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.results or args.name}" / "test-baseline",
                     postprocess="auto", extra=("--object-slices",))
     log_test_scoring(f"{args.baseline}, started from all ones on the slices that hold the object ({reason})", args.dataset,
                      "auto", file_sha256(path), ones["dice"])
@@ -186,6 +194,7 @@ def baseline_test(args, reason: str) -> dict:
 def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dict, ones: dict, head: list[str],
                scored: str) -> None:
     ours = val["ours"][chosen]
+    replaces = load_checkpoint(out).info.get("replaces")
     ones_empty = ones.get("empty_predictions")
     ones_empty = "not recorded" if ones_empty in (None, "?", "not recorded by prompts.py") else ones_empty
     run = f"`{args.run}`" + ("; the folder is gone, `benchmarks/results/gone_runs.json` records it" if gone_run(args.run) else "")
@@ -196,10 +205,10 @@ The bundled `{args.baseline}` made to segment inside a box (model config `box_zo
 `benchmarks/zoom_to_box.py`) and fine-tuned {minutes:.1f} CPU-minutes on the truth's boxes, each side grown by 0-20 pixels
 ({run}; `{args.rule}`). It needs a start mask: a box (or rough region) round the object; the episode runs on that box
 resized to a fixed size, and the agents remove what does not belong. Without a box it refuses to run. It cannot be exported to
-bioimage.io (the format has no input for the box): share the .safetensors file.
+bioimage.io (the format has no input for the box): share the .safetensors file.{f" It replaces {replaces}." if replaces else ""}
 
 Chosen on validation (from a box + {args.grow}): the best checkpoint of the run, post-processing `{chosen}`.
-Scored by (the test split; `benchmarks/results/box_{args.name}-test.md`, `-val.md`):
+Scored by (the test split; `benchmarks/results/box_{args.results or args.name}-test.md`, `-val.md`):
 
 {chr(10).join(head[:2])}
 

@@ -26,7 +26,7 @@ def test_validation_chooses_the_post_processing_and_checks_each_condition(monkey
     table = {"val-none": scores(0.86), "val-largest-component": scores(0.88, empty=1),
              "val-baseline-ones": scores(0.82, empty=1), "val-baseline-box": scores(0.83)}
     monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
-    args = Namespace(dataset="lgg", baseline="lgg", grow=10)
+    args = Namespace(dataset="lgg", baseline="lgg", grow=10, gain=0.05)
     chosen, _, ours, conditions = ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)
     assert chosen == "largest-component" and ours["dice"] == 0.88
     assert [ok for _, ok in conditions] == [True, True, True]
@@ -36,6 +36,8 @@ def test_validation_chooses_the_post_processing_and_checks_each_condition(monkey
     assert chosen == "largest-component" and [ok for _, ok in conditions] == [False, True, True]  # 0.865 < 0.82 + 0.05
     table["val-none"] = scores(0.865)
     assert ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)[0] == "none"  # a tie keeps none
+    args.gain = 0.045  # a rule that asks the margin shown (rule_box-zoom6.md)
+    assert [ok for _, ok in ship_box_model.validate(args, tmp_path / "best.safetensors", tmp_path)[3]] == [True, True, True]
 
 
 def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
@@ -45,6 +47,7 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     table = {"val-none": scores(0.84), "val-largest-component": scores(0.84),
              "val-baseline-ones": scores(0.82), "val-baseline-box": scores(0.83)}
     calls, written = [], []
+    monkeypatch.setattr(ship_box_model, "WEIGHTS", tmp_path)  # lgg-box is bundled: a candidate of that name not yet
     monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
     monkeypatch.setattr(ship_box_model, "command_cpu_minutes", lambda run: [({}, 40.0)])
     monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result)))
@@ -54,3 +57,28 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     ship_box_model.main()
     assert [name for name, _ in written] == ["box_lgg-box-val"] and written[0][1]["passed"] is False
     assert all(split == "val" for _, split, _ in calls)
+
+
+def test_a_gone_run_ships_its_carried_file(monkeypatch, tmp_path):
+    """A run folder that a later checkout lacks: its best checkpoint is the file gone_runs.json
+    says it was carried as."""
+    monkeypatch.setattr(ship_box_model, "gone_run", lambda run: {"carried_as": "benchmarks/carry/box/x.safetensors"})
+    assert ship_box_model.best_checkpoint(Path("runs/box/x")) == ship_box_model.ROOT / "benchmarks/carry/box/x.safetensors"
+    monkeypatch.setattr(ship_box_model, "gone_run", lambda run: None)
+    assert ship_box_model.best_checkpoint(tmp_path) == tmp_path / "checkpoint_best.safetensors"
+
+
+def test_a_shipped_name_is_replaced_only_when_asked_with_results_of_its_own(monkeypatch, tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "heart-box.safetensors").write_bytes(b"")
+    monkeypatch.setattr(ship_box_model, "WEIGHTS", weights)
+    base = ["ship_box_model.py", "--name", "heart-box", "--run", str(tmp_path / "run"), "--dataset", "msd", "--baseline", "heart"]
+    for extra in ([], ["--replace"], ["--results", "heart-box-2"]):
+        monkeypatch.setattr(sys, "argv", [*base, *extra])
+        try:
+            ship_box_model.main()
+        except SystemExit as exc:
+            assert "--replace" in str(exc)
+        else:
+            raise AssertionError(f"{extra}: a shipped model would be replaced")
