@@ -24,7 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-from _runs import DATA, ROOT, command_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, write_results
+from _runs import (DATA, ROOT, command_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
+                   write_results)
 from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from napari_pixeldrl.training.bench import machine
@@ -102,13 +103,17 @@ def main() -> None:
         raise SystemExit(f"{best} does not exist: train the run first (or bring back its carried file)")
     base = ROOT / "runs" / f"ship-{args.results or args.name}"
     chosen, val, ours, conditions = validate(args, best, base)
-    minutes = sum(m for _, m in command_cpu_minutes(args.run))
+    # Every run behind the weights since the baseline was made a box model (a fine-tune of a
+    # shipped box model continues the run that made it).
+    chain = run_chain(args.run, uncounted_ok=True)
+    minutes = sum(m for run in chain for _, m in command_cpu_minutes(run))
+    behind = "".join(f", continuing `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`" for run in chain[:-1])
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     m = machine()
     head = [f"Command: `python benchmarks/ship_box_model.py {' '.join(sys.argv[1:])}`  ",
             f"Date: {now}; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average "
             f"{os.getloadavg()[0]:.2f} (scores do not depend on the load).  ",
-            f"Run: `{args.run}` (best checkpoint, {minutes:.1f} CPU-min of fine-tuning from `{args.baseline}` made to "
+            f"Run: `{args.run}`{behind} (best checkpoint, {minutes:.1f} CPU-min of fine-tuning from `{args.baseline}` made to "
             f"segment inside a box); baseline `{args.baseline}`; rule: `{args.rule}`"
             f"{f' (validation margin asked: +{args.gain})' if args.gain != GAIN else ''}.", ""]
     lines = [f"# Box model {args.name}: validation", "", *head, *HEAD,
