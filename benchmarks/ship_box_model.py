@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from _runs import (DATA, ROOT, command_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
+from _runs import (DATA, ROOT, cpu_minutes_spent, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
                    write_results)
 from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -106,7 +106,7 @@ def main() -> None:
     # Every run behind the weights since the baseline was made a box model (a fine-tune of a
     # shipped box model continues the run that made it).
     chain = run_chain(args.run, uncounted_ok=True)
-    minutes = sum(m for run in chain for _, m in command_cpu_minutes(run))
+    minutes = cpu_minutes_spent(args.run, uncounted_ok=True)
     behind = "".join(f", continuing `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`" for run in chain[:-1])
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     m = machine()
@@ -199,7 +199,16 @@ def baseline_test(args, reason: str) -> dict:
 def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dict, ones: dict, head: list[str],
                scored: str) -> None:
     ours = val["ours"][chosen]
-    replaces = load_checkpoint(out).info.get("replaces")
+    shipped = load_checkpoint(out)
+    replaces = shipped.info.get("replaces")
+    train = shipped.info.get("train") or {}
+    heads = [what for what, on in (("state prototypes", shipped.config.state_prototypes),
+                                   ("a first-step head", shipped.config.first_step_head)) if on]
+    recipe = (f"Its last run: t_max {train.get('t_max') or shipped.config.t_max}"
+              + (f", step 1 keeping a {train['coarse_first']}-pixel margin for the later steps to trim (coarse-first)"
+                 if train.get("coarse_first") else "")
+              + f", lr {train.get('lr', '?')}, EMA {train.get('ema_decay')}"
+              + (f"; the network has {' and '.join(heads)}" if heads else "") + ".")
     ones_empty = ones.get("empty_predictions")
     ones_empty = "not recorded" if ones_empty in (None, "?", "not recorded by prompts.py") else ones_empty
     run = f"`{args.run}`" + ("; the folder is gone, `benchmarks/results/gone_runs.json` records it" if gone_run(args.run) else "")
@@ -211,6 +220,8 @@ The bundled `{args.baseline}` made to segment inside a box (model config `box_zo
 ({run}; `{args.rule}`). It needs a start mask: a box (or rough region) round the object; the episode runs on that box
 resized to a fixed size, and the agents remove what does not belong. Without a box it refuses to run. It cannot be exported to
 bioimage.io (the format has no input for the box): share the .safetensors file.{f" It replaces {replaces}." if replaces else ""}
+
+{recipe}
 
 Chosen on validation (from a box + {args.grow}): the best checkpoint of the run, post-processing `{chosen}`.
 Scored by (the test split; `benchmarks/results/box_{args.results or args.name}-test.md`, `-val.md`):
