@@ -64,6 +64,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", type=int, default=None, help="object label in multi-label masks")
     p.add_argument("--split-by", choices=("patient", "slice"), default="patient")
     p.add_argument("--fold", type=int, default=None, help="k-fold CV: use this fold as test (0-based)")
+    p.add_argument("--val-fold", type=int, default=None,
+                   help="cross-validation on the development patients: the default split's test patients stay out, "
+                        "the others are divided into --folds folds and this one validates (0-based)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split into train/val/test (and, in training without --train-seed, of the "
@@ -229,7 +232,8 @@ def _config_from_args(args, finetune: bool):
         else:
             cfg.preset = args.preset or "lite"
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,
-                    "fold": args.fold, "folds": args.folds, "seed": args.seed, "n_shot": args.n_shot,
+                    "fold": args.fold, "folds": args.folds, "val_fold": args.val_fold, "seed": args.seed,
+                    "n_shot": args.n_shot,
                     "init_checkpoint": str(args.checkpoint) if finetune else None}
         cfg.seed = args.seed if args.train_seed is None else args.train_seed
     _set_architecture_switches(cfg, args, resumed=args.resume and cfg_path.exists())
@@ -279,7 +283,8 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
     d = cfg.data
     given = {"--dataset": (args.dataset, d.get("dataset")), "--data": (args.data, d.get("path")),
              "--n-shot": (args.n_shot, d.get("n_shot")), "--label": (args.label, d.get("label")),
-             "--train-seed": (args.train_seed, cfg.seed)}
+             "--train-seed": (args.train_seed, cfg.seed), "--fold": (args.fold, d.get("fold")),
+             "--val-fold": (args.val_fold, d.get("val_fold"))}
     if finetune:
         given["--checkpoint"] = (args.checkpoint, d.get("init_checkpoint"))
     else:
@@ -433,8 +438,10 @@ def cmd_evaluate(args) -> int:
     path = args.data or trained_on.get("path")
     if not kind or not path:
         raise InputError("--dataset and --data are required (the checkpoint does not name its data)")
-    provenance = {"split_by": args.split_by, "fold": args.fold, "folds": args.folds, "seed": args.seed}
-    if trained_on and args.dataset in (None, trained_on.get("dataset")) and args.split_by == "patient" and args.fold is None and args.seed == 0:
+    provenance = {"split_by": args.split_by, "fold": args.fold, "folds": args.folds, "val_fold": args.val_fold,
+                  "seed": args.seed}
+    if (trained_on and args.dataset in (None, trained_on.get("dataset")) and args.split_by == "patient"
+            and args.fold is None and args.val_fold is None and args.seed == 0):
         provenance = {k: trained_on.get(k, v) for k, v in provenance.items()}  # the training run's split
     if not args.data and not Path(path).expanduser().exists():
         raise InputError(f"the checkpoint was trained on {path}, which is not there from {Path.cwd()}; "

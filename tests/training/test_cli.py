@@ -271,6 +271,30 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     assert json.loads((tmp_path / "ft2" / "commands.jsonl").read_text().splitlines()[-1])["epochs_done"] == 1
 
 
+def test_a_validation_fold_trains_and_evaluates_on_its_own_patients(capsys, tmp_path):
+    """--val-fold: validation is one fold of the development patients (the default split's
+    test patients stay out); evaluate --split val of that run scores the same fold, and a
+    resumed run cannot change it."""
+    root = _disc_folder(tmp_path / "data")  # 10 patients: 2 test, 8 development -> 4 folds of 2
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "folder", "--data", str(root), "--epochs", "1", "--t-max", "1", "--crop", "0",
+              "--threads", "1", "--no-progress", "--preset", "lite", "--out", str(run_dir)]
+    code, _, err = run(capsys, "train", *common, "--val-fold", "1", "--folds", "4")
+    assert code == 0, err
+    assert "on 6 slices, validating on 2" in err
+    assert json.loads((run_dir / "config.json").read_text())["train"]["data"]["val_fold"] == 1
+    best = str(run_dir / "checkpoint_best.safetensors")
+    for split in ("val", "test"):
+        code, out, err = run(capsys, "evaluate", "--checkpoint", best, "--split", split, "--json",
+                             "--out", str(tmp_path / f"eval-{split}"))
+        assert code == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["slices"] == 2
+    code, _, err = run(capsys, "train", *common, "--val-fold", "2", "--folds", "4", "--resume")
+    assert code == 2 and "--val-fold 2 (the run has 1)" in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "r2"), "--val-fold", "0", "--fold", "0")
+    assert code == 2 and "exclude each other" in err
+
+
 def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     """--no-sam/--no-dilation build the Table 3 variants; a resumed run cannot change its network."""
     from napari_pixeldrl.model.checkpoint import load_checkpoint

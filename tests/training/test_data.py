@@ -370,6 +370,32 @@ def test_kfold_by_patient_and_slice():
         kfold_by_patient(["a", "b"], k=5, fold=0)
 
 
+def test_val_fold_keeps_the_test_patients_and_validates_every_other_patient_once():
+    """--val-fold: the default split's test patients never train or validate; over the folds
+    each development patient validates exactly once and never trains in its own fold."""
+    from napari_pixeldrl.training.data.splits import make_split
+
+    patients = _fake_set(16)
+    default = split_by_patient(patients, seed=0)
+    test = {patients[i] for i in default["test"]}
+    validated = []
+    for fold in range(4):
+        parts = make_split(patients, val_fold=fold, folds=4)
+        assert list(parts) == ["train", "val", "test"]
+        _check_partition(parts, len(patients))
+        np.testing.assert_array_equal(parts["test"], default["test"])
+        owners = {k: {patients[i] for i in v} for k, v in parts.items()}
+        assert not owners["train"] & owners["val"] and not (owners["train"] | owners["val"]) & test
+        validated += sorted(owners["val"])
+    assert sorted(validated) == sorted(set(patients) - test)  # each once
+    with pytest.raises(InputError, match="exclude each other"):
+        make_split(patients, fold=0, val_fold=0)
+    with pytest.raises(InputError, match="--split-by patient"):
+        make_split(patients, split_by="slice", val_fold=0)
+    with pytest.raises(InputError, match="fold must be in"):
+        make_split(patients, val_fold=4, folds=4)
+
+
 def test_n_shot():
     train = np.arange(100, 300, 2)
     a = n_shot(train, 50, seed=0)

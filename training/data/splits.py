@@ -110,6 +110,20 @@ def kfold_by_patient(data, k: int = 5, fold: int = 0, seed: int = 0, val_fractio
     return {p: out[p] for p in PARTS3 if p in out}
 
 
+def val_fold_by_patient(data, k: int = 5, fold: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Cross-validation on the development patients: the test part of :func:`split_by_patient`
+    (same seed) stays the test part, and its train and validation patients are divided into
+    ``k`` folds, fold ``fold`` validating and the others training. Over ``fold = 0..k-1`` every
+    development patient validates once, so a choice can rest on all of them while the test
+    patients are never seen."""
+    base = split_by_patient(data, seed=seed)
+    patients = _patients_of(data)
+    dev = np.array(sorted(set(patients[np.concatenate([base["train"], base["val"]])].tolist())))
+    train, val = _kfold(dev, k, fold, seed, "development patients")
+    return {"train": np.flatnonzero(np.isin(patients, train)).astype(np.int64),
+            "val": np.flatnonzero(np.isin(patients, val)).astype(np.int64), "test": base["test"]}
+
+
 def kfold_by_slice(data, k: int = 5, fold: int = 0, seed: int = 0, val_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """As :func:`kfold_by_patient` over slices (the paper's 5-fold CV)."""
     n = data if isinstance(data, (int, np.integer)) else len(_patients_of(data))
@@ -153,13 +167,22 @@ def hold_back(data, fraction: float = HELD_BACK, seed: int = 0) -> dict[str, np.
     return {"train": np.sort(order[n_val:]).astype(np.int64), "val": np.sort(order[:n_val]).astype(np.int64)}
 
 
-def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0) -> dict:
-    """{'train', 'val', 'test'} index arrays: 70/10/20, or fold ``fold`` of a k-fold split;
-    ``held_back``: {'train', 'val'} of :func:`hold_back`."""
+def make_split(data, *, split_by: str = "patient", fold: int | None = None, folds: int = 5, seed: int = 0,
+               val_fold: int | None = None) -> dict:
+    """{'train', 'val', 'test'} index arrays: 70/10/20, fold ``fold`` of a k-fold split, or
+    the 70/10/20 test part with validation fold ``val_fold`` of its other patients
+    (:func:`val_fold_by_patient`); ``held_back``: {'train', 'val'} of :func:`hold_back`."""
     if split_by == "held_back":
         return hold_back(data, seed=seed)
     if split_by not in ("patient", "slice"):
         raise InputError(f"--split-by must be patient or slice, got {split_by!r}")
+    if val_fold is not None:
+        if fold is not None:
+            raise InputError("--fold (a fold as the test part) and --val-fold (a fold of the other patients as the "
+                             "validation part) exclude each other; give one")
+        if split_by != "patient":
+            raise InputError("--val-fold divides patients: use it with --split-by patient")
+        return val_fold_by_patient(data, k=folds, fold=val_fold, seed=seed)
     if fold is not None:
         fn = kfold_by_patient if split_by == "patient" else kfold_by_slice
         return fn(data, k=folds, fold=fold, seed=seed, val_fraction=0.1)
@@ -169,12 +192,12 @@ def make_split(data, *, split_by: str = "patient", fold: int | None = None, fold
 
 def select_split(data, provenance: dict, which: str):
     """The slices of split ``which`` (train/val/test/all) for a run's data provenance
-    (split_by, fold, folds, seed, n_shot): the one rule the command line and the plugin
+    (split_by, fold, folds, val_fold, seed, n_shot): the one rule the command line and the plugin
     both train and evaluate by."""
     if which == "all":
         return data
     split = make_split(data, split_by=provenance.get("split_by", "patient"), fold=provenance.get("fold"),
-                       folds=provenance.get("folds", 5), seed=provenance.get("seed", 0))
+                       folds=provenance.get("folds", 5), seed=provenance.get("seed", 0), val_fold=provenance.get("val_fold"))
     idx = split.get(which)
     if idx is None:
         raise InputError(f"the split has no {which!r} part")
