@@ -137,6 +137,15 @@ def main() -> None:
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     data = args.data or DATA[args.dataset]
+    grow = None
+    if args.start_from:  # checked before hours of training, not when the table is written
+        from napari_pixeldrl.core.errors import InputError
+        from napari_pixeldrl.training.prompts import parse_start
+
+        try:
+            grow = parse_start(args.start_from)
+        except InputError as err:
+            raise SystemExit(f"refine.py: --start-from: {err}") from None
     variants = dict(parse_variant(v) for v in args.variant)
     why = other_experiment(OUT / f"refine_{args.name}.json", variants, args.checkpoint)
     if why:
@@ -144,8 +153,8 @@ def main() -> None:
                          "choose another --name")
     base = ROOT / "runs" / f"refine-{args.name}"
     runs = {n: base / n.replace(" ", "_") for n in variants}
-    start_from = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-    shared = ["--dataset", args.dataset, "--data", data, *start_from, "--threads", "1",
+    checkpoint_args = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    shared = ["--dataset", args.dataset, "--data", data, *checkpoint_args, "--threads", "1",
               "--seed", "0", "--cpu-budget", str(args.cpu_minutes), *shlex.split(args.shared)]
     load = None
     command = "finetune" if args.checkpoint else "train"
@@ -189,8 +198,8 @@ def main() -> None:
         f"Load average when training ended: {load_text(load)}.",
         "",
         "Mean validation DICE after each step t (no post-processing; a one-step control has m(1) only)"
-        + (f", every episode from the truth's box grown by {args.start_from.split(':')[1]} px on the slices that hold the "
-           "object:" if args.start_from else ":"),
+        + (f", every episode from the truth's box grown by {grow} px on the slices that hold the object:"
+           if grow is not None else ":"),
         "",
         "| | " + " | ".join(f"t={t}" for t in range(1, steps + 1)) + " | final - m(1) |",
         "| --- | " + " | ".join("---" for _ in range(steps)) + " | --- |",

@@ -275,7 +275,7 @@ class TrainWidget(QWidget):
             raise T.InputError("choose a starting model under 'Start from' (or 'Checkpoint file...')")
         start = sources[start_text]
         header = T.start_header(start)  # foreign checkpoint -> CheckpointError
-        model_channels = None if header is None else config_channels(header["model"])
+        model_channels = None if header is None else config_channels(header.get("model") or {})
         cfg = self.train_config()
         if header is not None:
             from napari_pixeldrl.training.train_config import finetune_config

@@ -67,7 +67,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fold", type=int, default=None,
                    help="cross-validation on the development patients: the default split's test patients stay out, "
                         "the others are divided into --folds folds and this one validates (0-based)")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int, default=None, help="folds of --fold or --val-fold (default 5; evaluate: the run's)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split into train/val/test (and, in training without --train-seed, of the "
                         "training's randomness)")
@@ -232,7 +232,7 @@ def _config_from_args(args, finetune: bool):
         else:
             cfg.preset = args.preset or "lite"
         cfg.data = {"dataset": args.dataset, "path": str(args.data), "label": args.label, "split_by": args.split_by,
-                    "fold": args.fold, "folds": args.folds, "val_fold": args.val_fold, "seed": args.seed,
+                    "fold": args.fold, "folds": args.folds or 5, "val_fold": args.val_fold, "seed": args.seed,
                     "n_shot": args.n_shot,
                     "init_checkpoint": str(args.checkpoint) if finetune else None}
         cfg.seed = args.seed if args.train_seed is None else args.train_seed
@@ -284,7 +284,7 @@ def _refuse_changed_run(cfg, args, finetune: bool) -> None:
     given = {"--dataset": (args.dataset, d.get("dataset")), "--data": (args.data, d.get("path")),
              "--n-shot": (args.n_shot, d.get("n_shot")), "--label": (args.label, d.get("label")),
              "--train-seed": (args.train_seed, cfg.seed), "--fold": (args.fold, d.get("fold")),
-             "--val-fold": (args.val_fold, d.get("val_fold"))}
+             "--val-fold": (args.val_fold, d.get("val_fold")), "--folds": (args.folds, d.get("folds", 5))}
     if finetune:
         given["--checkpoint"] = (args.checkpoint, d.get("init_checkpoint"))
     else:
@@ -438,7 +438,9 @@ def cmd_evaluate(args) -> int:
     path = args.data or trained_on.get("path")
     if not kind or not path:
         raise InputError("--dataset and --data are required (the checkpoint does not name its data)")
-    provenance = {"split_by": args.split_by, "fold": args.fold, "folds": args.folds, "val_fold": args.val_fold,
+    # --folds left out: the run's own (a fold number means nothing without it), else 5.
+    folds = args.folds if args.folds is not None else (trained_on.get("folds") or 5)
+    provenance = {"split_by": args.split_by, "fold": args.fold, "folds": folds, "val_fold": args.val_fold,
                   "seed": args.seed}
     if (trained_on and args.dataset in (None, trained_on.get("dataset")) and args.split_by == "patient"
             and args.fold is None and args.val_fold is None and args.seed == 0):

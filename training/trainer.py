@@ -296,9 +296,7 @@ class Trainer:
         scaled alike. Without it, the saved optimizer's rates would silently win."""
         groups = param_groups(self.net, self.config.lr, self.config.resolved("reward_conv_lr_scale"))
         wanted = [g.get("lr", self.config.lr) for g in groups]
-        started = list(self.scheduler.base_lrs)
-        if len(wanted) != len(started):
-            return
+        started = list(self.scheduler.base_lrs)  # one per group: the saved optimizer was built by param_groups too
         factors = [w / s for w, s in zip(wanted, started)]
         if all(abs(f - 1.0) < 1e-9 for f in factors):
             return

@@ -291,6 +291,13 @@ def test_a_validation_fold_trains_and_evaluates_on_its_own_patients(capsys, tmp_
         assert json.loads(out.strip().splitlines()[-1])["slices"] == 2
     code, _, err = run(capsys, "train", *common, "--val-fold", "2", "--folds", "4", "--resume")
     assert code == 2 and "--val-fold 2 (the run has 1)" in err
+    code, _, err = run(capsys, "train", *common, "--val-fold", "1", "--folds", "5", "--resume")
+    assert code == 2 and "--folds 5 (the run has 4)" in err
+    # A fold named on evaluate's command line divides the patients into the run's 4 folds, not 5.
+    code, out, err = run(capsys, "evaluate", "--checkpoint", best, "--split", "val", "--val-fold", "3", "--json",
+                         "--out", str(tmp_path / "eval-fold3"))
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["slices"] == 2  # fold 3 of 5 would hold 1 of the 8 patients
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "r2"), "--val-fold", "0", "--fold", "0")
     assert code == 2 and "exclude each other" in err
 

@@ -392,7 +392,7 @@ def test_val_fold_keeps_the_test_patients_and_validates_every_other_patient_once
         make_split(patients, fold=0, val_fold=0)
     with pytest.raises(InputError, match="--split-by patient"):
         make_split(patients, split_by="slice", val_fold=0)
-    with pytest.raises(InputError, match="fold must be in"):
+    with pytest.raises(InputError, match="--val-fold must be in 0..3"):
         make_split(patients, val_fold=4, folds=4)
 
 

@@ -68,11 +68,12 @@ def split_by_slice(data, fractions=(0.7, 0.1, 0.2), seed: int = 0) -> dict[str, 
     return {p: np.sort(g).astype(np.int64) for p, g in zip(parts, groups)}
 
 
-def _kfold(units: np.ndarray, k: int, fold: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _kfold(units: np.ndarray, k: int, fold: int, seed: int, what: str,
+           option: str = "--fold") -> tuple[np.ndarray, np.ndarray]:
     if k < 2:
-        raise InputError(f"k must be at least 2, got {k}")
+        raise InputError(f"--folds must be at least 2, got {k}")
     if not 0 <= fold < k:
-        raise InputError(f"fold must be in 0..{k - 1}, got {fold}")
+        raise InputError(f"{option} must be in 0..{k - 1} for --folds {k}, got {fold}")
     if len(units) < k:
         raise InputError(f"{len(units)} {what} cannot be divided into {k} folds")
     order = np.random.default_rng(seed).permutation(len(units))
@@ -119,7 +120,7 @@ def val_fold_by_patient(data, k: int = 5, fold: int = 0, seed: int = 0) -> dict[
     base = split_by_patient(data, seed=seed)
     patients = _patients_of(data)
     dev = np.array(sorted(set(patients[np.concatenate([base["train"], base["val"]])].tolist())))
-    train, val = _kfold(dev, k, fold, seed, "development patients")
+    train, val = _kfold(dev, k, fold, seed, "development patients", option="--val-fold")
     return {"train": np.flatnonzero(np.isin(patients, train)).astype(np.int64),
             "val": np.flatnonzero(np.isin(patients, val)).astype(np.int64), "test": base["test"]}
 
