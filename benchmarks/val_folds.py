@@ -1,0 +1,99 @@
+"""Pool the heart's validation folds: is refining better than one step, on every development patient?
+
+    python benchmarks/val_folds.py --chains heart-valfold0 heart-valfold1 heart-valfold2 heart-valfold3
+
+Each chain (`benchmarks/chain.py --chain heart-valfoldK`) trains the heart chain's one-step stage,
+its refining stage (first-step head, coarse-first 4, t_max 3) and its one-step control on one
+validation fold of the development patients (``--val-fold``); the test patients are in none of
+them. Every stage's best checkpoint is scored on its own fold's validation patients (the split its
+run recorded), and the slices of all folds are pooled: each development patient is validated once,
+by the models that did not train on it. The table gives each arm's DICE with a patient-level
+bootstrap interval, and the refining arm against the control and against its own m(1), paired
+slice by slice. The test split is not touched: this chooses the heart's recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import sys
+
+from _runs import DATA, ROOT, ended, evaluate, write_results
+from chain import CHAINS
+from napari_pixeldrl.training.bench import machine
+from napari_pixeldrl.training.metrics import patient_bootstrap
+
+# arm -> (the chain's stage, the episode length it is scored at; None: the checkpoint's own)
+ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
+
+
+def fold_rows(chain: str, arm: str) -> list[dict]:
+    """The per-slice scores of one arm of one fold chain on its own validation patients."""
+    stage, steps = ARMS[arm]
+    run = ROOT / "runs" / f"chain-{chain}" / stage
+    if not ended(run):
+        raise SystemExit(f"val_folds.py: {run.relative_to(ROOT)} has not ended: run `python benchmarks/chain.py "
+                         f"--chain {chain}` first")
+    extra = ("--t-max", steps) if steps else ()
+    evaluate(run / "checkpoint_best.safetensors", CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val",
+             run / "eval_val", reuse=True, extra=extra)
+    with open(run / "eval_val" / "per_slice.csv", newline="") as f:
+        return [{**r, "fold": chain} for r in csv.DictReader(f)]
+
+
+def pooled(rows: list[dict], column: str) -> dict:
+    values = [float(r[column]) for r in rows]
+    lo, hi = patient_bootstrap(values, [r["patient"] for r in rows])
+    return {"dice": sum(values) / len(values), "ci95": [lo, hi], "patients": len({r["patient"] for r in rows}),
+            "slices": len(values)}
+
+
+def paired(a: list[dict], a_col: str, b: list[dict], b_col: str) -> dict:
+    """Mean of a - b slice by slice on the same slices, with a patient bootstrap interval."""
+    left = {(r["fold"], r["patient"], r["slice"]): float(r[a_col]) for r in a}
+    right = {(r["fold"], r["patient"], r["slice"]): float(r[b_col]) for r in b}
+    if set(left) != set(right):
+        raise SystemExit("val_folds.py: the arms scored different slices")
+    keys = sorted(left)
+    diff = [left[k] - right[k] for k in keys]
+    lo, hi = patient_bootstrap(diff, [k[1] for k in keys])
+    return {"mean": sum(diff) / len(diff), "ci95": [lo, hi]}
+
+
+def last_step(rows: list[dict]) -> str:
+    return max((c for c in rows[0] if c.startswith("dice_t")), key=lambda c: int(c.removeprefix("dice_t")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chains", nargs="+", required=True, choices=sorted(c for c in CHAINS if "valfold" in c))
+    parser.add_argument("--name", default="heart", help="benchmarks/results/valfolds_NAME.md")
+    args = parser.parse_args()
+    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm)] for arm in ARMS}
+    final = last_step(arms["refining"])
+    scores = {"one step": pooled(arms["one step"], "dice_t1"), "one-step control": pooled(arms["one-step control"], "dice_t1"),
+              "refining, m(1)": pooled(arms["refining"], "dice_t1"), f"refining, final ({final})": pooled(arms["refining"], final)}
+    against = {"refining final - control": paired(arms["refining"], final, arms["one-step control"], "dice_t1"),
+               "refining final - one step": paired(arms["refining"], final, arms["one step"], "dice_t1"),
+               "refining final - its m(1)": paired(arms["refining"], final, arms["refining"], "dice_t1")}
+    m = machine()
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m,
+              "chains": args.chains, "scores": scores, "paired": against}
+    lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds)", "",
+             f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
+             f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
+             "--chain heart-valfoldK` (1 thread each, budgets in process CPU time).", "",
+             "| arm | DICE [patient 95 %] | patients | slices |", "| --- | --- | --- | --- |",
+             *(f"| {arm} | {s['dice']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] | {s['patients']} | {s['slices']} |"
+               for arm, s in scores.items()), "",
+             "| paired, slice by slice | mean | 95 % interval (patients resampled) |", "| --- | --- | --- |",
+             *(f"| {k} | {d['mean']:+.4f} | [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |" for k, d in against.items()), "",
+             "Validation only (each development patient scored by the fold that did not train on it); the test split is "
+             "not touched.", ""]
+    write_results(f"valfolds_{args.name}", result, lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""benchmarks/val_folds.py: each fold's arms are scored on that fold's validation patients and
+pooled, each patient once; the paired differences are slice by slice."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import val_folds  # noqa: E402
+
+# fold -> patients it validates; each arm's DICE per step on them
+FOLDS = {"heart-valfold0": ["la_003", "la_007"], "heart-valfold1": ["la_010"]}
+DICE = {"onestep": [0.70], "control": [0.72], "refine": [0.60, 0.74, 0.75]}
+
+
+def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
+    run = Path(checkpoint).parent
+    chain, stage = run.parent.name.removeprefix("chain-"), run.name
+    assert split == "val"
+    rows = [{"patient": p, "slice": z, **{f"dice_t{t + 1}": d + 0.01 * z for t, d in enumerate(DICE[stage])}}
+            for p in FOLDS[chain] for z in range(2)]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "per_slice.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return {}
+
+
+def test_folds_are_pooled_each_patient_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    monkeypatch.setattr(val_folds, "evaluate", fake_evaluate)
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: result}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS])
+    val_folds.main()
+    result = json.loads(json.dumps(written["valfolds_heart"]))
+    final = result["scores"]["refining, final (dice_t3)"]
+    assert final["patients"] == 3 and final["slices"] == 6
+    assert final["dice"] == pytest.approx(0.755)
+    assert result["paired"]["refining final - control"]["mean"] == pytest.approx(0.03)
+    assert result["paired"]["refining final - its m(1)"]["mean"] == pytest.approx(0.15)
+
+
+def test_a_fold_not_trained_to_the_end_is_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: False)
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", "heart-valfold2"])
+    with pytest.raises(SystemExit, match="chain.py --chain heart-valfold2"):
+        val_folds.main()
