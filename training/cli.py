@@ -52,6 +52,11 @@ def cmd_info(args) -> None:
         "shared_head": config.shared_head,
         "extractor_norm": config.extractor_norm,
         "state_prototypes": config.state_prototypes,
+        "first_step_head": config.first_step_head,
+        "fine_decoder": config.fine_decoder,
+        "prompt_channel": config.prompt_channel,
+        # 0: a model of whole slices; S: it segments only inside a start mask's box, resized to S x S
+        "box_zoom": config.box_zoom,
         "features_from": config.features_from,
         "normalisation": config.normalisation,
         "bundled_models": sorted(bundled_models()),

@@ -33,6 +33,8 @@ def test_unknown_preset_is_one_clear_line(capsys):
 def test_info_of_checkpoint_and_foreign_file(capsys, tmp_path, tiny_config):
     cfg = tiny_config("lite", in_channels=3)
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg, {"trained_on": "synthetic"})
+    code, out, _ = run(capsys, "info", "--checkpoint", "heart-box", "--json")
+    assert code == 0 and json.loads(out)["box_zoom"] == 128  # says it segments only inside a box
     code, out, _ = run(capsys, "info", "--checkpoint", str(path), "--json")
     assert code == 0 and json.loads(out)["in_channels"] == 3
     bad = tmp_path / "bad.safetensors"
