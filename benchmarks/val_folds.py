@@ -9,7 +9,8 @@ them. Every stage's best checkpoint is scored on its own fold's validation patie
 run recorded), and the slices of all folds are pooled: each development patient is validated once,
 by the models that did not train on it. The table gives each arm's DICE with a patient-level
 bootstrap interval, and the refining arm against the control and against its own m(1), paired
-slice by slice. The test split is not touched: this chooses the heart's recipe.
+slice by slice. The test split is not touched: this chooses the heart's recipe. A stage that an
+earlier session carried (`chain.py --carry`, its run folder gone) is scored from the carried file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import datetime as dt
 import sys
 
 from _runs import DATA, ROOT, ended, evaluate, write_results
-from chain import CHAINS
+from chain import CHAINS, carried
 from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.metrics import patient_bootstrap
 
@@ -31,14 +32,19 @@ ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "ref
 def fold_rows(chain: str, arm: str) -> list[dict]:
     """The per-slice scores of one arm of one fold chain on its own validation patients."""
     stage, steps = ARMS[arm]
-    run = ROOT / "runs" / f"chain-{chain}" / stage
-    if not ended(run):
+    base = ROOT / "runs" / f"chain-{chain}"
+    run = base / stage
+    kept = carried(base, next(s for s in CHAINS[chain].stages if s.name == stage))
+    if ended(run):
+        checkpoint, report = run / "checkpoint_best.safetensors", run / "eval_val"
+    elif not run.exists() and kept.exists():  # an earlier session's stage (float16; its info names its split)
+        checkpoint, report = kept, base / f"{stage}-carried" / "eval_val"
+    else:
         raise SystemExit(f"val_folds.py: {run.relative_to(ROOT)} has not ended: run `python benchmarks/chain.py "
                          f"--chain {chain}` first")
     extra = ("--t-max", steps) if steps else ()
-    evaluate(run / "checkpoint_best.safetensors", CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val",
-             run / "eval_val", reuse=True, extra=extra)
-    with open(run / "eval_val" / "per_slice.csv", newline="") as f:
+    evaluate(checkpoint, CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val", report, reuse=True, extra=extra)
+    with open(report / "per_slice.csv", newline="") as f:
         return [{**r, "fold": chain} for r in csv.DictReader(f)]
 
 

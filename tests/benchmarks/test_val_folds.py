@@ -17,8 +17,11 @@ DICE = {"onestep": [0.70], "control": [0.72], "refine": [0.60, 0.74, 0.75]}
 
 
 def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
-    run = Path(checkpoint).parent
-    chain, stage = run.parent.name.removeprefix("chain-"), run.name
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.parent.name == "carry":  # benchmarks/carry/<chain>/<stage>.safetensors
+        chain, stage = checkpoint.parent.name, checkpoint.stem
+    else:  # runs/chain-<chain>/<stage>/checkpoint_best.safetensors
+        chain, stage = checkpoint.parent.parent.name.removeprefix("chain-"), checkpoint.parent.name
     assert split == "val"
     rows = [{"patient": p, "slice": z, **{f"dice_t{t + 1}": d + 0.01 * z for t, d in enumerate(DICE[stage])}}
             for p in FOLDS[chain] for z in range(2)]
@@ -52,3 +55,28 @@ def test_a_fold_not_trained_to_the_end_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", "heart-valfold2"])
     with pytest.raises(SystemExit, match="chain.py --chain heart-valfold2"):
         val_folds.main()
+
+
+def test_a_stage_carried_from_an_earlier_session_is_scored_from_its_file(monkeypatch, tmp_path):
+    """A fold's one-step stage carried by `chain.py --carry` (its run folder gone) is scored
+    from the carried file; stages whose folders are here are scored from them."""
+    carry = tmp_path / "benchmarks" / "carry"
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "carried", lambda base, stage: carry / base.name.removeprefix("chain-")
+                        / f"{stage.name}.safetensors")
+    (carry / "heart-valfold0").mkdir(parents=True)
+    (carry / "heart-valfold0" / "onestep.safetensors").write_bytes(b"")
+    for stage in ("refine", "control"):
+        (tmp_path / "runs" / "chain-heart-valfold0" / stage).mkdir(parents=True)
+    monkeypatch.setattr(val_folds, "ended", lambda run: run.exists())
+    scored = []
+    monkeypatch.setattr(val_folds, "evaluate", lambda checkpoint, *a, **kw: scored.append(Path(checkpoint))
+                        or fake_evaluate(checkpoint, *a, **kw))
+    rows = val_folds.fold_rows("heart-valfold0", "one step")
+    assert scored == [carry / "heart-valfold0" / "onestep.safetensors"]
+    assert {r["patient"] for r in rows} == {"la_003", "la_007"}
+    val_folds.fold_rows("heart-valfold0", "refining")
+    assert scored[-1] == tmp_path / "runs" / "chain-heart-valfold0" / "refine" / "checkpoint_best.safetensors"
+    (carry / "heart-valfold0" / "onestep.safetensors").unlink()
+    with pytest.raises(SystemExit, match="has not ended"):
+        val_folds.fold_rows("heart-valfold0", "one step")
