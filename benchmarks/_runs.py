@@ -128,6 +128,24 @@ def evaluate(checkpoint: Path | str, dataset: str, data: str, split: str, out: P
     return result
 
 
+def paired_difference(a: list[dict], a_col: str, b: list[dict], b_col: str,
+                      key=lambda r: (r["patient"], r["slice"])) -> dict:
+    """Mean of ``a[a_col] - b[b_col]`` slice by slice over the same slices (rows of
+    per_slice.csv; ``key`` names a slice and starts with its patient) and its 95 % interval
+    when whole patients are resampled: the two masks of a slice are scored on the same truth,
+    so the paired difference is far less noisy than the two means' own intervals."""
+    from napari_pixeldrl.training.metrics import patient_bootstrap
+
+    left = {key(r): float(r[a_col]) for r in a}
+    right = {key(r): float(r[b_col]) for r in b}
+    if set(left) != set(right):
+        raise SystemExit("the two arms score different slices")
+    keys = sorted(left)
+    diff = [left[k] - right[k] for k in keys]
+    lo, hi = patient_bootstrap(diff, [k[0] for k in keys])
+    return {"mean": sum(diff) / len(diff), "ci95": [lo, hi], "patients": len({k[0] for k in keys}), "slices": len(keys)}
+
+
 def file_sha256(path: Path) -> str:
     import hashlib
 

@@ -25,8 +25,8 @@ import os
 import shlex
 from pathlib import Path
 
-from _runs import (DATA, OUT, ROOT, evaluate, header, history, load_text, next_command, pixeldrl, provenance,
-                   recorded_commands, relative, run_at_once, write_results)
+from _runs import (DATA, OUT, ROOT, evaluate, header, history, load_text, next_command, paired_difference, pixeldrl,
+                   provenance, recorded_commands, relative, run_at_once, write_results)
 from screen import at_stop, parse_variant
 from napari_pixeldrl.model.config import PRESETS
 from napari_pixeldrl.training.bench import machine
@@ -62,24 +62,17 @@ def plot(curves: dict[str, list[float]], path) -> None:
 
 def against_control(variant_csv, control_csv, steps: int) -> dict:
     """The variant's final mask m(steps) against the control's m(1), slice by slice on the
-    same validation slices: the mean difference in DICE and its 95 % interval when whole
-    patients are resampled (the two masks of a slice are scored on the same truth, so the
-    paired difference is far less noisy than the two means' own intervals)."""
+    same validation slices (``_runs.paired_difference``)."""
     import csv
-
-    from napari_pixeldrl.training.metrics import patient_bootstrap
 
     def rows(path):
         with open(path, newline="") as f:
-            return {(r["patient"], r["slice"]): r for r in csv.DictReader(f)}
+            return list(csv.DictReader(f))
 
-    ours, control = rows(variant_csv), rows(control_csv)
-    if set(ours) != set(control):
-        raise SystemExit(f"{variant_csv} and {control_csv} score different slices")
-    keys = sorted(ours)
-    diff = [float(ours[k][f"dice_t{steps}"]) - float(control[k]["dice_t1"]) for k in keys]
-    lo, hi = patient_bootstrap(diff, [k[0] for k in keys])
-    return {"mean": sum(diff) / len(diff), "ci95": [lo, hi], "patients": len({k[0] for k in keys}), "slices": len(keys)}
+    try:
+        return paired_difference(rows(variant_csv), f"dice_t{steps}", rows(control_csv), "dice_t1")
+    except SystemExit:
+        raise SystemExit(f"{variant_csv} and {control_csv} score different slices") from None
 
 
 def other_experiment(results: Path, variants: dict, checkpoint: str | None) -> str | None:

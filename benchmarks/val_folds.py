@@ -20,7 +20,7 @@ import csv
 import datetime as dt
 import sys
 
-from _runs import DATA, ROOT, ended, evaluate, write_results
+from _runs import DATA, ROOT, ended, evaluate, paired_difference, write_results
 from chain import CHAINS, carried
 from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.metrics import patient_bootstrap
@@ -56,15 +56,11 @@ def pooled(rows: list[dict], column: str) -> dict:
 
 
 def paired(a: list[dict], a_col: str, b: list[dict], b_col: str) -> dict:
-    """Mean of a - b slice by slice on the same slices, with a patient bootstrap interval."""
-    left = {(r["fold"], r["patient"], r["slice"]): float(r[a_col]) for r in a}
-    right = {(r["fold"], r["patient"], r["slice"]): float(r[b_col]) for r in b}
-    if set(left) != set(right):
-        raise SystemExit("val_folds.py: the arms scored different slices")
-    keys = sorted(left)
-    diff = [left[k] - right[k] for k in keys]
-    lo, hi = patient_bootstrap(diff, [k[1] for k in keys])
-    return {"mean": sum(diff) / len(diff), "ci95": [lo, hi]}
+    """Mean of a - b slice by slice on the same slices of every fold, with a patient bootstrap interval."""
+    try:
+        return paired_difference(a, a_col, b, b_col, key=lambda r: (r["patient"], r["fold"], r["slice"]))
+    except SystemExit:
+        raise SystemExit("val_folds.py: the arms scored different slices") from None
 
 
 def last_step(rows: list[dict]) -> str:
