@@ -481,7 +481,7 @@ def cmd_evaluate(args) -> int:
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
-        if config.window:
+        if config.window and not config.box_zoom:  # a box model runs on its box, never in windows
             print(f"slices larger than {config.window} pixels ran as {config.window}-pixel windows")
         if object_only:
             print(f"scored on the {result['slices']} slices that hold the object; episodes start from {args.start_from}")

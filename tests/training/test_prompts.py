@@ -111,3 +111,20 @@ def test_predict_start_mask_and_evaluate_from_a_box(capsys, tmp_path, tiny_confi
     assert main(["evaluate", "--checkpoint", str(ckpt), "--dataset", "folder", "--data", str(root), "--split", "all",
                  "--start-from", "circle", "--out", str(tmp_path / "r2")]) == 2
     assert "box:N" in capsys.readouterr().err
+
+
+def test_evaluate_of_a_box_model_does_not_claim_windows(capsys, tmp_path, tiny_config):
+    """A box model runs on its box resized to box_zoom, so a window in its config is not used
+    and the report must not say the slices ran in windows; a whole-slice model with one does."""
+    from test_cli import _disc_folder
+
+    torch.manual_seed(0)
+    root = _disc_folder(tmp_path / "data")
+    for name, extra in (("boxed", {"box_zoom": 32}), ("whole", {})):
+        cfg = tiny_config("lite", window=32, **extra)
+        ckpt = save_checkpoint(tmp_path / f"{name}.safetensors", build_model(cfg), cfg)
+        code = main(["evaluate", "--checkpoint", str(ckpt), "--dataset", "folder", "--data", str(root), "--split", "all",
+                     "--start-from", "box:3", "--out", str(tmp_path / name)])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert ("32-pixel windows" in out) == (name == "whole"), out
