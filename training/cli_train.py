@@ -420,7 +420,7 @@ def cmd_evaluate(args) -> int:
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.config import check_t_max
     from napari_pixeldrl.training.evaluate import evaluate
-    from napari_pixeldrl.training.prompts import box_start_masks, parse_start
+    from napari_pixeldrl.training.prompts import box_start_masks, object_slices, parse_start
 
     import torch
 
@@ -457,7 +457,7 @@ def cmd_evaluate(args) -> int:
         raise InputError(f"the {args.split} split is empty")
     object_only = grow is not None or args.object_slices  # a user boxes an object that is there
     if object_only:
-        subset = subset.subset([i for i, p in enumerate(subset.positive) if p])
+        subset = subset.subset(object_slices(subset.masks))  # as the trainer's validation from boxes picks them
         if len(subset) == 0:
             raise InputError(f"no slice of the {args.split} split holds the object; there is nothing to box")
     starts = None if grow is None else box_start_masks(subset.masks, grow)
