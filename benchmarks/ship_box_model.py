@@ -196,8 +196,7 @@ def baseline_test(args, reason: str) -> dict:
         scored = record["checkpoint"]
         if file_sha256(resolve_checkpoint(scored)) != file_sha256(path):
             raise SystemExit(f"{args.baseline_test} scored another file than {args.baseline}")
-        return {**record["starts"]["all ones"],
-                "empty_predictions": record["starts"]["all ones"].get("empty_predictions", "not recorded by prompts.py")}
+        return {**record["starts"]["all ones"], "empty_predictions": record["starts"]["all ones"].get("empty_predictions")}
     ones = evaluate(args.baseline, args.dataset, DATA[args.dataset], "test", ROOT / "runs" / f"ship-{args.results or args.name}" / "test-baseline",
                     postprocess="auto", extra=("--object-slices",))
     log_test_scoring(f"{args.baseline}, started from all ones on the slices that hold the object ({reason})", args.dataset,
@@ -219,7 +218,8 @@ def write_card(args, out: Path, chosen: str, minutes: float, val: dict, box: dic
               + f", lr {train.get('lr', '?')}, EMA {train.get('ema_decay')}"
               + (f"; the network has {' and '.join(heads)}" if heads else "") + ".")
     ones_empty = ones.get("empty_predictions")
-    ones_empty = "not recorded" if ones_empty in (None, "?", "not recorded by prompts.py") else ones_empty
+    # None where prompts.py did not record it; results files written before say so in words
+    ones_empty = "not recorded" if ones_empty is None or isinstance(ones_empty, str) else ones_empty
     run = f"`{args.run}`" + ("; the folder is gone, `benchmarks/results/gone_runs.json` records it" if gone_run(args.run) else "")
     steps = " ".join(f"{d:.3f}" for d in box["dice_per_step"])
     card = f"""# Model card: `{args.name}` (PixelDRL-MG, `lite`, segments inside a user's box)
