@@ -342,7 +342,12 @@ def cpu_minutes_spent(run: Path, uncounted_ok: bool = False) -> float:
     """Process CPU minutes behind a run's weights: every command that trained the run folder
     and the runs it continues (:func:`run_chain`), as :func:`command_cpu_minutes` counts
     them; with ``uncounted_ok``, only those of the runs that are here."""
-    return sum(m for link in run_chain(run, uncounted_ok) for _, m in command_cpu_minutes(link))
+    return chain_cpu_minutes(run_chain(run, uncounted_ok))
+
+
+def chain_cpu_minutes(chain: list[Path]) -> float:
+    """Process CPU minutes of the run folders of a :func:`run_chain`."""
+    return sum(m for link in chain for _, m in command_cpu_minutes(link))
 
 
 def command_cpu_minutes(run: Path) -> list[tuple[dict, float]]:

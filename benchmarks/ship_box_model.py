@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from _runs import (DATA, ROOT, cpu_minutes_spent, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
+from _runs import (DATA, ROOT, chain_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
                    write_results)
 from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -110,7 +110,7 @@ def main() -> None:
     # Every run behind the weights since the baseline was made a box model (a fine-tune of a
     # shipped box model continues the run that made it).
     chain = run_chain(args.run, uncounted_ok=True)
-    minutes = cpu_minutes_spent(args.run, uncounted_ok=True)
+    minutes = chain_cpu_minutes(chain)
     behind = "".join(f", continuing `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`" for run in chain[:-1])
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     m = machine()

@@ -49,7 +49,7 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     calls, written = [], []
     monkeypatch.setattr(ship_box_model, "WEIGHTS", tmp_path)  # lgg-box is bundled: a candidate of that name not yet
     monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
-    monkeypatch.setattr(ship_box_model, "cpu_minutes_spent", lambda run, uncounted_ok=False: 40.0)
+    monkeypatch.setattr(ship_box_model, "chain_cpu_minutes", lambda chain: 40.0)
     monkeypatch.setattr(ship_box_model, "run_chain", lambda run, uncounted_ok=False: [run])
     monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result)))
     monkeypatch.setattr(ship_box_model, "ship", lambda *a: (_ for _ in ()).throw(AssertionError("shipped")))
