@@ -47,13 +47,37 @@ PAPER_ROWS = {
 PAPER_T_MAX = PRESETS["paper"].t_max  # the episode length the paper segments with
 
 
-def choose_postprocess(checkpoint: Path, spec: dict, out: Path, t_max: int | None = None) -> tuple[str, dict]:
-    """The post-processing with the best mean validation DICE, and every option's score
-    (episodes of ``t_max`` steps; None: the checkpoint's)."""
+def _inference(t_max: int | None, window: int) -> tuple[tuple[str, ...], str]:
+    """`pixeldrl evaluate` options and a report-folder suffix for an episode length (None:
+    the checkpoint's) and a window (0: whole slices)."""
     extra, suffix = ((), "") if t_max is None else (("--t-max", str(t_max)), f"_t{t_max}")
+    if window:
+        extra, suffix = (*extra, "--window", str(window)), f"{suffix}_w{window}"
+    return extra, suffix
+
+
+def choose_postprocess(checkpoint: Path, spec: dict, out: Path, t_max: int | None = None,
+                       window: int = 0) -> tuple[str, dict]:
+    """The post-processing with the best mean validation DICE, and every option's score
+    (episodes of ``t_max`` steps, None: the checkpoint's; slices in ``window`` windows, 0: whole)."""
+    extra, suffix = _inference(t_max, window)
     scores = {p: evaluate(checkpoint, spec["dataset"], spec["data"], "val", out / f"eval_val_{p}{suffix}", postprocess=p,
                           reuse=True, extra=extra)["dice"] for p in POSTPROCESS}
     return max(POSTPROCESS, key=lambda p: scores[p]), scores
+
+
+def choose_window(checkpoint: Path, spec: dict, out: Path, t_max: int | None = None) -> tuple[int, dict]:
+    """Whole slices (0) or half-overlapping windows the size of the crops the checkpoint last
+    trained on, whichever has the better raw validation DICE (whole slices on a tie), and both
+    scores (one, where it trained on whole slices). The whole-slice report is the one
+    :func:`choose_postprocess` reads back."""
+    crop = int((load_checkpoint(checkpoint).info.get("train") or {}).get("crop") or 0)
+    scores = {}
+    for window in (0, crop) if crop else (0,):
+        extra, suffix = _inference(t_max, window)
+        scores[window] = evaluate(checkpoint, spec["dataset"], spec["data"], "val", out / f"eval_val_none{suffix}",
+                                  reuse=True, extra=extra)["dice"]
+    return max(scores, key=lambda w: (scores[w], w == 0)), scores
 
 
 def choose_steps(checkpoint: Path, trained: int, spec: dict, out: Path) -> tuple[int, list[float]]:
@@ -67,13 +91,17 @@ def choose_steps(checkpoint: Path, trained: int, spec: dict, out: Path) -> tuple
     return (PAPER_T_MAX if steps[-1] >= steps[trained - 1] else trained), steps
 
 
-def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, who: str) -> dict:
+def score_test_once(checkpoint: Path, spec: dict, out: Path, postprocess: str, who: str, window: int = 0) -> dict:
     """The test split's scores of ``checkpoint``: read back if this very file was scored
-    already with the same request, else scored now and the scoring recorded."""
-    result = evaluate(checkpoint, spec["dataset"], spec["data"], "test", out, postprocess=postprocess, reuse=True)
+    already with the same request, else scored now and the scoring recorded (``window``: run
+    its slices in windows of that side, for a peer whose file does not carry the choice)."""
+    extra = ("--window", str(window)) if window else ()
+    result = evaluate(checkpoint, spec["dataset"], spec["data"], "test", out, postprocess=postprocess, reuse=True,
+                      extra=extra)
     digest = file_sha256(checkpoint)
-    if not any(d.get("sha256") == digest and d.get("postprocess") == postprocess for d in json_lines(TEST_SCORINGS)):
-        log_test_scoring(who, spec["dataset"], postprocess, digest, result["dice"])
+    logged = postprocess + (f", {window}-pixel windows" if window else "")
+    if not any(d.get("sha256") == digest and d.get("postprocess") == logged for d in json_lines(TEST_SCORINGS)):
+        log_test_scoring(who, spec["dataset"], logged, digest, result["dice"])
     return result
 
 
@@ -111,6 +139,13 @@ def save_unless_same(path: Path, model, config, info: dict) -> None:
             shutil.copyfile(new, path)
 
 
+def windows_words(window: int, scores: dict) -> str:
+    """A card's words for the window choice and the raw validation DICE it was made on."""
+    what = f"slices in half-overlapping {window}-pixel windows" if window else "whole slices"
+    tried = ", ".join(f"{f'{k}-pixel windows' if int(k) else 'whole'} {v:.4f}" for k, v in scores.items())
+    return what + (f" (raw val DICE: {tried})" if len(scores) > 1 else "")
+
+
 def chosen(info: dict) -> str:
     if info.get("validated_at_stop"):
         return f"the weights at the budget stop ({info.get('epoch')} whole epochs and part of the next)"
@@ -123,14 +158,16 @@ def recorded_peer(peer_run: Path, spec: dict, gone: dict | None = None) -> tuple
     already; its test split is not scored again)."""
     gone = gone or gone_run(peer_run)
     digest = gone["checkpoint"]["sha256"]
-    if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] and d.get("postprocess") == gone["postprocess"]
+    window = gone.get("window", 0)
+    logged = gone["postprocess"] + (f", {window}-pixel windows" if window else "")
+    if not any(d.get("sha256") == digest and d["dataset"] == spec["dataset"] and d.get("postprocess") == logged
                for d in json_lines(TEST_SCORINGS)):
         raise SystemExit(f"{peer_run}: its recorded checkpoint {digest[:12]} has no scoring in {TEST_SCORINGS}")
     return gone["test"], gone["postprocess"], gone["val_dice_by_postprocess"], gone["checkpoint"]
 
 
 def remember_runs(name: str, lite_run: Path, peer_run: Path, peer: dict, peer_pp: str, peer_val: dict, peer_info: dict,
-                  peer_sha256: str | None) -> None:
+                  peer_sha256: str | None, peer_window: int = 0, peer_windows: dict | None = None) -> None:
     """Record both runs of a ship in gone_runs.json, so that a later checkout without runs/ can
     still count a fine-tune of the shipped file and compare it with this peer (a record is
     read only where its folder is not there: benchmarks/_runs.gone_run)."""
@@ -141,7 +178,8 @@ def remember_runs(name: str, lite_run: Path, peer_run: Path, peer: dict, peer_pp
         remember_run(peer_run, where, checkpoint={
             "epoch": peer_info.get("epoch"), "validated_at_stop": bool(peer_info.get("validated_at_stop")),
             "val_dice": peer_info.get("val_dice"), "sha256": peer_sha256},
-            postprocess=peer_pp, val_dice_by_postprocess=peer_val,
+            postprocess=peer_pp, val_dice_by_postprocess=peer_val, window=peer_window,
+            val_dice_by_window={str(k): v for k, v in (peer_windows or {}).items()},
             test={k: peer[k] for k in (*METRICS, "sd", "dice_ci95", "empty_predictions", "hd95_nonempty", "slices", "patients")})
 
 
@@ -157,16 +195,24 @@ def validation_choices(spec: dict, lite_run: Path, peer_run: Path) -> dict:
     trained_t_max = (loaded.info.get("train") or {}).get("t_max")  # the episodes it trained with, if not the config's
     trained_steps = trained_t_max or loaded.config.t_max
     t_max, val_steps = choose_steps(source, trained_steps, spec, lite_run)
-    lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max)
-    at_choice = evaluate(source, spec["dataset"], spec["data"], "val", lite_run / f"eval_val_{lite_pp}_t{t_max}",
-                         postprocess=lite_pp, reuse=True, extra=("--t-max", str(t_max)))  # read back, not scored again
+    window, lite_windows = choose_window(source, spec, lite_run, t_max=t_max)
+    lite_pp, lite_val = choose_postprocess(source, spec, lite_run, t_max=t_max, window=window)
+    extra, suffix = _inference(t_max, window)
+    at_choice = evaluate(source, spec["dataset"], spec["data"], "val", lite_run / f"eval_val_{lite_pp}{suffix}",
+                         postprocess=lite_pp, reuse=True, extra=extra)  # read back, not scored again
     peer_record = gone_run(peer_run)  # a peer whose folder is gone: its recorded scores
     if peer_record is None:
-        peer_pp, peer_val = choose_postprocess(peer_run / "checkpoint_best.safetensors", spec, peer_run)
-    else:
+        peer_ckpt = peer_run / "checkpoint_best.safetensors"
+        peer_window, peer_windows = choose_window(peer_ckpt, spec, peer_run)
+        peer_pp, peer_val = choose_postprocess(peer_ckpt, spec, peer_run, window=peer_window)
+    else:  # recorded before windows were chosen (whole slices) unless the record says otherwise
         peer_pp, peer_val = peer_record["postprocess"], peer_record["val_dice_by_postprocess"]
+        peer_window = peer_record.get("window", 0)
+        peer_windows = peer_record.get("val_dice_by_window", {})
     return {"loaded": loaded, "peer_record": peer_record, "trained_t_max": trained_t_max, "trained_steps": trained_steps, "t_max": t_max,
-            "val_steps": val_steps, "postprocess": lite_pp, "val_dice_by_postprocess": lite_val,
+            "val_steps": val_steps, "window": window, "val_dice_by_window": lite_windows,
+            "peer_window": peer_window, "peer_val_dice_by_window": peer_windows,
+            "postprocess": lite_pp, "val_dice_by_postprocess": lite_val,
             "val_dice": at_choice["dice"], "val_empty_predictions": at_choice["empty_predictions"],
             "val_slices": at_choice["slices"], "peer_postprocess": peer_pp, "peer_val_dice_by_postprocess": peer_val,
             "cpu_minutes": cpu_minutes_spent(lite_run, uncounted_ok=True), "peer_cpu_minutes": cpu_minutes_spent(peer_run),
@@ -192,7 +238,8 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
     peer_pp, peer_val = choices["peer_postprocess"], choices["peer_val_dice_by_postprocess"]
     if peer_record is None:
         peer_ckpt = peer_run / "checkpoint_best.safetensors"
-    config = loaded.config.replace(postprocess=lite_pp, t_max=t_max)
+    window, peer_window = choices["window"], choices["peer_window"]
+    config = loaded.config.replace(postprocess=lite_pp, t_max=t_max, window=window)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / f"{name}.safetensors"
     # The float16 file that ships, scored as it is; kept in the run folder so that a second call
@@ -205,7 +252,8 @@ def ship(name: str, spec: dict, race_name: str, note: str = "", peer_run: Path |
         "slices": test["slices"], "patients": test["patients"], "split": "test, by patient, seed 0"}
     save_unless_same(target, loaded.model, config, info)  # the same weights, with the scores in the header
     if peer_record is None:
-        peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test", peer_pp, f"BasicUNet peer of {name}")
+        peer = score_test_once(peer_ckpt, spec, peer_run / "eval_test" if not peer_window else
+                               peer_run / f"eval_test_w{peer_window}", peer_pp, f"BasicUNet peer of {name}", peer_window)
         peer_info, peer_sha256 = load_checkpoint(peer_ckpt).info, file_sha256(peer_ckpt)
     else:
         (peer, peer_pp, peer_val, peer_info), peer_sha256 = recorded_peer(peer_run, spec, peer_record), None
@@ -263,9 +311,10 @@ Use: `pixeldrl predict --checkpoint {name} IN OUT`, `pixeldrl demo --sample {nam
   (other runs shared the 2 cores at times). Dates: {dates}.
 - **Choices, all on the validation split**: the checkpoint with the best validation DICE ({chosen(info)},
   val DICE {info.get('val_dice', float('nan')):.4f}); episodes of {t_max} steps (raw val DICE after each step t = 1..10:
-  {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_steps} trained); post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
-  The peer: {chosen(peer_info)} (val DICE {peer_info.get('val_dice', float('nan')):.4f}), post-processing `{peer_pp}`
-  (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in peer_val.items())}).
+  {', '.join(f'{d:.3f}' for d in val_steps)}; the paper's 10 where they are at least those after the {trained_steps} trained); {windows_words(window, choices["val_dice_by_window"])};
+  post-processing `{lite_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in lite_val.items())}).
+  The peer: {chosen(peer_info)} (val DICE {peer_info.get('val_dice', float('nan')):.4f}), {windows_words(peer_window, choices["peer_val_dice_by_window"])},
+  post-processing `{peer_pp}` (val DICE: {', '.join(f'{k} {v:.4f}' for k, v in peer_val.items())}).
 - **Weights**: float16 safetensors ({target.stat().st_size / 1e6:.1f} MB); the figures below are measured on this file.
 
 ## Test split ({test['slices']} slices of {test['patients']} patients)
@@ -302,12 +351,14 @@ Regenerate: `python benchmarks/ship_models.py --model {name} --race {name}={race
 files already scored are read back, not scored again.
 """
     (WEIGHTS / f"{name}.md").write_text(card)
-    remember_runs(name, lite_run, peer_run, peer, peer_pp, peer_val, peer_info, peer_sha256)
+    remember_runs(name, lite_run, peer_run, peer, peer_pp, peer_val, peer_info, peer_sha256,
+                  peer_window, choices["peer_val_dice_by_window"])
     return {"model": name, "test": {k: test[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "peer": {k: peer[k] for k in (*METRICS, "dice_ci95", "empty_predictions", "hd95_nonempty")},
             "dice_per_step": test["dice_per_step"], "slices": test["slices"], "patients": test["patients"],
             "postprocess": lite_pp, "peer_postprocess": peer_pp, "cpu_minutes": round(lite_budget, 2),
-            "peer_cpu_minutes": round(peer_budget, 2)}
+            "peer_cpu_minutes": round(peer_budget, 2),
+            **({"window": window} if window else {}), **({"peer_window": peer_window} if peer_window else {})}
 
 
 def main() -> None:

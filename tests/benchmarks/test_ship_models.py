@@ -138,3 +138,33 @@ def test_validate_only_scores_the_validation_split_and_writes_nothing(tmp_path, 
     assert (shown["cpu_minutes"], shown["peer_cpu_minutes"]) == (20.0, 19.0)
     assert set(splits) == {"val"}  # the test split is not touched
     assert not (tmp_path / "weights").exists() and not (tmp_path / "results").exists()
+
+
+def test_the_window_is_chosen_on_validation_and_its_whole_slice_report_reused(tmp_path, monkeypatch):
+    """Whole slices or windows of the last training crop, by raw validation DICE (whole slices
+    on a tie); choose_postprocess at whole slices reads back the same report."""
+    from types import SimpleNamespace
+
+    requests = {}
+
+    def fake(dice_by_window):
+        def evaluate(checkpoint, dataset, data, split, out, postprocess="none", reuse=False, extra=()):
+            assert split == "val"
+            requests[(out, postprocess, tuple(extra))] = requests.get((out, postprocess, tuple(extra)), 0) + 1
+            window = int(extra[extra.index("--window") + 1]) if "--window" in extra else 0
+            return {"dice": dice_by_window[window]}
+        return evaluate
+
+    spec = {"dataset": "msd", "data": "x"}
+    monkeypatch.setattr(ship_models, "load_checkpoint", lambda path: SimpleNamespace(info={"train": {"crop": 256}}))
+    monkeypatch.setattr(ship_models, "evaluate", fake({0: 0.70, 256: 0.72}))
+    assert ship_models.choose_window(tmp_path / "c.safetensors", spec, tmp_path, t_max=3) == (256, {0: 0.70, 256: 0.72})
+    assert (tmp_path / "eval_val_none_t3_w256", "none", ("--t-max", "3", "--window", "256")) in requests
+    monkeypatch.setattr(ship_models, "evaluate", fake({0: 0.72, 256: 0.72}))
+    assert ship_models.choose_window(tmp_path / "d.safetensors", spec, tmp_path / "d")[0] == 0  # a tie: whole slices
+    ship_models.choose_postprocess(tmp_path / "d.safetensors", spec, tmp_path / "d", window=0)
+    assert requests[(tmp_path / "d" / "eval_val_none", "none", ())] == 2
+    monkeypatch.setattr(ship_models, "load_checkpoint", lambda path: SimpleNamespace(info={"train": {"crop": 0}}))
+    assert ship_models.choose_window(tmp_path / "e.safetensors", spec, tmp_path / "e") == (0, {0: 0.72})
+    assert "windows" not in ship_models.windows_words(0, {0: 0.72})
+    assert ship_models.windows_words(256, {0: 0.70, 256: 0.72}).startswith("slices in half-overlapping 256-pixel")
