@@ -67,6 +67,33 @@ def last_step(rows: list[dict]) -> str:
     return max((c for c in rows[0] if c.startswith("dice_t")), key=lambda c: int(c.removeprefix("dice_t")))
 
 
+def per_fold(arms: dict, final: str, chains: list[str]) -> list[dict]:
+    """Each fold's arms on its own validation patients (mean DICE over its slices)."""
+    def mean(rows, column):
+        return sum(float(r[column]) for r in rows) / len(rows)
+
+    folds = []
+    for chain in chains:
+        mine = {arm: [r for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
+        folds.append({"fold": chain, "patients": sorted({r["patient"] for r in mine["refining"]}),
+                      "one step": mean(mine["one step"], "dice_t1"), "control": mean(mine["one-step control"], "dice_t1"),
+                      "refining m(1)": mean(mine["refining"], "dice_t1"), "refining final": mean(mine["refining"], final)})
+    return folds
+
+
+def rule_conditions(against: dict) -> list[tuple[str, bool]]:
+    """The conditions of benchmarks/results/rule_heart-valfolds.md (written before the folds'
+    refining and control stages trained), on the pooled paired means."""
+    gain = against["refining final - its m(1)"]["mean"]
+    control = against["refining final - control"]["mean"]
+    one_step = against["refining final - one step"]["mean"]
+    return [("1. point 2: refining final - its m(1) >= +0.03", gain >= 0.03),
+            ("1. point 2: refining final - control >= 0", control >= 0),
+            ("2. the recipe: refining final - its m(1) >= +0.03", gain >= 0.03),
+            ("2. the recipe: refining final - control >= -0.005", control >= -0.005),
+            ("2. the recipe: refining final - one step >= -0.01", one_step >= -0.01)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", nargs="+", required=True, choices=sorted(c for c in CHAINS if "valfold" in c))
@@ -82,7 +109,9 @@ def main() -> None:
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m,
-              "chains": args.chains, "scores": scores, "paired": against}
+              "chains": args.chains, "scores": scores, "paired": against, "folds": per_fold(arms, final, args.chains)}
+    conditions = rule_conditions(against) if len(args.chains) == 4 else []
+    result["rule_conditions"] = {text: ok for text, ok in conditions}
     lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds)", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
              f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
@@ -92,6 +121,14 @@ def main() -> None:
                for arm, s in scores.items()), "",
              "| paired, slice by slice | mean | 95 % interval (patients resampled) |", "| --- | --- | --- |",
              *(f"| {k} | {d['mean']:+.4f} | [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |" for k, d in against.items()), "",
+             "| fold | validation patients | one step | control | refining m(1) | refining final | final - control |",
+             "| --- | --- | --- | --- | --- | --- | --- |",
+             *(f"| {f['fold']} | {', '.join(f['patients'])} | {f['one step']:.4f} | {f['control']:.4f} | "
+               f"{f['refining m(1)']:.4f} | {f['refining final']:.4f} | {f['refining final'] - f['control']:+.4f} |"
+               for f in result["folds"]), "",
+             *((["Conditions of `benchmarks/results/rule_heart-valfolds.md` (all four folds):",
+                 *(f"- {'holds' if ok else 'FAILS'}: {text}" for text, ok in conditions), ""]) if conditions else
+               ["Fewer than four folds: `rule_heart-valfolds.md` decides nothing on them.", ""]),
              "Validation only (each development patient scored by the fold that did not train on it); the test split is "
              "not touched.", ""]
     write_results(f"valfolds_{args.name}", result, lines)

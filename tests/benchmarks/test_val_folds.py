@@ -80,3 +80,27 @@ def test_a_stage_carried_from_an_earlier_session_is_scored_from_its_file(monkeyp
     (carry / "heart-valfold0" / "onestep.safetensors").unlink()
     with pytest.raises(SystemExit, match="has not ended"):
         val_folds.fold_rows("heart-valfold0", "one step")
+
+
+def test_four_folds_are_checked_against_the_rule_and_listed_one_by_one(monkeypatch, tmp_path):
+    """With all four folds the table says which of rule_heart-valfolds.md's conditions hold
+    (here the final is 0.03 above the control, 0.05 above one step and 0.15 above its m(1)),
+    and gives each fold's arms."""
+    for k, patients in ((2, ["la_011"]), (3, ["la_014", "la_016"])):
+        monkeypatch.setitem(FOLDS, f"heart-valfold{k}", patients)
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    monkeypatch.setattr(val_folds, "evaluate", fake_evaluate)
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *sorted(FOLDS)])
+    val_folds.main()
+    result, lines = written["valfolds_heart"]
+    assert all(result["rule_conditions"].values()) and len(result["rule_conditions"]) == 5
+    assert [f["patients"] for f in result["folds"]] == [FOLDS[c] for c in sorted(FOLDS)]
+    assert result["folds"][0]["refining final"] - result["folds"][0]["control"] == pytest.approx(0.03)
+    monkeypatch.setitem(DICE, "refine", [0.60, 0.70, 0.71])  # 0.01 below the control, 0.01 above one step
+    val_folds.main()
+    conditions = written["valfolds_heart"][0]["rule_conditions"]
+    assert [text for text, ok in conditions.items() if not ok] == [
+        "1. point 2: refining final - control >= 0", "2. the recipe: refining final - control >= -0.005"]
