@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from napari_pixeldrl.core.checks import check_finite_numeric
 from napari_pixeldrl.core.errors import InputError, PixelDRLError
 
+from .box_zoom import bounding_box, resize, resize_mask, zoom_box
 from .config import ModelConfig, check_t_max
 from .episode import run_episode
 from .postprocess import apply_postprocess
@@ -175,8 +176,6 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
     ``start`` (B, h, w) 0/1: the episode's m(0) (default all ones), padded here as ``x``
     was. A U-Net has no episode: its mask is cut to ``start``, the prompt's plain use."""
     if config.box_zoom:
-        from .box_zoom import zoomed_batch
-
         return zoomed_batch(model, config, x, size, t_max, early_stop=early_stop, return_steps=return_steps, start=start)
     h, w = size
     b = x.shape[0]
@@ -231,6 +230,49 @@ def windowed_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int,
     steps_taken = np.ones(b, np.int32) if config.arch == "unet" else np.minimum(last_change + 1, t_max).astype(np.int32)
     final = apply_postprocess(masks[-1], config.postprocess)
     return BatchResult(final, steps_taken, masks, masks.copy(), steps[-1][:, None].to(x.dtype))
+
+
+def zoomed_batch(model, config, x: torch.Tensor, size: tuple[int, int], t_max: int, *, early_stop: bool,
+                 return_steps: bool, start: torch.Tensor | None):
+    """:func:`run_batch` for a ``box_zoom`` model: each slice's episode runs on its start
+    mask's box resized to S x S (``start`` (B, h, w) 0/1; model/box_zoom.py)."""
+    side = int(config.box_zoom)
+    if start is None:
+        raise InputError(f"this model segments inside a box (box_zoom {side}): give it a start mask, a box or "
+                         "a rough region round the object (--start-mask, the widget's start layer)")
+    h, w = size
+    b = x.shape[0]
+    boxes = [bounding_box(start[i, :h, :w]) for i in range(b)]
+    live = [i for i in range(b) if boxes[i] is not None]
+    final = np.zeros((b, h, w), np.uint8)
+    steps_taken = np.ones(b, np.int32)  # an empty start is its own fixed point
+    step_masks = np.zeros((t_max, b, h, w), np.uint8) if return_steps else None
+    step_actions = np.zeros((t_max, b, h, w), np.uint8) if return_steps else None
+    value = np.zeros((b, h, w), np.float32) if return_steps and config.arch != "unet" else None
+    if live:
+        crops, starts = zip(*(zoom_box(x[i], start[i], boxes[i], side) for i in live))
+        crops, starts = torch.stack(crops).to(x), torch.stack(starts).to(x)
+        inner = config.replace(box_zoom=0, postprocess="none", window=0)
+        res = run_batch(model, inner, crops, (side, side), t_max, early_stop=early_stop, return_steps=return_steps,
+                        start=starts)
+        crop_value = None
+        if value is not None:  # the value map the GUI shows, of the final state, on the view the model has
+            _, v = model.step(model.encode(crops, start=starts[:, None]), res.last_mask.to(crops), with_value=True)
+            crop_value = v[:, 0].float()
+        inside = start[:, :h, :w].cpu().numpy() != 0  # a rough region resized twice may not leave it
+        for j, i in enumerate(live):
+            y0, y1, x0, x1 = boxes[i]
+            back = (y1 - y0, x1 - x0)
+            keep = inside[i, y0:y1, x0:x1]
+            final[i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.mask[j]), back).numpy() & keep
+            steps_taken[i] = res.steps_taken[j]
+            if return_steps:
+                step_masks[:, i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.step_masks[:, j]), back).numpy() & keep
+                step_actions[:, i, y0:y1, x0:x1] = resize_mask(torch.from_numpy(res.step_actions[:, j]), back).numpy()
+            if crop_value is not None:
+                value[i, y0:y1, x0:x1] = resize(crop_value[j].cpu(), back).numpy()
+    last = pad_to_multiple(torch.from_numpy(final)[:, None].to(x))[0]
+    return BatchResult(apply_postprocess(final, config.postprocess), steps_taken, step_masks, step_actions, last, value)
 
 
 def iter_segment(
