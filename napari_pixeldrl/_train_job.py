@@ -208,8 +208,12 @@ def preload_training_stack() -> None:
     for the first time from the worker thread, these modules hold the GIL for their whole
     import and the window stalls: the trainer's extension modules (~0.4 s), and
     ``torch._dynamo`` (with sympy and mpmath, ~0.35 s), which ``torch.optim.Optimizer``
-    imports lazily in its constructor. One Adam step on a scalar runs those paths.
+    imports lazily in its constructor, and matplotlib's figure and Agg canvas, which the run
+    folder's curve (``run_folder.write_curve``) imports at the end of the first epoch
+    (~0.3 s). One Adam step on a scalar runs the optimizer's paths.
     """
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
     import torch
 
     import napari_pixeldrl.training.trainer  # noqa: F401

@@ -126,9 +126,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _figure(**kw):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A bare Figure draws with Agg when saved; no matplotlib.use(), which would switch the
+    # backend of the process (napari's console included) for whoever plots after us.
     from matplotlib.figure import Figure
 
     return Figure(**kw)

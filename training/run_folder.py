@@ -54,10 +54,8 @@ def option_changes(history: Sequence[dict]) -> list[float]:
 
 
 def write_curve(history: Sequence[dict], path) -> None:
-    """Learning curves: training loss and mean reward, validation DICE, per epoch (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    """Learning curves: training loss and mean reward, validation DICE, per epoch (a bare
+    Figure, drawn by Agg when saved: the process's matplotlib backend is left as it is)."""
     from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in history]

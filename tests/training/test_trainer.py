@@ -469,3 +469,19 @@ def test_validation_can_start_from_the_truths_boxes(tmp_path):
     assert with_blank.validate(saved.model) == pytest.approx(from_boxes)
     with pytest.raises(Exception, match="none of the 1 does"):
         Trainer(tiny(val_start_grow=2), discs(2, 0), blank, tmp_path / "e")
+
+
+def test_the_run_curve_leaves_the_processs_matplotlib_backend_alone(tmp_path):
+    """write_curve draws on a bare Figure: a user who plots in napari's console after a
+    training keeps the backend they had (matplotlib.use("Agg") would have switched it)."""
+    import matplotlib
+    from matplotlib import rcsetup
+
+    before = matplotlib.rcParams._get_backend_or_none()
+    matplotlib.rcParams["backend"] = "pdf"  # stands for whatever backend the user's session chose
+    try:
+        write_curve([{"epoch": 1, "train_loss": 1.0, "train_mean_reward": 0.5, "val_dice": 0.4}], tmp_path / "c.png")
+        assert matplotlib.rcParams._get_backend_or_none() == "pdf"
+    finally:
+        matplotlib.rcParams["backend"] = before or rcsetup._auto_backend_sentinel
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
