@@ -33,6 +33,11 @@ def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
     return {}
 
 
+def carried_under(root: Path):
+    """chain.carried with benchmarks/carry/ under ``root`` (the repository's own may hold these folds)."""
+    return lambda base, stage: root / "benchmarks" / "carry" / base.name.removeprefix("chain-") / f"{stage.name}.safetensors"
+
+
 def test_folds_are_pooled_each_patient_once(monkeypatch, tmp_path):
     monkeypatch.setattr(val_folds, "ROOT", tmp_path)
     monkeypatch.setattr(val_folds, "ended", lambda run: True)
@@ -51,8 +56,7 @@ def test_folds_are_pooled_each_patient_once(monkeypatch, tmp_path):
 
 def test_a_fold_not_trained_to_the_end_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(val_folds, "ROOT", tmp_path)
-    # nothing carried either (the repository's own benchmarks/carry/ may hold this fold)
-    monkeypatch.setattr(val_folds, "carried", lambda base, stage: tmp_path / "carry" / f"{stage.name}.safetensors")
+    monkeypatch.setattr(val_folds, "carried", carried_under(tmp_path))  # nothing carried either
     monkeypatch.setattr(val_folds, "ended", lambda run: False)
     monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", "heart-valfold2"])
     with pytest.raises(SystemExit, match="chain.py --chain heart-valfold2"):
@@ -64,8 +68,7 @@ def test_a_stage_carried_from_an_earlier_session_is_scored_from_its_file(monkeyp
     from the carried file; stages whose folders are here are scored from them."""
     carry = tmp_path / "benchmarks" / "carry"
     monkeypatch.setattr(val_folds, "ROOT", tmp_path)
-    monkeypatch.setattr(val_folds, "carried", lambda base, stage: carry / base.name.removeprefix("chain-")
-                        / f"{stage.name}.safetensors")
+    monkeypatch.setattr(val_folds, "carried", carried_under(tmp_path))
     (carry / "heart-valfold0").mkdir(parents=True)
     (carry / "heart-valfold0" / "onestep.safetensors").write_bytes(b"")
     for stage in ("refine", "control"):
