@@ -120,7 +120,7 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
     validation fold ``fold`` of the 13 development patients (``--val-fold``; the default
     split's 3 test patients stay out), so that refining against one-step is chosen on every
     development patient over the folds instead of the 2 of the default split, whose DICE
-    swings by up to 0.1 from one epoch to the next. About 154 CPU-min per fold."""
+    swings by up to 0.1 from one epoch to the next. About 174 CPU-min per fold."""
     split = ("--val-fold", str(fold), "--folds", str(folds))
     return Chain("msd", (
         Stage("onestep", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16", *split)),
@@ -134,8 +134,12 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         # pull the shared layers about as little, against the supervised term, as they do in the control.
         Stage("refine-sw50", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay",
                                               "0.995", "--supervised-weight", "50", *split), start="first-head"),
+        # The same rule: the refine stage with those terms divided by all pixels instead of the live ones.
+        Stage("refine-allmean", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay",
+                                                 "0.995", "--live-mean", "all", *split), start="first-head"),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "
-       "one-step, refine and control stages, and the refine stage with a 10x supervised term")
+       "one-step, refine and control stages, and the refine stage with a 10x supervised term or its "
+       "live-pixel terms divided by all pixels")
 
 
 CHAINS.update({f"heart-valfold{k}": heart_val_fold(k) for k in range(4)})

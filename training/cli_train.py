@@ -152,6 +152,10 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--supervised-steps", choices=("every", "last"), default=None,
                    help="put the supervised term on every step's pi(keep) (default) or on the last step only, "
                         "so that the earlier steps learn from the reward alone (not in the paper)")
+    p.add_argument("--live-mean", choices=("live", "all"), default=None,
+                   help="with --live-pixels-only, average a step's policy, value and entropy terms over its live "
+                        "pixels (default) or over all pixels, a dead one counting 0, so that each live pixel of a "
+                        "later step weighs as much as one of step 1 (not in the paper)")
     p.add_argument("--reward-balance", action=argparse.BooleanOptionalAction, default=None,
                    help="weigh each pixel's reward by its class's fraction of the training crop to the power -balance-power (lite on, paper off)")
     p.add_argument("--balance-power", type=float, default=None,
@@ -243,7 +247,8 @@ def _config_from_args(args, finetune: bool):
                        ("reward_balance", "reward_balance"), ("live_pixels_only", "live_pixels_only"),
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
-                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("first_step_recall", "first_step_recall"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps")):
+                       ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("first_step_recall", "first_step_recall"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps"),
+                       ("live_mean", "live_mean")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

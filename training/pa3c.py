@@ -147,10 +147,13 @@ def dilate(truth: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(truth.unsqueeze(1), 2 * radius + 1, stride=1, padding=radius)[:, 0]
 
 
-def _mean(x: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
-    """Mean over pixels and batch, or over the live pixels only (``live`` 0/1, same shape)."""
+def _mean(x: torch.Tensor, live: torch.Tensor | None, over: str = "live") -> torch.Tensor:
+    """Mean over pixels and batch, or over the live pixels only (``live`` 0/1, same shape):
+    their sum divided by their number (``over="live"``) or by all pixels' (``"all"``)."""
     if live is None:
         return x.mean()
+    if over == "all":
+        return (x * live).sum() / live.numel()
     return (x * live).sum() / live.sum().clamp(min=1.0)
 
 
@@ -167,6 +170,7 @@ def pa3c_loss(
     reward_balance: bool = False,
     balance_power: float = 1.0,
     live_pixels_only: bool = False,
+    live_mean: str = "live",
     supervised_dice: bool = False,
     coarse_to_fine: int = 0,
     coarse_first: int = 0,
@@ -183,6 +187,11 @@ def pa3c_loss(
     ``live_pixels_only`` restricts the policy, entropy and value terms of step t to the
     pixels still alive before it (m(t-1) = 1), averaged over their number: a zeroed pixel
     is absorbed, its action changes nothing and its return is 0 by construction.
+    ``live_mean`` "all" divides those sums by all pixels instead: after step 1 the live
+    pixels are a few % of a slice, and averaged over their number each weighs tens of times
+    a pixel of step 1, against a supervised term averaged over all pixels
+    (benchmarks/term_gradients.py measures the pull on the shared layers). Step 1 from all
+    ones, so any t_max 1 run, is the same either way.
     ``supervised_dice`` adds a soft Dice term on pi(keep) to the supervised BCE, as the
     U-Net's loss has: it scores the overlap, so neither the all-zero nor an
     over-segmenting keep map scores well on a small object, whatever the weights.
@@ -204,6 +213,8 @@ def pa3c_loss(
     """
     if supervised_steps not in ("every", "last"):
         raise ValueError(f"supervised_steps must be 'every' or 'last', got {supervised_steps!r}")
+    if live_mean not in ("live", "all"):
+        raise ValueError(f"live_mean must be 'live' or 'all', got {live_mean!r}")
     truth = truth.float()
     rewards, values, log_probs, entropies, keep_probs, keep_logits, lives, targets, step_weights = ([] for _ in range(9))
     start = box_starts(truth, start_boxes, generator=generator) if start_boxes else None
@@ -242,9 +253,9 @@ def pa3c_loss(
     for t in range(len(rewards)):
         advantage = returns[t] - values[t]
         live = lives[t]
-        policy = policy - _mean(log_probs[t] * advantage.detach(), live)
-        entropy_sum = entropy_sum + _mean(entropies[t], live)
-        value = value + _mean((values[t] - returns[t]) ** 2, live)
+        policy = policy - _mean(log_probs[t] * advantage.detach(), live, live_mean)
+        entropy_sum = entropy_sum + _mean(entropies[t], live, live_mean)
+        value = value + _mean((values[t] - returns[t]) ** 2, live, live_mean)
         if supervised_weight and (supervised_steps == "every" or t == len(rewards) - 1):
             supervised = supervised + F.binary_cross_entropy_with_logits(keep_logits[t], targets[t], weight=step_weights[t])
             if supervised_dice:

@@ -36,8 +36,8 @@ def train_defaults(preset: str) -> dict:
 
 
 # The PA3C loss's switches: passed to the loss and logged per epoch (a staged run may change them).
-LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "supervised_dice", "coarse_to_fine",
-                "coarse_first", "first_step_recall", "supervised_steps", "start_boxes")
+LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "live_mean", "supervised_dice",
+                "coarse_to_fine", "coarse_first", "first_step_recall", "supervised_steps", "start_boxes")
 # Every TrainConfig field the PA3C loss reads: what pa3c_options() passes on and what a
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
@@ -45,7 +45,7 @@ PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTION
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
           "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
-          "coarse_first": 0, "start_boxes": 0.0, "first_step_recall": 1.0}
+          "coarse_first": 0, "start_boxes": 0.0, "first_step_recall": 1.0, "live_mean": "live"}
 
 
 @dataclass
@@ -80,6 +80,10 @@ class TrainConfig:
     balance_power: float | None = None  # 1: balanced accuracy (over-segments small objects), 0.5: softer (None: preset's)
     supervised_dice: bool | None = None  # add soft Dice on pi(keep) to the supervised BCE (None: preset's)
     live_pixels_only: bool | None = None  # policy/entropy/value terms over pixels not yet zeroed (None: preset's)
+    # With live_pixels_only, what those terms are averaged over: "live", the pixels alive before
+    # the step; "all", every pixel (a dead one counting 0), so that a later step's few live
+    # pixels weigh as much each as a pixel of step 1 (pa3c_loss).
+    live_mean: str = "live"
     # Coarse to fine (not in the paper): step t's target is the truth dilated by
     # R (T - t) / (T - 1) pixels, R this radius, in its reward and its supervised term, so
     # the first steps remove far background and the last ones settle the boundary. 0: off.
@@ -184,6 +188,8 @@ class TrainConfig:
             raise InputError(f"EMA decay must be a number between 0 and 1 (exclusive), got {d!r}")
         if self.supervised_steps not in ("every", "last"):
             raise InputError(f"supervised steps must be 'every' or 'last', got {self.supervised_steps!r}")
+        if self.live_mean not in ("live", "all"):
+            raise InputError(f"live mean must be 'live' or 'all', got {self.live_mean!r}")
         k = self.resolved("keep_init")
         if k != "random" and not (isinstance(k, (int, float)) and 0.0 < k < 1.0):
             raise InputError(f"keep_init must be a number in (0, 1) or 'random', got {k!r}")

@@ -30,7 +30,7 @@ def test_paper_preset_trains_the_papers_loss():
     paper, lite = TrainConfig(preset="paper"), TrainConfig(preset="lite")
     assert paper.pa3c_options() == {"value_weight": 1.0, "entropy_beta": 0.01, "supervised_weight": 0.0,
                                     "reward_balance": False, "balance_power": 1.0, "live_pixels_only": False,
-                                    "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0, "first_step_recall": 1.0,
+                                    "live_mean": "live", "supervised_dice": False, "coarse_to_fine": 0, "coarse_first": 0, "first_step_recall": 1.0,
                                     "start_boxes": 0.0,
                                     "supervised_steps": "every"}
     assert (lite.resolved("reward_balance"), lite.resolved("live_pixels_only"), lite.resolved_supervised_weight()) == (True, True, 5.0)
@@ -153,6 +153,31 @@ def test_supervised_term_on_the_last_step_only(tiny_config):
     assert losses["last"] > 0 and losses["every"] == pytest.approx(3 * losses["last"], rel=0.2)
     with pytest.raises(InputError, match="supervised steps"):
         Trainer(tiny(supervised_steps="first"), discs(2, 0), discs(1, 1), "unused")
+
+
+def test_live_terms_averaged_over_all_pixels(tiny_config):
+    from napari_pixeldrl.training.pa3c import _mean
+
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    live = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert float(_mean(x, live)) == pytest.approx((1 + 3) / 2)  # over the live pixels
+    assert float(_mean(x, live, "all")) == pytest.approx((1 + 3) / 4)  # a dead pixel counts 0
+    torch.manual_seed(0)
+    net = build_model(tiny_config("lite"))
+    images, masks = discs(2, 0)
+    x, y = torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)).float()
+    stats = {}
+    for t_max in (1, 3):
+        for over in ("live", "all"):
+            _, stats[t_max, over] = pa3c_loss(net, x, y, t_max=t_max, gamma=0.95, live_pixels_only=True, live_mean=over,
+                                              generator=torch.Generator().manual_seed(0))
+    # Step 1 starts from all ones: every pixel is live, so a one-step loss is the same either way.
+    assert stats[1, "all"].loss == pytest.approx(stats[1, "live"].loss, rel=1e-6)
+    # Later steps' live pixels are fewer than all: their terms shrink, the supervised term does not.
+    assert stats[3, "all"].value_loss < stats[3, "live"].value_loss
+    assert stats[3, "all"].supervised_loss == pytest.approx(stats[3, "live"].supervised_loss, rel=1e-6)
+    with pytest.raises(InputError, match="live mean"):
+        Trainer(tiny(live_mean="pixels"), discs(2, 0), discs(1, 1), "unused")
 
 
 def test_basicunet_peer_trains_and_reloads(tmp_path):
