@@ -1,6 +1,7 @@
 """Pool the heart's validation folds: is refining better than one step, on every development patient?
 
     python benchmarks/val_folds.py --chains heart-valfold0 heart-valfold1 heart-valfold2 heart-valfold3
+    python benchmarks/val_folds.py --chains heart-valfold0 ... heart-valfold3 --refine refine-allmean --name heart-refine-allmean
 
 Each chain (`benchmarks/chain.py --chain heart-valfoldK`) trains the heart chain's one-step stage,
 its refining stage (first-step head, coarse-first 4, t_max 3) and its one-step control on one
@@ -11,6 +12,8 @@ by the models that did not train on it. The table gives each arm's DICE with a p
 bootstrap interval, and the refining arm against the control and against its own m(1), paired
 slice by slice. The test split is not touched: this chooses the heart's recipe. A stage that an
 earlier session carried (`chain.py --carry`, its run folder gone) is scored from the carried file.
+``--refine STAGE`` puts another refining stage of the fold chains in the refining arm (the variants
+of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ from napari_pixeldrl.training.metrics import patient_bootstrap
 
 # arm -> (the chain's stage, the episode length it is scored at; None: the checkpoint's own)
 ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
+# The rule each refining stage was written under (committed before the stage trained).
+RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
+         "refine-allmean": "rule_heart-valfolds-rlweight.md"}
 
 
-def fold_rows(chain: str, arm: str) -> list[dict]:
-    """The per-slice scores of one arm of one fold chain on its own validation patients."""
+def fold_rows(chain: str, arm: str, refine: str = "refine") -> list[dict]:
+    """The per-slice scores of one arm of one fold chain on its own validation patients
+    (the refining arm: stage ``refine``)."""
     stage, steps = ARMS[arm]
+    stage = refine if arm == "refining" else stage
     base = ROOT / "runs" / f"chain-{chain}"
     run = base / stage
     kept = carried(base, next(s for s in CHAINS[chain].stages if s.name == stage))
@@ -83,7 +91,8 @@ def per_fold(arms: dict, final: str, chains: list[str]) -> list[dict]:
 
 def rule_conditions(against: dict) -> list[tuple[str, bool]]:
     """The conditions of benchmarks/results/rule_heart-valfolds.md (written before the folds'
-    refining and control stages trained), on the pooled paired means."""
+    refining and control stages trained), on the pooled paired means; the variants' rule
+    (rule_heart-valfolds-rlweight.md) holds each refining variant to the same ones."""
     gain = against["refining final - its m(1)"]["mean"]
     control = against["refining final - control"]["mean"]
     one_step = against["refining final - one step"]["mean"]
@@ -97,9 +106,10 @@ def rule_conditions(against: dict) -> list[tuple[str, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", nargs="+", required=True, choices=sorted(c for c in CHAINS if "valfold" in c))
+    parser.add_argument("--refine", default="refine", choices=sorted(RULES), help="the refining arm's stage")
     parser.add_argument("--name", default="heart", help="benchmarks/results/valfolds_NAME.md")
     args = parser.parse_args()
-    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm)] for arm in ARMS}
+    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, args.refine)] for arm in ARMS}
     final = last_step(arms["refining"])
     scores = {"one step": pooled(arms["one step"], "dice_t1"), "one-step control": pooled(arms["one-step control"], "dice_t1"),
               "refining, m(1)": pooled(arms["refining"], "dice_t1"), f"refining, final ({final})": pooled(arms["refining"], final)}
@@ -109,13 +119,14 @@ def main() -> None:
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m,
-              "chains": args.chains, "scores": scores, "paired": against, "folds": per_fold(arms, final, args.chains)}
+              "chains": args.chains, "refining stage": args.refine, "scores": scores, "paired": against, "folds": per_fold(arms, final, args.chains)}
     conditions = rule_conditions(against) if len(args.chains) == 4 else []
     result["rule_conditions"] = {text: ok for text, ok in conditions}
     lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds)", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
              f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
-             "--chain heart-valfoldK` (1 thread each, budgets in process CPU time).", "",
+             f"--chain heart-valfoldK` (1 thread each, budgets in process CPU time); the refining arm: stage "
+             f"`{args.refine}`.", "",
              "| arm | DICE [patient 95 %] | patients | slices |", "| --- | --- | --- | --- |",
              *(f"| {arm} | {s['dice']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] | {s['patients']} | {s['slices']} |"
                for arm, s in scores.items()), "",
@@ -126,9 +137,9 @@ def main() -> None:
              *(f"| {f['fold']} | {', '.join(f['patients'])} | {f['one step']:.4f} | {f['control']:.4f} | "
                f"{f['refining m(1)']:.4f} | {f['refining final']:.4f} | {f['refining final'] - f['control']:+.4f} |"
                for f in result["folds"]), "",
-             *((["Conditions of `benchmarks/results/rule_heart-valfolds.md` (all four folds):",
+             *(([f"Conditions of `benchmarks/results/{RULES[args.refine]}` (all four folds):",
                  *(f"- {'holds' if ok else 'FAILS'}: {text}" for text, ok in conditions), ""]) if conditions else
-               ["Fewer than four folds: `rule_heart-valfolds.md` decides nothing on them.", ""]),
+               [f"Fewer than four folds: `{RULES[args.refine]}` decides nothing on them.", ""]),
              "Validation only (each development patient scored by the fold that did not train on it); the test split is "
              "not touched.", ""]
     write_results(f"valfolds_{args.name}", result, lines)

@@ -109,3 +109,22 @@ def test_four_folds_are_checked_against_the_rule_and_listed_one_by_one(monkeypat
     conditions = written["valfolds_heart"][0]["rule_conditions"]
     assert [text for text, ok in conditions.items() if not ok] == [
         "1. point 2: refining final - control >= 0", "2. the recipe: refining final - control >= -0.005"]
+
+
+def test_a_refining_variant_takes_the_refining_arm_under_its_own_rule(monkeypatch, tmp_path):
+    """``--refine refine-allmean`` scores that stage in the refining arm against the same
+    one-step and control arms, and names the variants' rule."""
+    monkeypatch.setitem(DICE, "refine-allmean", [0.50, 0.80, 0.80])
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    monkeypatch.setattr(val_folds, "evaluate", fake_evaluate)
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--refine", "refine-allmean",
+                                      "--name", "heart-refine-allmean"])
+    val_folds.main()
+    result, lines = written["valfolds_heart-refine-allmean"]
+    assert result["refining stage"] == "refine-allmean"
+    assert result["paired"]["refining final - control"]["mean"] == pytest.approx(0.08)
+    assert result["paired"]["refining final - its m(1)"]["mean"] == pytest.approx(0.30)
+    assert any("rule_heart-valfolds-rlweight.md" in line for line in lines)
