@@ -129,12 +129,12 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         Stage("refine", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay", "0.995", *split),
               start="first-head"),
         Stage("control", "finetune", 20, ("--t-max", "1", "--lr", "5e-5", "--ema-decay", "0.995", *split), start="prototypes"),
-        # rule_heart-valfolds-sw50.md: the refine stage with the supervised term 10x the lite default's,
+        # rule_heart-valfolds-rlweight.md, variant A: the refine stage with the supervised term 10x the lite default's,
         # so that the policy-gradient and value terms of steps 2-3 (averaged over their few live pixels)
         # pull the shared layers about as little, against the supervised term, as they do in the control.
         Stage("refine-sw50", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay",
                                               "0.995", "--supervised-weight", "50", *split), start="first-head"),
-        # The same rule: the refine stage with those terms divided by all pixels instead of the live ones.
+        # Variant B of the same rule: the refine stage with those terms divided by all pixels instead of the live ones.
         Stage("refine-allmean", "finetune", 20, ("--coarse-first", "4", "--t-max", "3", "--lr", "5e-5", "--ema-decay",
                                                  "0.995", "--live-mean", "all", *split), start="first-head"),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "

@@ -39,9 +39,13 @@ def shared_gradient(net, image, truth, options: dict, seed: int) -> torch.Tensor
     return torch.cat([p.grad.flatten() for n, p in net.named_parameters() if n.startswith(SHARED) and p.grad is not None])
 
 
+def run_config(run) -> TrainConfig:
+    """The training config a run recorded, read as the trainer reads it on --resume."""
+    return TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
+
+
 def term_norms(run, batches) -> dict[str, float]:
-    train = TrainConfig(**{k: v for k, v in json.loads((run / "config.json").read_text())["train"].items()
-                           if k in TrainConfig.__dataclass_fields__})
+    train = run_config(run)
     loaded = load_checkpoint(run / "checkpoint_last.safetensors")
     net = loaded.model.train()
     full = dict(train.pa3c_options(), t_max=train.t_max, gamma=loaded.config.gamma)
@@ -67,10 +71,11 @@ def main() -> None:
     torch.set_num_threads(1)
     chain = CHAINS[args.chain]
     base = ROOT / "runs" / f"chain-{args.chain}"
-    first = json.loads((base / args.arms[0] / "config.json").read_text())["train"]
+    first = run_config(base / args.arms[0])
     data = load_dataset(chain.dataset, DATA[chain.dataset])
-    train = select_split(data, first["data"], "train")
-    settings = CropSettings(crop=first["crop"] or 128, augment=True, rotate=first["rotate"], foreground_p=first["foreground_p"])
+    train = select_split(data, first.data, "train")
+    # The trainer's crops (its box-zoom aside: these chains train on whole-slice crops).
+    settings = CropSettings(crop=first.crop, augment=first.augment, rotate=first.rotate, foreground_p=first.foreground_p)
     batches = [b for _, b in zip(range(args.batches), epoch_batches(train.images, train.masks, batch_size=2,
                                                                       settings=settings, seed=12345, epoch=0))]
     print(f"{args.chain}: median gradient norm on the shared layers over {len(batches)} training batches of 2")
