@@ -32,7 +32,7 @@ from napari_pixeldrl.training.metrics import patient_bootstrap
 ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
 # The rule each refining stage was written under (committed before the stage trained).
 RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
-         "refine-allmean": "rule_heart-valfolds-rlweight.md"}
+         "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
 
 
 def fold_rows(chain: str, arm: str, refine: str = "refine") -> list[dict]:
