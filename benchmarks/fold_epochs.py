@@ -83,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-cost", action="store_true", help="also time one training batch of each arm (fold 0)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--name", default="heart", help="benchmarks/results/fold_epochs_NAME.md")
     args = parser.parse_args()
     logs = {chain: {stage: epochs(ROOT / "runs" / f"chain-{chain}" / stage) for stage in (CONTROL, *REFINING)}
             for chain in CHAINS_USED}
@@ -94,12 +95,14 @@ def main() -> None:
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/fold_epochs.py " + " ".join(sys.argv[1:]), "machine": m, "folds": {}}
+    load = " ".join(f"{x:.2f}" for x in __import__("os").getloadavg())
+    result["load_at_start"] = load
     lines = ["# The heart's folds: validation DICE by epoch, CPU seconds per epoch", "",
              f"Command: `{result['command']}`  ",
              f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. Read from each "
              "run's metrics.jsonl (`python benchmarks/chain.py --chain heart-valfoldK`, 1 thread per stage, 20 "
              "CPU-min each, process CPU time, validation included); validation DICE of the EMA weights on the fold's "
-             "own validation patients at the stage's own t_max.", "",
+             "own validation patients at the stage's own t_max. Load average when this ran: " + load + ".", "",
              "| fold | stage | epochs | validation DICE after each epoch | CPU s per epoch (median) |",
              "| --- | --- | --- | --- | --- |"]
     for chain in CHAINS_USED:
@@ -137,7 +140,7 @@ def main() -> None:
                   "| stage | CPU s per batch | / control's |", "| --- | --- | --- |",
                   *(f"| {s} | {c:.3f} | {c / cost[CONTROL]:.2f} |" for s, c in cost.items())]
     lines += ["", "Validation only; the test split is not touched.", ""]
-    write_results("fold_epochs_heart", result, lines)
+    write_results(f"fold_epochs_{args.name}", result, lines)
 
 
 if __name__ == "__main__":
