@@ -140,9 +140,12 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         # rule_heart-valfolds-t2.md: the refine stage one step shorter, so that the same CPU time buys more epochs.
         Stage("refine-t2", "finetune", 20, ("--coarse-first", "4", "--t-max", "2", "--lr", "5e-5", "--ema-decay", "0.995",
                                             *split), start="first-head"),
+        # The standard peer on the same fold for the one-step stage's budget: lite against BasicUNet on every
+        # development patient, not on the default split's 2 validation patients.
+        Stage("peer", "train", 94, ("--preset", "basicunet", "--crop", "256", *split)),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "
-       "one-step, refine and control stages, and the refine stage with a 10x supervised term, with its "
-       "live-pixel terms divided by all pixels, or one step shorter")
+       "one-step, refine and control stages, the refine stage with a 10x supervised term, with its "
+       "live-pixel terms divided by all pixels, or one step shorter, and the BasicUNet peer of the one-step stage")
 
 
 CHAINS.update({f"heart-valfold{k}": heart_val_fold(k) for k in range(4)})
