@@ -60,6 +60,8 @@ class Chain:
     dataset: str
     stages: tuple[Stage, ...] = field(default_factory=tuple)
     about: str = ""
+    # The stage whose whole chain of CPU minutes a ``peer`` stage trains for.
+    peer_of: str = "refine"
 
 
 CHAINS = {
@@ -145,7 +147,8 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         Stage("peer", "train", 94, ("--preset", "basicunet", "--crop", "256", *split)),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "
        "one-step, refine and control stages, the refine stage with a 10x supervised term, with its "
-       "live-pixel terms divided by all pixels, or one step shorter, and the BasicUNet peer of the one-step stage")
+       "live-pixel terms divided by all pixels, or one step shorter, and the BasicUNet peer of the one-step stage",
+       peer_of="onestep")
 
 
 CHAINS.update({f"heart-valfold{k}": heart_val_fold(k) for k in range(4)})

@@ -13,7 +13,8 @@ bootstrap interval, and the refining arm against the control and against its own
 slice by slice. The test split is not touched: this chooses the heart's recipe. A stage that an
 earlier session carried (`chain.py --carry`, its run folder gone) is scored from the carried file.
 ``--refine STAGE`` puts another refining stage of the fold chains in the refining arm (the variants
-of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms.
+of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms. ``--peer`` puts
+the one-step stage against the fold's BasicUNet peer of the same budget (`valfolds_heart-peer.md`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from napari_pixeldrl.training.metrics import patient_bootstrap
 
 # arm -> (the chain's stage, the episode length it is scored at; None: the checkpoint's own)
 ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
+# ``--peer``: the one-step stage against the BasicUNet peer trained on the same fold for its budget.
+PEER_ARMS = {"one step": ("onestep", "1"), "BasicUNet peer": ("peer", None)}
 # The rule each refining stage was written under (committed before the stage trained).
 RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
@@ -38,7 +41,7 @@ RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds
 def fold_rows(chain: str, arm: str, refine: str = "refine") -> list[dict]:
     """The per-slice scores of one arm of one fold chain on its own validation patients
     (the refining arm: stage ``refine``)."""
-    stage, steps = ARMS[arm]
+    stage, steps = {**ARMS, **PEER_ARMS}[arm]
     stage = refine if arm == "refining" else stage
     base = ROOT / "runs" / f"chain-{chain}"
     run = base / stage
@@ -103,12 +106,50 @@ def rule_conditions(against: dict) -> list[tuple[str, bool]]:
             ("2. the recipe: refining final - one step >= -0.01", one_step >= -0.01)]
 
 
+def peer_table(args) -> None:
+    """The one-step stage against its BasicUNet peer on every fold's validation patients: a
+    measurement for the README's peer comparison, no rule's decision."""
+    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm)] for arm in PEER_ARMS}
+    scores = {arm: pooled(rows, "dice_t1") for arm, rows in arms.items()}
+    difference = paired(arms["one step"], "dice_t1", arms["BasicUNet peer"], "dice_t1")
+    empty = {arm: sum(r["empty_pred"] == "True" for r in rows) for arm, rows in arms.items()}
+    m = machine()
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m, "chains": args.chains,
+              "scores": scores, "empty_predictions": empty, "paired": {"one step - BasicUNet peer": difference}}
+    folds = []
+    for chain in args.chains:
+        mine = {arm: [float(r["dice_t1"]) for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
+        folds.append({"fold": chain, **{arm: sum(v) / len(v) for arm, v in mine.items()}})
+    result["folds"] = folds
+    lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): lite one step against BasicUNet", "",
+             f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
+             f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
+             "--chain heart-valfoldK`: `onestep` (lite, t_max 1, the fine decoder, 256-pixel crops) and `peer` "
+             "(MONAI BasicUNet, BCE + soft Dice, the same crops), 94 CPU-min each, 1 thread, budgets in process CPU "
+             "time; the two ran in different sessions, when the machine's pace may differ by about 10 %.", "",
+             "| arm | DICE [patient 95 %] | empty predictions | patients | slices |", "| --- | --- | --- | --- | --- |",
+             *(f"| {arm} | {s['dice']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] | {empty[arm]} | {s['patients']} | "
+               f"{s['slices']} |" for arm, s in scores.items()), "",
+             f"Paired slice by slice, one step - BasicUNet peer: {difference['mean']:+.4f} [{difference['ci95'][0]:+.4f}, "
+             f"{difference['ci95'][1]:+.4f}] (patients resampled).", "",
+             "| fold | one step | BasicUNet peer |", "| --- | --- | --- |",
+             *(f"| {f['fold']} | {f['one step']:.4f} | {f['BasicUNet peer']:.4f} |" for f in folds), "",
+             "Raw masks (no post-processing), slice means. Validation only; the test split is not touched.", ""]
+    write_results(f"valfolds_{args.name}", result, lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", nargs="+", required=True, choices=sorted(c for c in CHAINS if "valfold" in c))
     parser.add_argument("--refine", default="refine", choices=sorted(RULES), help="the refining arm's stage")
-    parser.add_argument("--name", default="heart", help="benchmarks/results/valfolds_NAME.md")
+    parser.add_argument("--peer", action="store_true", help="the one-step stage against its BasicUNet peer instead")
+    parser.add_argument("--name", default=None, help="benchmarks/results/valfolds_NAME.md (default heart, or heart-peer)")
     args = parser.parse_args()
+    if args.peer:
+        args.name = args.name or "heart-peer"
+        return peer_table(args)
+    args.name = args.name or "heart"
     arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, args.refine)] for arm in ARMS}
     final = last_step(arms["refining"])
     scores = {"one step": pooled(arms["one step"], "dice_t1"), "one-step control": pooled(arms["one-step control"], "dice_t1"),

@@ -143,12 +143,12 @@ def test_a_stage_can_start_from_the_weights_at_the_stop_and_they_are_carried(roo
     assert plan["w"][2] == "benchmarks/carry/x/a-last.safetensors"
 
 
-def test_a_chains_peer_gets_the_cpu_minutes_behind_its_refining_stage():
+def test_a_chains_peer_gets_the_cpu_minutes_behind_the_stage_it_is_the_peer_of():
     for name, chain in chain_script.CHAINS.items():
         stages = {s.name: s for s in chain.stages}
         if "peer" not in stages:
             continue
-        behind, stage = 0.0, stages["refine"]
+        behind, stage = 0.0, stages[chain.peer_of]
         while stage is not None:
             behind += stage.cpu_minutes
             stage = stages.get(stage.start)

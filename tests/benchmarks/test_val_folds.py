@@ -128,3 +128,34 @@ def test_a_refining_variant_takes_the_refining_arm_under_its_own_rule(monkeypatc
     assert result["paired"]["refining final - control"]["mean"] == pytest.approx(0.08)
     assert result["paired"]["refining final - its m(1)"]["mean"] == pytest.approx(0.30)
     assert any("rule_heart-valfolds-rlweight.md" in line for line in lines)
+
+
+def test_the_peer_table_pairs_one_step_with_the_folds_basicunet(monkeypatch, tmp_path):
+    """``--peer`` scores each fold's one-step stage and its BasicUNet peer on that fold's
+    validation patients, pairs them slice by slice and counts empty predictions."""
+    monkeypatch.setitem(DICE, "peer", [0.75])
+
+    def with_empty(checkpoint, dataset, data, split, out, **kw):
+        fake_evaluate(checkpoint, dataset, data, split, out, **kw)
+        path = Path(out) / "per_slice.csv"
+        rows = list(csv.DictReader(open(path, newline="")))
+        for r in rows:  # the peer leaves its first slice empty
+            r["empty_pred"] = str(Path(checkpoint).parent.name == "peer" and r is rows[0])
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return {}
+
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    monkeypatch.setattr(val_folds, "evaluate", with_empty)
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--peer"])
+    val_folds.main()
+    result, lines = written["valfolds_heart-peer"]
+    assert result["paired"]["one step - BasicUNet peer"]["mean"] == pytest.approx(-0.05)
+    assert result["scores"]["BasicUNet peer"]["patients"] == 3
+    assert result["empty_predictions"] == {"one step": 0, "BasicUNet peer": 2}  # one per fold
+    assert [f["fold"] for f in result["folds"]] == list(FOLDS)
