@@ -175,6 +175,26 @@ def metric_rows(run: Path) -> list[dict]:
     return json_lines(Path(run) / "metrics.jsonl")
 
 
+def run_train_config(run: Path):
+    """The training config a run recorded, read as the trainer reads it on --resume."""
+    from napari_pixeldrl.training.train_config import TrainConfig
+
+    return TrainConfig.from_dict(json.loads((Path(run) / "config.json").read_text())["train"])
+
+
+def training_batches(dataset: str, train, count: int) -> list[tuple]:
+    """``count`` training batches of 2 (numpy image, truth) cut as the trainer of config ``train``
+    cuts them from its training split (box-zoom aside), the same ones every call (seed 12345)."""
+    from napari_pixeldrl.training.data import load_dataset
+    from napari_pixeldrl.training.data.splits import select_split
+    from napari_pixeldrl.training.loader import CropSettings, epoch_batches
+
+    split = select_split(load_dataset(dataset, DATA[dataset]), train.data, "train")
+    settings = CropSettings(crop=train.crop, augment=train.augment, rotate=train.rotate, foreground_p=train.foreground_p)
+    batches = epoch_batches(split.images, split.masks, batch_size=2, settings=settings, seed=12345, epoch=0)
+    return [b for _, b in zip(range(count), batches)]
+
+
 def gone_run(run: Path | None) -> dict | None:
     """The record of a run folder that is no longer here (``gone_runs.json``: its CPU minutes
     and the steps behind it, as counted when it was), or None: also for a folder that is here."""

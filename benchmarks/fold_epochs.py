@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
+import os
 import statistics
 import sys
 import time
 
 import torch
 
-from _runs import DATA, ROOT, write_results
+from _runs import ROOT, metric_rows, run_train_config, training_batches, write_results
 from chain import CHAINS, start_file
 from napari_pixeldrl.training.bench import machine
 
@@ -37,36 +37,21 @@ CONTROL = "control"
 REFINING = ("refine", "refine-sw50", "refine-allmean", "refine-t2")
 
 
-def epochs(run) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def batch_cost(chain: str, stages: list[str], repeats: int) -> dict[str, float]:
     """Median process CPU seconds of one training batch of each stage's loss, from its start."""
     from napari_pixeldrl.model.checkpoint import load_checkpoint
-    from napari_pixeldrl.training.data import load_dataset
-    from napari_pixeldrl.training.data.splits import select_split
-    from napari_pixeldrl.training.loader import CropSettings, epoch_batches
     from napari_pixeldrl.training.pa3c import pa3c_loss
-    from napari_pixeldrl.training.train_config import TrainConfig
 
     torch.set_num_threads(1)
     base = ROOT / "runs" / f"chain-{chain}"
+    configs = {name: run_train_config(base / name) for name in stages}
     arms = {}
-    for name in stages:
-        train = TrainConfig.from_dict(json.loads((base / name / "config.json").read_text())["train"])
+    for name, train in configs.items():
         stage = next(s for s in CHAINS[chain].stages if s.name == name)
         loaded = load_checkpoint(start_file(base, CHAINS[chain], stage))
         arms[name] = (loaded.model.train(), dict(train.pa3c_options(), t_max=train.t_max, gamma=loaded.config.gamma))
-    first = TrainConfig.from_dict(json.loads((base / stages[0] / "config.json").read_text())["train"])
-    data = load_dataset(CHAINS[chain].dataset, DATA[CHAINS[chain].dataset])
-    split = select_split(data, first.data, "train")
-    settings = CropSettings(crop=first.crop, augment=first.augment, rotate=first.rotate, foreground_p=first.foreground_p)
-    x, y = map(torch.from_numpy, next(iter(epoch_batches(split.images, split.masks, batch_size=2, settings=settings,
-                                                         seed=12345, epoch=0))))
+    (batch,) = training_batches(CHAINS[chain].dataset, configs[stages[0]], 1)
+    x, y = map(torch.from_numpy, batch)
     times: dict[str, list[float]] = {name: [] for name in stages}
     for i in range(repeats + 1):  # the first round warms up and is not counted
         for name, (net, options) in arms.items():
@@ -85,7 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--name", default="heart", help="benchmarks/results/fold_epochs_NAME.md")
     args = parser.parse_args()
-    logs = {chain: {stage: epochs(ROOT / "runs" / f"chain-{chain}" / stage) for stage in (CONTROL, *REFINING)}
+    logs = {chain: {stage: metric_rows(ROOT / "runs" / f"chain-{chain}" / stage) for stage in (CONTROL, *REFINING)}
             for chain in CHAINS_USED}
     missing = [f"{c}/{CONTROL}" for c in CHAINS_USED if not logs[c][CONTROL]]
     if missing:
@@ -95,7 +80,7 @@ def main() -> None:
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/fold_epochs.py " + " ".join(sys.argv[1:]), "machine": m, "folds": {}}
-    load = " ".join(f"{x:.2f}" for x in __import__("os").getloadavg())
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     result["load_at_start"] = load
     lines = ["# The heart's folds: validation DICE by epoch, CPU seconds per epoch", "",
              f"Command: `{result['command']}`  ",

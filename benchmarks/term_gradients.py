@@ -15,19 +15,14 @@ read.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
 import torch
 
-from _runs import DATA, ROOT
+from _runs import ROOT, run_train_config, training_batches
 from chain import CHAINS
 from napari_pixeldrl.model.checkpoint import load_checkpoint
-from napari_pixeldrl.training.data import load_dataset
-from napari_pixeldrl.training.data.splits import select_split
-from napari_pixeldrl.training.loader import CropSettings, epoch_batches
 from napari_pixeldrl.training.pa3c import pa3c_loss
-from napari_pixeldrl.training.train_config import TrainConfig
 
 SHARED = ("extractor.", "sam.")
 
@@ -39,13 +34,8 @@ def shared_gradient(net, image, truth, options: dict, seed: int) -> torch.Tensor
     return torch.cat([p.grad.flatten() for n, p in net.named_parameters() if n.startswith(SHARED) and p.grad is not None])
 
 
-def run_config(run) -> TrainConfig:
-    """The training config a run recorded, read as the trainer reads it on --resume."""
-    return TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
-
-
 def term_norms(run, batches) -> dict[str, float]:
-    train = run_config(run)
+    train = run_train_config(run)
     loaded = load_checkpoint(run / "checkpoint_last.safetensors")
     net = loaded.model.train()
     full = dict(train.pa3c_options(), t_max=train.t_max, gamma=loaded.config.gamma)
@@ -71,13 +61,7 @@ def main() -> None:
     torch.set_num_threads(1)
     chain = CHAINS[args.chain]
     base = ROOT / "runs" / f"chain-{args.chain}"
-    first = run_config(base / args.arms[0])
-    data = load_dataset(chain.dataset, DATA[chain.dataset])
-    train = select_split(data, first.data, "train")
-    # The trainer's crops (its box-zoom aside: these chains train on whole-slice crops).
-    settings = CropSettings(crop=first.crop, augment=first.augment, rotate=first.rotate, foreground_p=first.foreground_p)
-    batches = [b for _, b in zip(range(args.batches), epoch_batches(train.images, train.masks, batch_size=2,
-                                                                      settings=settings, seed=12345, epoch=0))]
+    batches = training_batches(chain.dataset, run_train_config(base / args.arms[0]), args.batches)
     print(f"{args.chain}: median gradient norm on the shared layers over {len(batches)} training batches of 2")
     for arm in args.arms:
         norms = term_norms(base / arm, batches)
