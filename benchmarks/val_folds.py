@@ -106,6 +106,26 @@ def rule_conditions(against: dict) -> list[tuple[str, bool]]:
             ("2. the recipe: refining final - one step >= -0.01", one_step >= -0.01)]
 
 
+def per_patient(arms: dict) -> list[dict]:
+    """Each patient's slice means per arm: DICE, and PPV and sensitivity where the report has them."""
+    first = next(iter(arms.values()))
+    patients = sorted({(r["fold"], r["patient"]) for r in first}, key=lambda fp: fp[1])
+    table = []
+    for fold, patient in patients:
+        row = {"patient": patient, "fold": fold}
+        for arm, rows in arms.items():
+            mine = [r for r in rows if r["patient"] == patient and r["fold"] == fold]
+            row["slices"] = len(mine)
+            row[arm] = {column: sum(float(r[key]) for r in mine) / len(mine)
+                        for column, key in (("dice", "dice_t1"), ("ppv", "ppv"), ("sensitivity", "sen")) if key in mine[0]}
+        table.append(row)
+    return table
+
+
+def patient_cell(scores: dict) -> str:
+    return " / ".join(f"{scores[k]:.3f}" if k in scores else "-" for k in ("dice", "ppv", "sensitivity"))
+
+
 def peer_table(args) -> None:
     """The one-step stage against its BasicUNet peer on every fold's validation patients: a
     measurement for the README's peer comparison, no rule's decision."""
@@ -122,6 +142,7 @@ def peer_table(args) -> None:
         mine = {arm: [float(r["dice_t1"]) for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
         folds.append({"fold": chain, **{arm: sum(v) / len(v) for arm, v in mine.items()}})
     result["folds"] = folds
+    result["patients"] = per_patient(arms)
     lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): lite one step against BasicUNet", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
              f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
@@ -135,6 +156,12 @@ def peer_table(args) -> None:
              f"{difference['ci95'][1]:+.4f}] (patients resampled).", "",
              "| fold | one step | BasicUNet peer |", "| --- | --- | --- |",
              *(f"| {f['fold']} | {f['one step']:.4f} | {f['BasicUNet peer']:.4f} |" for f in folds), "",
+             "Each patient (slice means; PPV and sensitivity say whether an arm adds or misses object pixels):", "",
+             "| patient | fold | slices | one step DICE / PPV / sensitivity | BasicUNet peer DICE / PPV / sensitivity | "
+             "one step - peer |", "| --- | --- | --- | --- | --- | --- |",
+             *(f"| {p['patient']} | {p['fold']} | {p['slices']} | {patient_cell(p['one step'])} | "
+               f"{patient_cell(p['BasicUNet peer'])} | {p['one step']['dice'] - p['BasicUNet peer']['dice']:+.4f} |"
+               for p in result["patients"]), "",
              "Raw masks (no post-processing), slice means. Validation only; the test split is not touched.", ""]
     write_results(f"valfolds_{args.name}", result, lines)
 

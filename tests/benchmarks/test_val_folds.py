@@ -159,3 +159,8 @@ def test_the_peer_table_pairs_one_step_with_the_folds_basicunet(monkeypatch, tmp
     assert result["scores"]["BasicUNet peer"]["patients"] == 3
     assert result["empty_predictions"] == {"one step": 0, "BasicUNet peer": 2}  # one per fold
     assert [f["fold"] for f in result["folds"]] == list(FOLDS)
+    patients = {p["patient"]: p for p in result["patients"]}
+    assert sorted(patients) == ["la_003", "la_007", "la_010"] and patients["la_010"]["fold"] == "heart-valfold1"
+    assert patients["la_003"]["one step"]["dice"] == pytest.approx(0.705)  # slices 0 and 1: 0.70, 0.71
+    assert patients["la_003"]["BasicUNet peer"]["dice"] == pytest.approx(0.755)
+    assert any(line.startswith("| la_010 | heart-valfold1 | 2 | 0.705 / - / - | 0.755 / - / - | -0.0500 |") for line in lines)
