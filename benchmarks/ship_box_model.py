@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from _runs import (DATA, ROOT, chain_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
-                   write_results)
+                   start_checkpoint, write_results)
 from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from napari_pixeldrl.training.bench import machine
@@ -112,13 +112,17 @@ def main() -> None:
     chain = run_chain(args.run, uncounted_ok=True)
     minutes = chain_cpu_minutes(chain)
     behind = "".join(f", continuing `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`" for run in chain[:-1])
+    # A run with no starting checkpoint (a peer such as BasicUNet) trained from scratch on the boxes.
+    fine_tune = len(chain) > 1 or start_checkpoint(args.run)
+    how = (f"CPU-min of fine-tuning from `{args.baseline}` made to segment inside a box" if fine_tune
+           else "CPU-min from scratch on the boxes")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     m = machine()
     head = [f"Command: `python benchmarks/ship_box_model.py {' '.join(sys.argv[1:])}`  ",
             f"Date: {now}; machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average "
             f"{os.getloadavg()[0]:.2f} (scores do not depend on the load).  ",
-            f"Run: `{args.run}`{behind} (best checkpoint, {minutes:.1f} CPU-min of fine-tuning from `{args.baseline}` made to "
-            f"segment inside a box); baseline `{args.baseline}`; rule: `{args.rule}`"
+            f"Run: `{args.run}`{behind} (best checkpoint, {minutes:.1f} {how}); baseline `{args.baseline}`; "
+            f"rule: `{args.rule}`"
             f"{f' (validation margin asked: +{args.gain})' if args.gain != GAIN else ''}.", ""]
     lines = [f"# Box model {args.name}: validation", "", *head, *HEAD,
              *(row(f"{args.name}, box + {args.grow} ({pp}{', chosen' if pp == chosen else ''})", s)

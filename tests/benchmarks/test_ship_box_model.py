@@ -51,13 +51,19 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(ship_box_model, "evaluate", fake_evaluate(table, calls))
     monkeypatch.setattr(ship_box_model, "chain_cpu_minutes", lambda chain: 40.0)
     monkeypatch.setattr(ship_box_model, "run_chain", lambda run, uncounted_ok=False: [run])
-    monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result)))
+    monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result, lines)))
     monkeypatch.setattr(ship_box_model, "ship", lambda *a: (_ for _ in ()).throw(AssertionError("shipped")))
+    monkeypatch.setattr(ship_box_model, "start_checkpoint", lambda run: "model/weights/lgg.safetensors")
     monkeypatch.setattr(sys, "argv", ["ship_box_model.py", "--name", "lgg-box", "--run", str(run), "--dataset", "lgg",
                                       "--baseline", "lgg"])
     ship_box_model.main()
-    assert [name for name, _ in written] == ["box_lgg-box-val"] and written[0][1]["passed"] is False
+    assert [name for name, _, _ in written] == ["box_lgg-box-val"] and written[0][1]["passed"] is False
     assert all(split == "val" for _, split, _ in calls)
+    assert any("40.0 CPU-min of fine-tuning from `lgg`" in line for line in written[0][2])
+    # A peer trained from scratch on the boxes (no starting checkpoint) is said to be one.
+    monkeypatch.setattr(ship_box_model, "start_checkpoint", lambda run: None)
+    ship_box_model.main()
+    assert any("40.0 CPU-min from scratch on the boxes" in line for line in written[1][2])
 
 
 def test_a_gone_run_ships_its_carried_file(monkeypatch, tmp_path):
