@@ -8,20 +8,23 @@ episodes, once per term switched on alone, and prints the median norm of each te
 the shared layers (extractor and self-attention): policy gradient, value (c_v included),
 supervised (lambda included) and entropy (beta included). A term's gradient is the difference of
 two backward passes over the same episode (the policy term is in every pass), so the numbers are
-exact, not estimates. Diagnostics only: nothing is trained, the validation and test splits are not
+exact, not estimates. Writes benchmarks/results/term_gradients_CHAIN.md. Diagnostics only: nothing is trained, the validation and test splits are not
 read.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import statistics
+import sys
 
 import torch
 
-from _runs import ROOT, run_train_config, training_batches
+from _runs import ROOT, run_train_config, training_batches, write_results
 from chain import CHAINS
 from napari_pixeldrl.model.checkpoint import load_checkpoint
+from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.pa3c import pa3c_loss
 
 SHARED = ("extractor.", "sam.")
@@ -57,17 +60,31 @@ def main() -> None:
     parser.add_argument("--chain", required=True, choices=sorted(CHAINS))
     parser.add_argument("--arms", nargs="+", default=["refine", "control"])
     parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--name", default=None, help="benchmarks/results/term_gradients_NAME.md (default: the chain)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     chain = CHAINS[args.chain]
     base = ROOT / "runs" / f"chain-{args.chain}"
     batches = training_batches(chain.dataset, run_train_config(base / args.arms[0]), args.batches)
-    print(f"{args.chain}: median gradient norm on the shared layers over {len(batches)} training batches of 2")
+    arms = {}
     for arm in args.arms:
         norms = term_norms(base / arm, batches)
         rl = norms["policy"] + norms["value"] + norms["entropy"]
-        print(f"{arm}: " + ", ".join(f"{t} {v:.4f}" for t, v in norms.items())
-              + f"; (policy + value + entropy) / supervised {rl / norms['supervised']:.3f}")
+        arms[arm] = {**norms, "rl_over_supervised": rl / norms["supervised"]}
+    m = machine()
+    result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python benchmarks/term_gradients.py " + " ".join(sys.argv[1:]), "machine": m,
+              "chain": args.chain, "batches": len(batches), "arms": arms}
+    lines = [f"# How hard each PA3C term pulls the shared layers: {args.chain}", "",
+             f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
+             f"torch {m['torch']}. Median gradient norm on the extractor and self-attention over {len(batches)} training "
+             "batches of 2, each arm's own loss at its last weights, one term at a time (exact: a difference of two "
+             "backward passes over the same episodes). Diagnostics only.", "",
+             "| arm | policy | value | supervised | entropy | (policy + value + entropy) / supervised |",
+             "| --- | --- | --- | --- | --- | --- |",
+             *(f"| {arm} | {n['policy']:.4f} | {n['value']:.4f} | {n['supervised']:.4f} | {n['entropy']:.4f} | "
+               f"{n['rl_over_supervised']:.3f} |" for arm, n in arms.items()), ""]
+    write_results(f"term_gradients_{args.name or args.chain}", result, lines)
 
 
 if __name__ == "__main__":
