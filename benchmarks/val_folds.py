@@ -14,7 +14,8 @@ slice by slice. The test split is not touched: this chooses the heart's recipe. 
 earlier session carried (`chain.py --carry`, its run folder gone) is scored from the carried file.
 ``--refine STAGE`` puts another refining stage of the fold chains in the refining arm (the variants
 of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms. ``--peer`` puts
-the one-step stage against the fold's BasicUNet peer of the same budget (`valfolds_heart-peer.md`).
+the one-step stage against the fold's BasicUNet peer of the same budget (`valfolds_heart-peer.md`),
+with ``--postprocess largest-component`` both arms' masks post-processed as a shipped model's may be.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
 
 
-def fold_rows(chain: str, arm: str, refine: str = "refine") -> list[dict]:
+def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "none") -> list[dict]:
     """The per-slice scores of one arm of one fold chain on its own validation patients
-    (the refining arm: stage ``refine``)."""
+    (the refining arm: stage ``refine``); ``postprocess`` applies to the final mask (column
+    ``dice``), the per-step columns stay raw."""
     stage, steps = {**ARMS, **PEER_ARMS}[arm]
     stage = refine if arm == "refining" else stage
     base = ROOT / "runs" / f"chain-{chain}"
@@ -53,8 +55,11 @@ def fold_rows(chain: str, arm: str, refine: str = "refine") -> list[dict]:
     else:
         raise SystemExit(f"val_folds.py: {run.relative_to(ROOT)} has not ended: run `python benchmarks/chain.py "
                          f"--chain {chain}` first")
+    if postprocess != "none":
+        report = report.with_name(f"eval_val-{postprocess}")
     extra = ("--t-max", steps) if steps else ()
-    evaluate(checkpoint, CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val", report, reuse=True, extra=extra)
+    evaluate(checkpoint, CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val", report, postprocess=postprocess,
+             reuse=True, extra=extra)
     with open(report / "per_slice.csv", newline="") as f:
         return [{**r, "fold": chain} for r in csv.DictReader(f)]
 
@@ -106,8 +111,9 @@ def rule_conditions(against: dict) -> list[tuple[str, bool]]:
             ("2. the recipe: refining final - one step >= -0.01", one_step >= -0.01)]
 
 
-def per_patient(arms: dict) -> list[dict]:
-    """Each patient's slice means per arm: DICE, and PPV and sensitivity where the report has them."""
+def per_patient(arms: dict, dice: str = "dice") -> list[dict]:
+    """Each patient's slice means per arm: DICE (column ``dice``), and PPV and sensitivity where
+    the report has them."""
     first = next(iter(arms.values()))
     patients = sorted({(r["fold"], r["patient"]) for r in first}, key=lambda fp: fp[1])
     table = []
@@ -117,7 +123,7 @@ def per_patient(arms: dict) -> list[dict]:
             mine = [r for r in rows if r["patient"] == patient and r["fold"] == fold]
             row["slices"] = len(mine)
             row[arm] = {column: sum(float(r[key]) for r in mine) / len(mine)
-                        for column, key in (("dice", "dice_t1"), ("ppv", "ppv"), ("sensitivity", "sen")) if key in mine[0]}
+                        for column, key in (("dice", dice), ("ppv", "ppv"), ("sensitivity", "sen")) if key in mine[0]}
         table.append(row)
     return table
 
@@ -128,18 +134,21 @@ def patient_cell(scores: dict) -> str:
 
 def peer_table(args) -> None:
     """The one-step stage against its BasicUNet peer on every fold's validation patients: a
-    measurement for the README's peer comparison, no rule's decision."""
-    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm)] for arm in PEER_ARMS}
-    scores = {arm: pooled(rows, "dice_t1") for arm, rows in arms.items()}
-    difference = paired(arms["one step"], "dice_t1", arms["BasicUNet peer"], "dice_t1")
+    measurement for the README's peer comparison, no rule's decision. Both arms' final masks
+    (column ``dice``), with ``--postprocess`` applied to both."""
+    arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, postprocess=args.postprocess)]
+            for arm in PEER_ARMS}
+    scores = {arm: pooled(rows, "dice") for arm, rows in arms.items()}
+    difference = paired(arms["one step"], "dice", arms["BasicUNet peer"], "dice")
     empty = {arm: sum(r["empty_pred"] == "True" for r in rows) for arm, rows in arms.items()}
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m, "chains": args.chains,
-              "scores": scores, "empty_predictions": empty, "paired": {"one step - BasicUNet peer": difference}}
+              "postprocess": args.postprocess, "scores": scores, "empty_predictions": empty,
+              "paired": {"one step - BasicUNet peer": difference}}
     folds = []
     for chain in args.chains:
-        mine = {arm: [float(r["dice_t1"]) for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
+        mine = {arm: [float(r["dice"]) for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
         folds.append({"fold": chain, **{arm: sum(v) / len(v) for arm, v in mine.items()}})
     result["folds"] = folds
     result["patients"] = per_patient(arms)
@@ -162,7 +171,9 @@ def peer_table(args) -> None:
              *(f"| {p['patient']} | {p['fold']} | {p['slices']} | {patient_cell(p['one step'])} | "
                f"{patient_cell(p['BasicUNet peer'])} | {p['one step']['dice'] - p['BasicUNet peer']['dice']:+.4f} |"
                for p in result["patients"]), "",
-             "Raw masks (no post-processing), slice means. Validation only; the test split is not touched.", ""]
+             ("Raw masks (no post-processing)" if args.postprocess == "none" else
+              f"Both arms' masks post-processed ({args.postprocess}: the largest object of each slice's mask)")
+             + ", slice means. Validation only; the test split is not touched.", ""]
     write_results(f"valfolds_{args.name}", result, lines)
 
 
@@ -171,6 +182,8 @@ def main() -> None:
     parser.add_argument("--chains", nargs="+", required=True, choices=sorted(c for c in CHAINS if "valfold" in c))
     parser.add_argument("--refine", default="refine", choices=sorted(RULES), help="the refining arm's stage")
     parser.add_argument("--peer", action="store_true", help="the one-step stage against its BasicUNet peer instead")
+    parser.add_argument("--postprocess", default="none", choices=("none", "largest-component"),
+                        help="with --peer: applied to both arms' masks")
     parser.add_argument("--name", default=None, help="benchmarks/results/valfolds_NAME.md (default heart, or heart-peer)")
     args = parser.parse_args()
     if args.peer:

@@ -23,7 +23,9 @@ def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
     else:  # runs/chain-<chain>/<stage>/checkpoint_best.safetensors
         chain, stage = checkpoint.parent.parent.name.removeprefix("chain-"), checkpoint.parent.name
     assert split == "val"
-    rows = [{"patient": p, "slice": z, **{f"dice_t{t + 1}": d + 0.01 * z for t, d in enumerate(DICE[stage])}}
+    rows = [{"patient": p, "slice": z, **{f"dice_t{t + 1}": d + 0.01 * z for t, d in enumerate(DICE[stage])},
+             "dice": DICE[stage][-1] + 0.01 * z + (0.02 if kw.get("postprocess", "none") != "none" else 0.0),
+             "empty_pred": "False"}
             for p in FOLDS[chain] for z in range(2)]
     Path(out).mkdir(parents=True, exist_ok=True)
     with open(Path(out) / "per_slice.csv", "w", newline="") as f:
@@ -164,3 +166,24 @@ def test_the_peer_table_pairs_one_step_with_the_folds_basicunet(monkeypatch, tmp
     assert patients["la_003"]["one step"]["dice"] == pytest.approx(0.705)  # slices 0 and 1: 0.70, 0.71
     assert patients["la_003"]["BasicUNet peer"]["dice"] == pytest.approx(0.755)
     assert any(line.startswith("| la_010 | heart-valfold1 | 2 | 0.705 / - / - | 0.755 / - / - | -0.0500 |") for line in lines)
+
+
+def test_the_peer_table_post_processes_both_arms_in_their_own_reports(monkeypatch, tmp_path):
+    """``--peer --postprocess largest-component`` scores both arms' post-processed masks (the
+    ``dice`` column) into reports of their own, beside the raw ones."""
+    monkeypatch.setitem(DICE, "peer", [0.75])
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    reports = []
+    monkeypatch.setattr(val_folds, "evaluate", lambda checkpoint, dataset, data, split, out, **kw: reports.append(
+        (Path(out).name, kw["postprocess"])) or fake_evaluate(checkpoint, dataset, data, split, out, **kw))
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--peer", "--postprocess", "largest-component",
+                                      "--name", "heart-peer-lc"])
+    val_folds.main()
+    result, lines = written["valfolds_heart-peer-lc"]
+    assert {r for r in reports} == {("eval_val-largest-component", "largest-component")}
+    assert result["scores"]["one step"]["dice"] == pytest.approx(0.725)  # 0.70 + 0.005 + 0.02
+    assert result["postprocess"] == "largest-component"
+    assert "largest object" in lines[-2]
