@@ -190,7 +190,7 @@ def training_batches(dataset: str, train, count: int) -> list[tuple]:
     from napari_pixeldrl.training.loader import CropSettings, epoch_batches
 
     split = select_split(load_dataset(dataset, DATA[dataset]), train.data, "train")
-    settings = CropSettings(crop=train.crop, augment=train.augment, rotate=train.rotate, foreground_p=train.foreground_p)
+    settings = CropSettings.of(train)
     batches = epoch_batches(split.images, split.masks, batch_size=2, settings=settings, seed=12345, epoch=0)
     return [b for _, b in zip(range(count), batches)]
 

@@ -126,6 +126,12 @@ def _train_options(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--crop", type=int, default=None, help="training crop side (0: whole slices; default 128, or for finetune the checkpoint's)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--scale-jitter", type=float, default=None, metavar="S",
+                   help="augmentation: zoom each training slice about its centre by a factor in [1 - S, 1 + S] "
+                        "(p = 0.5; default 0: off)")
+    p.add_argument("--gamma-jitter", type=float, default=None, metavar="G",
+                   help="augmentation: raise each training slice's intensities to a power in [1 / (1 + G), 1 + G] "
+                        "(p = 0.5; default 0: off)")
     p.add_argument("--t-max", type=int, default=None)
     p.add_argument("--value-weight", type=float, default=None, help="c_v (default 1)")
     p.add_argument("--supervised-weight", type=float, default=None, help="BCE on pi(keep) (paper 0, lite 5)")
@@ -248,7 +254,7 @@ def _config_from_args(args, finetune: bool):
                        ("balance_power", "balance_power"), ("supervised_dice", "supervised_dice"),
                        ("ema_decay", "ema_decay"), ("reward_conv_lr_scale", "reward_conv_lr_scale"),
                        ("coarse_to_fine", "coarse_to_fine"), ("coarse_first", "coarse_first"), ("first_step_recall", "first_step_recall"), ("start_boxes", "start_boxes"), ("supervised_steps", "supervised_steps"),
-                       ("live_mean", "live_mean")):
+                       ("live_mean", "live_mean"), ("scale_jitter", "scale_jitter"), ("gamma_jitter", "gamma_jitter")):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)

@@ -6,7 +6,12 @@ was resumed or not, and each DDP process sees its own share of the slices.
 
 Augmentation (``augment=True``): horizontal and vertical flips (p = 0.5 each) and a
 rotation by an angle uniform in [-rotate, +rotate] degrees (p = 0.5; bilinear for the
-image, nearest for the mask). Crops are ``crop`` x ``crop`` (padded with zeros when the
+image, nearest for the mask). Optional, off by default: a zoom about the slice's centre by a
+factor uniform in [1 - scale_jitter, 1 + scale_jitter] (p = 0.5; the same interpolation) and
+an intensity gamma, image ** g with log g uniform in [-log(1 + gamma_jitter), +log(1 + gamma_jitter)]
+(p = 0.5; images are in [0, 1] after normalisation), so that a model sees objects of other
+sizes and contrasts than its few training patients'. Off, they draw no random numbers, so
+runs without them cut the same batches as before they existed. Crops are ``crop`` x ``crop`` (padded with zeros when the
 slice is smaller); with probability ``foreground_p`` the crop is centred on a random
 object pixel, else placed uniformly, so that small objects (LGG tumours) are seen often.
 Sizes are rounded up to a multiple of 8 (three 2x poolings in the extractor).
@@ -36,6 +41,14 @@ class CropSettings:
     rotate: float = 15.0
     foreground_p: float = 0.5
     box_zoom: int = 0  # S: crops are the truth's box, grown at random, resized to S x S
+    scale_jitter: float = 0.0  # zoom factor in [1 - s, 1 + s] (0: off)
+    gamma_jitter: float = 0.0  # intensity gamma in [1 / (1 + g), 1 + g] (0: off)
+
+    @classmethod
+    def of(cls, train, box_zoom: int = 0) -> "CropSettings":
+        """The settings of a training configuration (training.train_config.TrainConfig)."""
+        return cls(crop=train.crop, augment=train.augment, rotate=train.rotate, foreground_p=train.foreground_p,
+                   box_zoom=box_zoom, scale_jitter=train.scale_jitter, gamma_jitter=train.gamma_jitter)
 
 
 def box_zoom_crop(image: np.ndarray, mask: np.ndarray, side: int, rng: np.random.Generator):
@@ -58,8 +71,21 @@ def round_up(n: int, m: int = MULTIPLE) -> int:
     return int(math.ceil(n / m) * m)
 
 
-def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, rotate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Flip and rotate one slice (C, H, W) and its mask (H, W) together."""
+def zoom_about_centre(image: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Magnify one slice (C, H, W) and its mask (H, W) by ``factor`` about the centre, the
+    shape kept: above 1 the borders are cut, below 1 they are zero."""
+    h, w = mask.shape
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    matrix = np.eye(2) / factor  # output pixel -> input pixel
+    offset = centre - matrix @ centre
+    image = np.stack([ndimage.affine_transform(c, matrix, offset, order=1, mode="constant", cval=0.0) for c in image])
+    mask = ndimage.affine_transform(mask, matrix, offset, order=0, mode="constant", cval=0)
+    return image, mask
+
+
+def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, rotate: float,
+                 scale_jitter: float = 0.0, gamma_jitter: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Flip, rotate, zoom and change the contrast of one slice (C, H, W) and its mask (H, W) together."""
     if rng.random() < 0.5:
         image, mask = image[:, :, ::-1], mask[:, ::-1]
     if rng.random() < 0.5:
@@ -69,6 +95,12 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
         image = ndimage.rotate(image, angle, axes=(1, 2), reshape=False, order=1, mode="constant", cval=0.0)
         mask = ndimage.rotate(mask, angle, axes=(0, 1), reshape=False, order=0, mode="constant", cval=0)
         image = np.clip(image, 0.0, 1.0)
+    if scale_jitter > 0 and rng.random() < 0.5:
+        image, mask = zoom_about_centre(image, mask, float(rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter)))
+        image = np.clip(image, 0.0, 1.0)
+    if gamma_jitter > 0 and rng.random() < 0.5:
+        bound = math.log1p(gamma_jitter)
+        image = np.clip(image, 0.0, 1.0) ** math.exp(float(rng.uniform(-bound, bound)))
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=np.uint8)
 
 
@@ -128,7 +160,8 @@ def epoch_batches(
         for i in mine[b * batch_size : (b + 1) * batch_size]:
             image, mask = images[i], masks[i]
             if settings.augment:
-                image, mask = augment_pair(image, mask, rng, settings.rotate)
+                image, mask = augment_pair(image, mask, rng, settings.rotate, settings.scale_jitter,
+                                           settings.gamma_jitter)
                 if settings.box_zoom and not mask.any():  # rotated out of the slice: box the slice as it was
                     image, mask = images[i], masks[i]
             if settings.box_zoom:

@@ -45,7 +45,8 @@ PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTION
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
           "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
-          "coarse_first": 0, "start_boxes": 0.0, "first_step_recall": 1.0, "live_mean": "live"}
+          "coarse_first": 0, "start_boxes": 0.0, "first_step_recall": 1.0, "live_mean": "live",
+          "scale_jitter": 0.0, "gamma_jitter": 0.0}
 
 
 @dataclass
@@ -107,6 +108,9 @@ class TrainConfig:
     crop: int | None = 128  # training crop side (None: whole slices); validation uses whole slices
     augment: bool = True
     rotate: float = 15.0  # degrees
+    # Zoom and intensity-gamma augmentation (training.loader; 0: off, the default).
+    scale_jitter: float = 0.0
+    gamma_jitter: float = 0.0
     foreground_p: float = 0.5
     threads: int | None = None  # torch CPU threads (None: torch's default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -171,6 +175,8 @@ class TrainConfig:
         number("val_max_slices", 1, whole=True, optional=True)
         number("val_start_grow", 0, whole=True, optional=True, label="validation box margin (pixels)")
         number("foreground_p", 0.0, 1.0)
+        number("scale_jitter", 0.0, 0.5, label="--scale-jitter")
+        number("gamma_jitter", 0.0, 2.0, label="--gamma-jitter")
         number("balance_power", 0.0, 1.0, optional=True)
         number("val_every", 1, whole=True, label="validation interval (epochs)")
         number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")

@@ -447,8 +447,7 @@ class Trainer:
             self._write_config()
             yield self._hook(self.on_start, StartEvent(self.out_dir, start_epoch))
         n_batches = batches_per_epoch(len(self.train_data), c.batch_size, self.world_size)
-        settings = CropSettings(crop=c.crop, augment=c.augment, rotate=c.rotate, foreground_p=c.foreground_p,
-                                box_zoom=self.model_config.box_zoom)
+        settings = CropSettings.of(c, box_zoom=self.model_config.box_zoom)
         bar = None
         if c.progress and self.rank == 0:
             from tqdm import tqdm

@@ -331,6 +331,13 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     decoded = load_checkpoint(tmp_path / "d" / "checkpoint_last.safetensors").config
     assert (decoded.fine_decoder, decoded.sam_axis, decoded.head_norm, decoded.first_step_head) == (4, "channel", "instance", True)
     assert json.loads((tmp_path / "d" / "config.json").read_text())["train"]["first_step_recall"] == 3.0
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "j"), "--epochs", "1", "--scale-jitter", "0.2",
+                       "--gamma-jitter", "0.3")
+    assert code == 0, err
+    trained = json.loads((tmp_path / "j" / "config.json").read_text())["train"]
+    assert (trained["scale_jitter"], trained["gamma_jitter"]) == (0.2, 0.3)
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "j2"), "--scale-jitter", "0.9")
+    assert code == 2 and "--scale-jitter must be" in err and "Traceback" not in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d2"), "--fine-decoder", "-1")
     assert code == 2 and "fine_decoder" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")
