@@ -25,8 +25,8 @@ import os
 import sys
 from pathlib import Path
 
-from _runs import (DATA, ROOT, chain_cpu_minutes, evaluate, file_sha256, gone_run, log_test_scoring, run_chain,
-                   start_checkpoint, write_results)
+from _runs import (DATA, ROOT, chain_cpu_minutes, checkpoint_info, evaluate, file_sha256, gone_run, log_test_scoring,
+                   run_chain, write_results)
 from ship_models import interval
 from napari_pixeldrl.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from napari_pixeldrl.training.bench import machine
@@ -112,8 +112,9 @@ def main() -> None:
     chain = run_chain(args.run, uncounted_ok=True)
     minutes = chain_cpu_minutes(chain)
     behind = "".join(f", continuing `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}`" for run in chain[:-1])
-    # A run with no starting checkpoint (a peer such as BasicUNet) trained from scratch on the boxes.
-    fine_tune = len(chain) > 1 or start_checkpoint(args.run)
+    # A run with no starting checkpoint (a peer such as BasicUNet) trained from scratch on the boxes;
+    # the weights scored say so (for a gone run, the carried file).
+    fine_tune = len(chain) > 1 or (checkpoint_info(best).get("data") or {}).get("init_checkpoint")
     how = (f"CPU-min of fine-tuning from `{args.baseline}` made to segment inside a box" if fine_tune
            else "CPU-min from scratch on the boxes")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -70,7 +70,8 @@ def main() -> None:
     for arm in args.arms:
         norms = term_norms(base / arm, batches)
         rl = norms["policy"] + norms["value"] + norms["entropy"]
-        arms[arm] = {**norms, "rl_over_supervised": rl / norms["supervised"]}
+        # An arm without a supervised term (the paper's loss) has no ratio.
+        arms[arm] = {**norms, "rl_over_supervised": rl / norms["supervised"] if norms["supervised"] else float("nan")}
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/term_gradients.py " + " ".join(sys.argv[1:]), "machine": m,

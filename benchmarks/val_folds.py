@@ -186,8 +186,10 @@ def main() -> None:
                         help="with --peer: applied to both arms' masks")
     parser.add_argument("--name", default=None, help="benchmarks/results/valfolds_NAME.md (default heart, or heart-peer)")
     args = parser.parse_args()
+    if args.postprocess != "none" and not args.peer:
+        parser.error("--postprocess applies to --peer only (the refining tables compare raw masks)")
     if args.peer:
-        args.name = args.name or "heart-peer"
+        args.name = args.name or ("heart-peer" if args.postprocess == "none" else f"heart-peer-{args.postprocess}")
         return peer_table(args)
     args.name = args.name or "heart"
     arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, args.refine)] for arm in ARMS}

@@ -177,6 +177,8 @@ class TrainConfig:
         number("foreground_p", 0.0, 1.0)
         number("scale_jitter", 0.0, 0.5, label="--scale-jitter")
         number("gamma_jitter", 0.0, 2.0, label="--gamma-jitter")
+        if not self.augment and (self.scale_jitter or self.gamma_jitter):
+            raise InputError("--scale-jitter and --gamma-jitter are augmentation, which --no-augment turns off; give one or the other")
         number("balance_power", 0.0, 1.0, optional=True)
         number("val_every", 1, whole=True, label="validation interval (epochs)")
         number("coarse_to_fine", 0, 64, whole=True, label="coarse-to-fine radius (pixels)")

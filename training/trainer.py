@@ -324,6 +324,9 @@ class Trainer:
         if c.start_boxes:
             raise InputError("--start-boxes does nothing for a box_zoom model: every episode starts from the box it was "
                              "cut from; leave it out")
+        if c.scale_jitter:
+            raise InputError("--scale-jitter does nothing for a box_zoom model: its crops are the truth's box resized to "
+                             "one size, whatever the zoom; leave it out")
         keep = object_slices(self.train_data.masks)
         if not keep:
             raise InputError("a box_zoom model trains on slices that hold the object, and none of the training slices does")

@@ -53,7 +53,8 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(ship_box_model, "run_chain", lambda run, uncounted_ok=False: [run])
     monkeypatch.setattr(ship_box_model, "write_results", lambda name, result, lines: written.append((name, result, lines)))
     monkeypatch.setattr(ship_box_model, "ship", lambda *a: (_ for _ in ()).throw(AssertionError("shipped")))
-    monkeypatch.setattr(ship_box_model, "start_checkpoint", lambda run: "model/weights/lgg.safetensors")
+    started = {"data": {"init_checkpoint": "model/weights/lgg.safetensors"}}
+    monkeypatch.setattr(ship_box_model, "checkpoint_info", lambda checkpoint: started)
     monkeypatch.setattr(sys, "argv", ["ship_box_model.py", "--name", "lgg-box", "--run", str(run), "--dataset", "lgg",
                                       "--baseline", "lgg"])
     ship_box_model.main()
@@ -61,7 +62,7 @@ def test_a_failing_candidate_ships_nothing(monkeypatch, tmp_path):
     assert all(split == "val" for _, split, _ in calls)
     assert any("40.0 CPU-min of fine-tuning from `lgg`" in line for line in written[0][2])
     # A peer trained from scratch on the boxes (no starting checkpoint) is said to be one.
-    monkeypatch.setattr(ship_box_model, "start_checkpoint", lambda run: None)
+    started["data"] = {"init_checkpoint": None}
     ship_box_model.main()
     assert any("40.0 CPU-min from scratch on the boxes" in line for line in written[1][2])
 

@@ -187,3 +187,9 @@ def test_the_peer_table_post_processes_both_arms_in_their_own_reports(monkeypatc
     assert result["scores"]["one step"]["dice"] == pytest.approx(0.725)  # 0.70 + 0.005 + 0.02
     assert result["postprocess"] == "largest-component"
     assert "largest object" in lines[-2]
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--peer", "--postprocess", "largest-component"])
+    val_folds.main()
+    assert "valfolds_heart-peer-largest-component" in written  # not over the raw table's file
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--postprocess", "largest-component"])
+    with pytest.raises(SystemExit):
+        val_folds.main()

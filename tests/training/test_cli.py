@@ -338,6 +338,8 @@ def test_ablation_switches_and_validation_interval(capsys, tmp_path):
     assert (trained["scale_jitter"], trained["gamma_jitter"]) == (0.2, 0.3)
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "j2"), "--scale-jitter", "0.9")
     assert code == 2 and "--scale-jitter must be" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "j3"), "--box-zoom", "32", "--scale-jitter", "0.2")
+    assert code == 2 and "--scale-jitter does nothing for a box_zoom model" in err and "Traceback" not in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "d2"), "--fine-decoder", "-1")
     assert code == 2 and "fine_decoder" in err
     code, _, err = run(capsys, "train", *common[:-1], str(tmp_path / "v"), "--val-every", "0")

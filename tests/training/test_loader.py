@@ -94,5 +94,26 @@ def test_the_options_are_checked_and_reach_the_crops():
         TrainConfig(scale_jitter=0.7).check()
     with pytest.raises(InputError, match="--gamma-jitter"):
         TrainConfig(gamma_jitter=-1).check()
+    with pytest.raises(InputError, match="--no-augment"):
+        TrainConfig(augment=False, gamma_jitter=0.2).check()
     assert TrainConfig.from_dict({"supervised_steps": "every"}).scale_jitter == 0.0  # a run saved before them
     assert math.isclose(CropSettings.of(TrainConfig()).gamma_jitter, 0.0)
+
+
+def test_an_epoch_with_zoom_changes_object_sizes_and_keeps_masks_binary():
+    """A whole epoch through epoch_batches with the zoom on: some crops' objects change in area
+    (the reference's flips and rotation keep it within interpolation), all masks stay 0/1."""
+    mask = square(side=16, size=48)
+    images, masks = [mask[None].astype(np.float32)] * 8, [mask] * 8
+
+    def areas(settings):
+        return [float(y.sum()) for _, yb in epoch_batches(images, masks, batch_size=2, settings=settings, seed=5, epoch=0)
+                for y in yb]
+
+    plain = areas(CropSettings(crop=48, rotate=0.0))
+    zoomed_batches = list(epoch_batches(images, masks, batch_size=2,
+                                        settings=CropSettings(crop=48, rotate=0.0, scale_jitter=0.4), seed=5, epoch=0))
+    zoomed = [float(y.sum()) for _, yb in zoomed_batches for y in yb]
+    assert set(plain) == {256.0}
+    assert any(abs(a - 256.0) > 30 for a in zoomed)  # a factor of at least ~1.06 or at most ~0.94 on 8 crops
+    assert all(set(np.unique(y)) <= {0.0, 1.0} for _, yb in zoomed_batches for y in yb)
