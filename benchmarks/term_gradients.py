@@ -8,8 +8,8 @@ episodes, once per term switched on alone, and prints the median norm of each te
 the shared layers (extractor and self-attention): policy gradient, value (c_v included),
 supervised (lambda included) and entropy (beta included). A term's gradient is the difference of
 two backward passes over the same episode (the policy term is in every pass), so the numbers are
-exact, not estimates. Writes benchmarks/results/term_gradients_CHAIN.md. Diagnostics only: nothing is trained, the validation and test splits are not
-read.
+exact, not estimates. Writes benchmarks/results/term_gradients_CHAIN.md. Diagnostics only: nothing
+is trained, the validation and test splits are not read.
 """
 
 from __future__ import annotations

@@ -83,11 +83,13 @@ def last_step(rows: list[dict]) -> str:
     return max((c for c in rows[0] if c.startswith("dice_t")), key=lambda c: int(c.removeprefix("dice_t")))
 
 
+def mean(rows: list[dict], column: str) -> float:
+    """The mean of one per-slice column over some rows."""
+    return sum(float(r[column]) for r in rows) / len(rows)
+
+
 def per_fold(arms: dict, final: str, chains: list[str]) -> list[dict]:
     """Each fold's arms on its own validation patients (mean DICE over its slices)."""
-    def mean(rows, column):
-        return sum(float(r[column]) for r in rows) / len(rows)
-
     folds = []
     for chain in chains:
         mine = {arm: [r for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
@@ -111,8 +113,8 @@ def rule_conditions(against: dict) -> list[tuple[str, bool]]:
             ("2. the recipe: refining final - one step >= -0.01", one_step >= -0.01)]
 
 
-def per_patient(arms: dict, dice: str = "dice") -> list[dict]:
-    """Each patient's slice means per arm: DICE (column ``dice``), and PPV and sensitivity where
+def per_patient(arms: dict) -> list[dict]:
+    """Each patient's slice means per arm: DICE of the final mask, and PPV and sensitivity where
     the report has them."""
     first = next(iter(arms.values()))
     patients = sorted({(r["fold"], r["patient"]) for r in first}, key=lambda fp: fp[1])
@@ -122,8 +124,8 @@ def per_patient(arms: dict, dice: str = "dice") -> list[dict]:
         for arm, rows in arms.items():
             mine = [r for r in rows if r["patient"] == patient and r["fold"] == fold]
             row["slices"] = len(mine)
-            row[arm] = {column: sum(float(r[key]) for r in mine) / len(mine)
-                        for column, key in (("dice", dice), ("ppv", "ppv"), ("sensitivity", "sen")) if key in mine[0]}
+            row[arm] = {column: mean(mine, key)
+                        for column, key in (("dice", "dice"), ("ppv", "ppv"), ("sensitivity", "sen")) if key in mine[0]}
         table.append(row)
     return table
 
@@ -146,10 +148,8 @@ def peer_table(args) -> None:
               "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m, "chains": args.chains,
               "postprocess": args.postprocess, "scores": scores, "empty_predictions": empty,
               "paired": {"one step - BasicUNet peer": difference}}
-    folds = []
-    for chain in args.chains:
-        mine = {arm: [float(r["dice"]) for r in rows if r["fold"] == chain] for arm, rows in arms.items()}
-        folds.append({"fold": chain, **{arm: sum(v) / len(v) for arm, v in mine.items()}})
+    folds = [{"fold": chain, **{arm: mean([r for r in rows if r["fold"] == chain], "dice") for arm, rows in arms.items()}}
+             for chain in args.chains]
     result["folds"] = folds
     result["patients"] = per_patient(arms)
     lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): lite one step against BasicUNet", "",

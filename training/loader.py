@@ -8,11 +8,11 @@ Augmentation (``augment=True``): horizontal and vertical flips (p = 0.5 each) an
 rotation by an angle uniform in [-rotate, +rotate] degrees (p = 0.5; bilinear for the
 image, nearest for the mask). Optional, off by default: a zoom about the slice's centre by a
 factor uniform in [1 - scale_jitter, 1 + scale_jitter] (p = 0.5; the same interpolation) and
-an intensity gamma, image ** g with log g uniform in [-log(1 + gamma_jitter), +log(1 + gamma_jitter)]
-(p = 0.5; images are in [0, 1] after normalisation), so that a model sees objects of other
-sizes and contrasts than its few training patients'. Off, they draw no random numbers, so
-runs without them cut the same batches as before they existed. Crops are ``crop`` x ``crop`` (padded with zeros when the
-slice is smaller); with probability ``foreground_p`` the crop is centred on a random
+an intensity gamma, image ** g with log g uniform in [-log(1 + gamma_jitter), +log(1 +
+gamma_jitter)] (p = 0.5; images are in [0, 1] after normalisation), so that a model sees
+objects of other sizes and contrasts than its few training patients'. Off, they draw no random
+numbers, so runs without them cut the same batches as before they existed. Crops are ``crop``
+x ``crop`` (padded with zeros when the slice is smaller); with probability ``foreground_p`` the crop is centred on a random
 object pixel, else placed uniformly, so that small objects (LGG tumours) are seen often.
 Sizes are rounded up to a multiple of 8 (three 2x poolings in the extractor).
 
