@@ -122,7 +122,7 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
     validation fold ``fold`` of the 13 development patients (``--val-fold``; the default
     split's 3 test patients stay out), so that refining against one-step is chosen on every
     development patient over the folds instead of the 2 of the default split, whose DICE
-    swings by up to 0.1 from one epoch to the next. About 174 CPU-min per fold."""
+    swings by up to 0.1 from one epoch to the next. The first three: about 174 CPU-min per fold."""
     split = ("--val-fold", str(fold), "--folds", str(folds))
     return Chain("msd", (
         Stage("onestep", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16", *split)),
@@ -145,9 +145,14 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         # The standard peer on the same fold for the one-step stage's budget: lite against BasicUNet on every
         # development patient, not on the default split's 2 validation patients.
         Stage("peer", "train", 94, ("--preset", "basicunet", "--crop", "256", *split)),
+        # rule_heart-jitter.md: the one-step stage with zoom and gamma augmentation, from scratch, against the
+        # one-step stage and the peer (the screen of rule_heart-jitter-screen.md passed on fold 0).
+        Stage("onestep-jitter", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16",
+                                              "--scale-jitter", "0.2", "--gamma-jitter", "0.4", *split)),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "
        "one-step, refine and control stages, the refine stage with a 10x supervised term, with its "
-       "live-pixel terms divided by all pixels, or one step shorter, and the BasicUNet peer of the one-step stage",
+       "live-pixel terms divided by all pixels, or one step shorter, the BasicUNet peer of the one-step stage, "
+       "and the one-step stage with zoom and gamma augmentation",
        peer_of="onestep")
 
 
