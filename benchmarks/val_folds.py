@@ -15,7 +15,8 @@ earlier session carried (`chain.py --carry`, its run folder gone) is scored from
 ``--refine STAGE`` puts another refining stage of the fold chains in the refining arm (the variants
 of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms. ``--peer`` puts
 the one-step stage against the fold's BasicUNet peer of the same budget (`valfolds_heart-peer.md`),
-with ``--postprocess largest-component`` both arms' masks post-processed as a shipped model's may be.
+with ``--postprocess largest-component`` both arms' masks post-processed as a shipped model's may be;
+``--also onestep-jitter`` adds that stage as a third arm (`rule_heart-jitter.md`), paired with both.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from napari_pixeldrl.training.metrics import patient_bootstrap
 ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
 # ``--peer``: the one-step stage against the BasicUNet peer trained on the same fold for its budget.
 PEER_ARMS = {"one step": ("onestep", "1"), "BasicUNet peer": ("peer", None)}
+# ``--peer --also STAGE``: another one-step stage of the fold chains between those two arms, its arm's
+# name, the rule it was trained under and the paired gain over the one-step stage that rule asks for.
+ALSO = {"onestep-jitter": ("one step, zoom + gamma jitter", "rule_heart-jitter.md", 0.01)}
+ALSO_ARMS = {arm: (stage, "1") for stage, (arm, _, _) in ALSO.items()}
 # The rule each refining stage was written under (committed before the stage trained).
 RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
@@ -43,7 +48,7 @@ def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "
     """The per-slice scores of one arm of one fold chain on its own validation patients
     (the refining arm: stage ``refine``); ``postprocess`` applies to the final mask (column
     ``dice``), the per-step columns stay raw."""
-    stage, steps = {**ARMS, **PEER_ARMS}[arm]
+    stage, steps = {**ARMS, **PEER_ARMS, **ALSO_ARMS}[arm]
     stage = refine if arm == "refining" else stage
     base = ROOT / "runs" / f"chain-{chain}"
     run = base / stage
@@ -135,44 +140,61 @@ def patient_cell(scores: dict) -> str:
 
 
 def peer_table(args) -> None:
-    """The one-step stage against its BasicUNet peer on every fold's validation patients: a
-    measurement for the README's peer comparison, no rule's decision. Both arms' final masks
-    (column ``dice``), with ``--postprocess`` applied to both."""
+    """The one-step stage against its BasicUNet peer on every fold's validation patients, with
+    the ``--also`` stages between them: a measurement for the README's peer comparison, and with
+    all four folds the ``--also`` stage's rule. Every arm's final mask (column ``dice``), with
+    ``--postprocess`` applied to all."""
+    peer = "BasicUNet peer"
+    names = ["one step", *(ALSO[stage][0] for stage in args.also), peer]
     arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, postprocess=args.postprocess)]
-            for arm in PEER_ARMS}
+            for arm in names}
     scores = {arm: pooled(rows, "dice") for arm, rows in arms.items()}
-    difference = paired(arms["one step"], "dice", arms["BasicUNet peer"], "dice")
+    differences = {f"{arm} - {peer}": paired(arms[arm], "dice", arms[peer], "dice") for arm in names[:-1]}
+    differences.update({f"{arm} - one step": paired(arms[arm], "dice", arms["one step"], "dice") for arm in names[1:-1]})
+    conditions = [(f"`{ALSO[stage][1]}`: {ALSO[stage][0]} - one step >= {ALSO[stage][2]:+.2f}",
+                   differences[f"{ALSO[stage][0]} - one step"]["mean"] >= ALSO[stage][2])
+                  for stage in args.also] if len(args.chains) == 4 else []
     empty = {arm: sum(r["empty_pred"] == "True" for r in rows) for arm, rows in arms.items()}
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/val_folds.py " + " ".join(sys.argv[1:]), "machine": m, "chains": args.chains,
-              "postprocess": args.postprocess, "scores": scores, "empty_predictions": empty,
-              "paired": {"one step - BasicUNet peer": difference}}
+              "postprocess": args.postprocess, "scores": scores, "empty_predictions": empty, "paired": differences,
+              "rule_conditions": {text: ok for text, ok in conditions}}
     folds = [{"fold": chain, **{arm: mean([r for r in rows if r["fold"] == chain], "dice") for arm, rows in arms.items()}}
              for chain in args.chains]
     result["folds"] = folds
     result["patients"] = per_patient(arms)
-    lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): lite one step against BasicUNet", "",
+    also = "".join(f"; `{stage}`: the `onestep` stage's command with `--scale-jitter 0.2 --gamma-jitter 0.4`"
+                   for stage in args.also)
+    if conditions:
+        rule_lines = ["Conditions of the rules (all four folds):",
+                      *(f"- {'holds' if ok else 'FAILS'}: {text}" for text, ok in conditions), ""]
+    else:
+        rule_lines = [f"Fewer than four folds: `{ALSO[stage][1]}` decides nothing on them." for stage in args.also]
+        rule_lines += [""] if rule_lines else []
+    title = " against ".join(["lite one step", *(ALSO[stage][0] for stage in args.also), "BasicUNet"])
+    lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): {title}", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
              f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
              "--chain heart-valfoldK`: `onestep` (lite, t_max 1, the fine decoder, 256-pixel crops) and `peer` "
-             "(MONAI BasicUNet, BCE + soft Dice, the same crops), 94 CPU-min each, 1 thread, budgets in process CPU "
-             "time; the two ran in different sessions, when the machine's pace may differ by about 10 %.", "",
+             f"(MONAI BasicUNet, BCE + soft Dice, the same crops){also}, 94 CPU-min each, 1 thread, budgets in process "
+             "CPU time; the stages ran in different sessions, when the machine's pace may differ by about 10 %.", "",
              "| arm | DICE [patient 95 %] | empty predictions | patients | slices |", "| --- | --- | --- | --- | --- |",
              *(f"| {arm} | {s['dice']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] | {empty[arm]} | {s['patients']} | "
                f"{s['slices']} |" for arm, s in scores.items()), "",
-             f"Paired slice by slice, one step - BasicUNet peer: {difference['mean']:+.4f} [{difference['ci95'][0]:+.4f}, "
-             f"{difference['ci95'][1]:+.4f}] (patients resampled).", "",
-             "| fold | one step | BasicUNet peer |", "| --- | --- | --- |",
-             *(f"| {f['fold']} | {f['one step']:.4f} | {f['BasicUNet peer']:.4f} |" for f in folds), "",
+             *(f"Paired slice by slice, {k}: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] (patients "
+               "resampled).  " for k, d in differences.items()), "",
+             "| fold | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names),
+             *(f"| {f['fold']} | " + " | ".join(f"{f[arm]:.4f}" for arm in names) + " |" for f in folds), "",
              "Each patient (slice means; PPV and sensitivity say whether an arm adds or misses object pixels):", "",
-             "| patient | fold | slices | one step DICE / PPV / sensitivity | BasicUNet peer DICE / PPV / sensitivity | "
-             "one step - peer |", "| --- | --- | --- | --- | --- | --- |",
-             *(f"| {p['patient']} | {p['fold']} | {p['slices']} | {patient_cell(p['one step'])} | "
-               f"{patient_cell(p['BasicUNet peer'])} | {p['one step']['dice'] - p['BasicUNet peer']['dice']:+.4f} |"
+             "| patient | fold | slices | " + " | ".join(f"{arm} DICE / PPV / sensitivity" for arm in names) + " | "
+             + " | ".join(f"{arm} - peer" for arm in names[:-1]) + " |", "| --- | --- | --- |" + " --- |" * (2 * len(names) - 1),
+             *(f"| {p['patient']} | {p['fold']} | {p['slices']} | " + " | ".join(patient_cell(p[arm]) for arm in names)
+               + " | " + " | ".join(f"{p[arm]['dice'] - p[peer]['dice']:+.4f}" for arm in names[:-1]) + " |"
                for p in result["patients"]), "",
+             *rule_lines,
              ("Raw masks (no post-processing)" if args.postprocess == "none" else
-              f"Both arms' masks post-processed ({args.postprocess}: the largest object of each slice's mask)")
+              f"Every arm's masks post-processed ({args.postprocess}: the largest object of each slice's mask)")
              + ", slice means. Validation only; the test split is not touched.", ""]
     write_results(f"valfolds_{args.name}", result, lines)
 
@@ -184,12 +206,17 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="the one-step stage against its BasicUNet peer instead")
     parser.add_argument("--postprocess", default="none", choices=("none", "largest-component"),
                         help="with --peer: applied to both arms' masks")
-    parser.add_argument("--name", default=None, help="benchmarks/results/valfolds_NAME.md (default heart, or heart-peer)")
+    parser.add_argument("--also", nargs="+", default=[], choices=sorted(ALSO),
+                        help="with --peer: these one-step stages as arms between the one-step stage and the peer")
+    parser.add_argument("--name", default=None, help="benchmarks/results/valfolds_NAME.md (default heart, or heart-peer "
+                        "with the --also stages and the post-processing)")
     args = parser.parse_args()
     if args.postprocess != "none" and not args.peer:
         parser.error("--postprocess applies to --peer only (the refining tables compare raw masks)")
+    if args.also and not args.peer:
+        parser.error("--also applies to --peer only")
     if args.peer:
-        args.name = args.name or ("heart-peer" if args.postprocess == "none" else f"heart-peer-{args.postprocess}")
+        args.name = args.name or "-".join(["heart-peer", *args.also] + ([args.postprocess] if args.postprocess != "none" else []))
         return peer_table(args)
     args.name = args.name or "heart"
     arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, args.refine)] for arm in ARMS}

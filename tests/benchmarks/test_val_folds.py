@@ -193,3 +193,39 @@ def test_the_peer_table_post_processes_both_arms_in_their_own_reports(monkeypatc
     monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--postprocess", "largest-component"])
     with pytest.raises(SystemExit):
         val_folds.main()
+
+
+def test_also_puts_the_jitter_stage_between_one_step_and_the_peer_under_its_rule(monkeypatch, tmp_path):
+    """``--peer --also onestep-jitter`` scores that stage as a third arm, pairs it with the peer
+    and with the one-step stage, and with all four folds says whether rule_heart-jitter.md's
+    +0.01 over one step holds."""
+    monkeypatch.setitem(DICE, "peer", [0.75])
+    monkeypatch.setitem(DICE, "onestep-jitter", [0.72])
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    monkeypatch.setattr(val_folds, "evaluate", fake_evaluate)
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--peer", "--also", "onestep-jitter"])
+    val_folds.main()
+    result, lines = written["valfolds_heart-peer-onestep-jitter"]
+    jitter = "one step, zoom + gamma jitter"
+    assert list(result["scores"]) == ["one step", jitter, "BasicUNet peer"]
+    assert result["paired"][f"{jitter} - one step"]["mean"] == pytest.approx(0.02)
+    assert result["paired"][f"{jitter} - BasicUNet peer"]["mean"] == pytest.approx(-0.03)
+    assert result["paired"]["one step - BasicUNet peer"]["mean"] == pytest.approx(-0.05)
+    assert result["rule_conditions"] == {}  # two folds decide nothing
+    assert any("decides nothing" in line for line in lines)
+    assert any(line.startswith("| la_010 | heart-valfold1 | 2 | 0.705 / - / - | 0.725 / - / - | 0.755 / - / - | "
+                               "-0.0500 | -0.0300 |") for line in lines)
+    for k, patients in ((2, ["la_011"]), (3, ["la_014", "la_016"])):
+        monkeypatch.setitem(FOLDS, f"heart-valfold{k}", patients)
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *sorted(FOLDS), "--peer", "--also", "onestep-jitter"])
+    val_folds.main()
+    assert list(written["valfolds_heart-peer-onestep-jitter"][0]["rule_conditions"].values()) == [True]
+    monkeypatch.setitem(DICE, "onestep-jitter", [0.705])  # +0.005: below the rule's +0.01
+    val_folds.main()
+    assert list(written["valfolds_heart-peer-onestep-jitter"][0]["rule_conditions"].values()) == [False]
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--also", "onestep-jitter"])
+    with pytest.raises(SystemExit):
+        val_folds.main()
