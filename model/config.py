@@ -112,6 +112,9 @@ class ModelConfig:
     # Applied to the final mask only ("none" | "largest-component"); chosen on validation
     # after training (model/postprocess.py), "none" while training.
     postprocess: str = "none"
+    # A pixel is kept when pi(keep) > this (a U-Net's sigmoid, likewise); 0.5 is the argmax
+    # every model trains with. Chosen on validation after training (model/threshold.py).
+    keep_threshold: float = 0.5
     # Inference on slices larger than this side: 0 runs each slice whole; N runs it as
     # half-overlapping N x N windows blended (model/window.py), N the size the network
     # trained on. Chosen on validation after training, as ``postprocess`` is.
@@ -134,6 +137,8 @@ class ModelConfig:
         # Fields left at their first values are left out, so that versions before them can still read the file.
         if d["postprocess"] == "none":
             del d["postprocess"]
+        if d["keep_threshold"] == 0.5:
+            del d["keep_threshold"]
         if d["unet_family"] == "classic":
             del d["unet_family"]
         if not d["shared_head"]:
@@ -168,6 +173,7 @@ class ModelConfig:
         """Refuse a config whose types or sizes no network of this package has, before
         anything is built from it (a checkpoint's JSON is input like any other)."""
         from .postprocess import check_postprocess
+        from .threshold import check_keep_threshold
 
         def whole(name, low, high, value=None):
             v = getattr(self, name) if value is None else value
@@ -226,6 +232,7 @@ class ModelConfig:
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0:
             raise InputError(f"model config: gamma must be a number from 0 to 1, got {g!r}")
         check_postprocess(self.postprocess)
+        check_keep_threshold(self.keep_threshold, "model config: keep_threshold")
         check_window(self.window, "model config: window")
         z = self.box_zoom
         if isinstance(z, bool) or not isinstance(z, int) or not (z == 0 or (16 <= z <= 1024 and z % 16 == 0)):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .network import KEEP
+from .threshold import keep_margin
 
 
 @dataclass
@@ -58,6 +59,7 @@ def run_episode(
     generator: torch.Generator | None = None,
     with_value: bool = True,
     start_mask: torch.Tensor | None = None,
+    keep_threshold: float = 0.5,
 ) -> Iterator[Step]:
     """Yield the steps t = 1..t_max of one episode on a batch ``image`` (B, C, H, W).
 
@@ -66,7 +68,8 @@ def run_episode(
     after the first step at which no pixel of any slice changed, which is exact for
     argmax because the state, and so every later step, repeats. ``with_value=False``
     skips the value head (argmax inference does not need it). ``start_mask`` (B, 1, H, W)
-    0/1 is m(0), a rough mask to refine (a box, a stroke); default all ones. ``net`` is
+    0/1 is m(0), a rough mask to refine (a box, a stroke); default all ones. An argmax
+    episode keeps a pixel when pi(keep) > ``keep_threshold`` (0.5: the argmax; model/threshold.py). ``net`` is
     called as ``net.encode(image, start=m(0))`` once, then ``net.step`` once per step.
     """
     if early_stop is None:
@@ -89,7 +92,7 @@ def run_episode(
             entropy = -(probs * log_p).sum(dim=1)
         else:
             keep_prob = torch.softmax(logits, dim=1)[:, KEEP]
-            action = (logits[:, KEEP] > logits[:, 1 - KEEP]).to(torch.uint8)
+            action = (logits[:, KEEP] - logits[:, 1 - KEEP] > keep_margin(keep_threshold)).to(torch.uint8)
             log_prob = entropy = None
         new_mask = mask * action.unsqueeze(1).to(mask.dtype)
         changed = (new_mask != mask).flatten(1).any(dim=1)

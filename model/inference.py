@@ -21,6 +21,7 @@ from .box_zoom import bounding_box, resize, resize_mask, zoom_box
 from .config import ModelConfig, check_t_max
 from .episode import run_episode
 from .postprocess import apply_postprocess
+from .threshold import keep_margin
 from .preprocess import normalize_slice
 from .window import needs_window, windowed_steps
 
@@ -187,15 +188,17 @@ def run_batch(model, config: ModelConfig, x: torch.Tensor, size: tuple[int, int]
         # Its four poolings need sides that are multiples of 16, not only of the extractor's 8.
         logits = model(F.pad(x, (0, (-x.shape[-1]) % UNET_MULTIPLE, 0, (-x.shape[-2]) % UNET_MULTIPLE)))
         logits = logits[..., : x.shape[-2], : x.shape[-1]]
+        raw = logits[:, 0, :h, :w] > keep_margin(config.keep_threshold)
         if start is not None:
-            logits = torch.where(start > 0, logits, torch.full_like(logits, -1.0))
-        raw = (logits[:, 0, :h, :w] > 0).to(torch.uint8).cpu().numpy()
+            raw &= start[:, 0, :h, :w] > 0
+        raw = raw.to(torch.uint8).cpu().numpy()
         stack = np.repeat(raw[None], t_max, axis=0) if return_steps else None
         final = apply_postprocess(raw, config.postprocess)
         return BatchResult(final, np.ones(b, np.int32), stack, stack, torch.from_numpy(raw)[:, None])
     steps_taken = np.full(b, t_max, np.int32)
     masks, actions = [], []
-    for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False, start_mask=start):
+    for step in run_episode(model, x, t_max, sample=False, early_stop=early_stop, with_value=False, start_mask=start,
+                            keep_threshold=config.keep_threshold):
         unchanged = ~step.changed.cpu().numpy()
         steps_taken = np.where(unchanged & (steps_taken == t_max) & (step.t < t_max), step.t, steps_taken)
         final = step.mask[:, :h, :w].to(torch.uint8).cpu().numpy()

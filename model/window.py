@@ -65,13 +65,16 @@ def windowed_steps(model, config, x: torch.Tensor, t_max: int, *, start: torch.T
         if config.arch == "unet":
             return torch.sigmoid(model(image)) * inside
         masks = [step.mask for step in run_episode(model, image, t_max, sample=False, early_stop=early_stop,
-                                                    with_value=False, start_mask=inside)]
+                                                    with_value=False, start_mask=inside,
+                                                    keep_threshold=config.keep_threshold)]
         masks += masks[-1:] * (t_max - len(masks))  # after a fixed point every step repeats the last
         return torch.stack(masks, dim=1)
 
     blended = sliding_window_inference(torch.cat([x, m0], dim=1), (config.window, config.window), WINDOW_BATCH, predict,
                                        overlap=WINDOW_OVERLAP, mode="gaussian", padding_mode="constant", cval=0.0)
-    steps = (blended > 0.5).to(torch.uint8)
+    # A U-Net's blend is of probabilities, so its keep threshold applies to the blend; the
+    # episodes' masks (thresholded inside each window) are blended by majority.
+    steps = (blended > (config.keep_threshold if config.arch == "unet" else 0.5)).to(torch.uint8)
     if config.arch == "unet":
         steps = steps.expand(b, t_max, h, w)
     return steps.permute(1, 0, 2, 3).contiguous()

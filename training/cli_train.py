@@ -36,14 +36,19 @@ def add_inference_options(p) -> None:
     p.add_argument("--window", default="auto", metavar="auto|0|N",
                    help="slices larger than N pixels run as half-overlapping N x N windows, blended (N: the "
                         "training crop); 0: whole slices (default auto: the one stored in the checkpoint)")
+    p.add_argument("--keep-threshold", default="auto", metavar="auto|P",
+                   help="keep a pixel when pi(keep) (a U-Net's sigmoid) > P; 0.5 is the argmax (default auto: the "
+                        "one stored in the checkpoint, chosen on validation)")
 
 
 def inference_config(config, args):
-    """The checkpoint's model config with the command's --postprocess and --window applied."""
+    """The checkpoint's model config with the command's --postprocess, --window and
+    --keep-threshold applied."""
     from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.model.threshold import with_keep_threshold
     from napari_pixeldrl.model.window import with_window
 
-    return with_window(with_postprocess(config, args.postprocess), args.window)
+    return with_keep_threshold(with_window(with_postprocess(config, args.postprocess), args.window), args.keep_threshold)
 
 
 # ----------------------------------------------------------------------------- data
@@ -474,6 +479,8 @@ def cmd_evaluate(args) -> int:
     starts = None if grow is None else box_start_masks(subset.masks, grow)
     device = choose_device(args.device)
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
+    if config.keep_threshold != 0.5:
+        name += f", pi(keep) > {config.keep_threshold:g}"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
     if config.box_zoom:
@@ -488,10 +495,13 @@ def cmd_evaluate(args) -> int:
         keys = ("dice", "ppv", "sen", "iou", "biou", "hd95", "slices", "sd", "dice_per_step", "patients", "dice_ci95",
                 "empty_predictions", "hd95_nonempty")
         print(json.dumps({**{k: result[k] for k in keys}, "postprocess": config.postprocess,
+                          "keep_threshold": config.keep_threshold,
                           "window": 0 if config.box_zoom else config.window, "box_zoom": config.box_zoom, "start_from": args.start_from, "object_slices_only": object_only}))
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
+        if config.keep_threshold != 0.5:
+            print(f"a pixel was kept where pi(keep) > {config.keep_threshold:g} (the argmax: 0.5)")
         if config.window and not config.box_zoom:  # a box model runs on its box, never in windows
             print(f"slices larger than {config.window} pixels ran as {config.window}-pixel windows")
         if object_only:

@@ -104,6 +104,9 @@ def test_predict_window_option(capsys, tmp_path, tiny_config, blob_image):
     code, _, err = run(capsys, "predict", "--checkpoint", ckpt, str(src), str(tmp_path / "x.tif"), "--window", "100")
     assert code == 2 and "window must be 0 (whole slices) or a multiple of 16" in err and "Traceback" not in err
     assert not (tmp_path / "x.tif").exists()
+    code, _, err = run(capsys, "predict", "--checkpoint", ckpt, str(src), str(tmp_path / "k.tif"), "--keep-threshold", "1")
+    assert code == 2 and "--keep-threshold must be a number between 0 and 1" in err and "Traceback" not in err
+    assert not (tmp_path / "k.tif").exists()
 
 
 def test_metrics_on_mask_files(capsys, tmp_path):
@@ -252,6 +255,11 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     code, _, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                        "--split", "all", "--t-max", "0", "--out", str(tmp_path / "report0"))
     assert code == 2 and "--t-max" in err and not (tmp_path / "report0").exists()
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                         "--split", "all", "--json", "--keep-threshold", "0.7", "--out", str(tmp_path / "report07"))
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["keep_threshold"] == 0.7
+    assert "pi(keep) > 0.7" in (tmp_path / "report07" / "table.md").read_text()
 
     code, out, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                          "--out", str(tmp_path / "ft"), "--n-shot", "3")
