@@ -44,10 +44,12 @@ RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
 
 
-def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "none") -> list[dict]:
+def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "none",
+              keep_threshold: float = 0.5) -> list[dict]:
     """The per-slice scores of one arm of one fold chain on its own validation patients
     (the refining arm: stage ``refine``); ``postprocess`` applies to the final mask (column
-    ``dice``), the per-step columns stay raw."""
+    ``dice``), the per-step columns stay raw; ``keep_threshold`` is the model's (0.5: the
+    argmax; each other one a report of its own)."""
     stage, steps = {**ARMS, **PEER_ARMS, **ALSO_ARMS}[arm]
     stage = refine if arm == "refining" else stage
     base = ROOT / "runs" / f"chain-{chain}"
@@ -63,6 +65,9 @@ def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "
     if postprocess != "none":
         report = report.with_name(f"eval_val-{postprocess}")
     extra = ("--t-max", steps) if steps else ()
+    if keep_threshold != 0.5:
+        report = report.with_name(f"{report.name}-keep{keep_threshold:g}")
+        extra += ("--keep-threshold", f"{keep_threshold:g}")
     evaluate(checkpoint, CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val", report, postprocess=postprocess,
              reuse=True, extra=extra)
     with open(report / "per_slice.csv", newline="") as f:
