@@ -180,7 +180,8 @@ def generated_card(name: str, loaded: LoadedModel) -> str:
     data = _record(info, "data")
     lines = [f"# Model card: {name}", "",
              f"- **Network**: PixelDRL-MG, `{cfg.preset}` preset ({cfg.arch}), {cfg.in_channels} input channel(s), "
-             f"t_max {cfg.t_max}, post-processing `{cfg.postprocess}`; {count_parameters(loaded.model):,} parameters."]
+             f"t_max {cfg.t_max}, post-processing `{cfg.postprocess}`, keep threshold {cfg.keep_threshold:g}; "
+             f"{count_parameters(loaded.model):,} parameters."]
     if data:
         label = f", label {data['label']}" if data.get("label") is not None else ""
         lines.append(f"- **Data**: {data.get('dataset', '?')} from `{data.get('path', '?')}`{label}; split by "
