@@ -128,6 +128,7 @@ def segment_job(
     name: str = "image",
     postprocess: str = "auto",
     window="auto",
+    keep_threshold="auto",
     start_mask=None,
 ) -> Iterator[Stage | SegmentProgress]:
     """Load the model, run :func:`iter_segment` with all steps, return SegmentDone/Failed/Cancelled.
@@ -136,6 +137,8 @@ def segment_job(
     "largest-component"; it changes the final mask only, never the step layers.
     ``window``: "auto" (the model's own), 0 (whole slices) or a window side in pixels
     (model/window.py).
+    ``keep_threshold``: "auto" (the model's own) or P: a pixel is kept where pi(keep) > P
+    (model/threshold.py).
     ``start_mask``: the episodes' m(0), a rough mask to refine: an array of the image's spatial
     shape, or a function of that shape that draws one (a Shapes layer's ``to_masks``);
     None: all ones.
@@ -143,6 +146,7 @@ def segment_job(
     from napari_pixeldrl.model.inference import Cancelled as _Cancelled
     from napari_pixeldrl.model.inference import iter_segment
     from napari_pixeldrl.model.postprocess import with_postprocess
+    from napari_pixeldrl.model.threshold import with_keep_threshold
     from napari_pixeldrl.model.window import with_window
 
     cancel = cancel or threading.Event()
@@ -166,7 +170,7 @@ def segment_job(
         yield Stage("segmenting")
         gen = iter_segment(
             loaded.model,
-            with_window(with_postprocess(loaded.config, postprocess), window),
+            with_keep_threshold(with_window(with_postprocess(loaded.config, postprocess), window), keep_threshold),
             array,
             channel_axis=channel_axis,
             t_max=t_max,

@@ -18,6 +18,7 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QLabel,
@@ -95,6 +96,13 @@ class SegmentWidget(QWidget):
             self.window_combo.addItem(label, value)
         self.window_combo.setToolTip("Slices larger than the window run as overlapping windows of the size the model "
                                      "trained on, blended; a model trained on crops sees what it trained on")
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 0.95)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setSpecialValueText("model's choice")  # at 0: the threshold the model carries
+        self.threshold_spin.setToolTip("Keep a pixel where pi(keep) exceeds this at every step (0.5: the argmax); "
+                                       "higher trims, lower keeps more")
         self.all_check = QCheckBox("every image layer of this shape")
         self.all_check.setToolTip("Segment the chosen image, then each other image layer of the same shape, "
                                   "one after the other; each gets its own result layers")
@@ -124,6 +132,7 @@ class SegmentWidget(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Post-processing", self.post_combo)
         form.addRow("Windows", self.window_combo)
+        form.addRow("Keep threshold", self.threshold_spin)
         form.addRow(self.all_check)  # the whole row: its text is the widest item
         Q.stack(self, form, Q.row(self.run_button, self.cancel_button), self.progress, self.status, self.play_button,
                 self.step_info, self.legend)
@@ -328,6 +337,7 @@ class SegmentWidget(QWidget):
             name=name,
             postprocess=self.post_combo.currentData(),
             window=self.window_combo.currentData(),
+            keep_threshold=self.threshold_spin.value() or "auto",
             start_mask=self._start_source(),
         )
         worker.yielded.connect(self._on_yielded)

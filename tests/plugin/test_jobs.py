@@ -96,6 +96,22 @@ def test_segment_job_postprocess_changes_the_final_mask_only():
     assert drain(S.segment_job(img, rgb=False, model_source=stored, postprocess="none"))[1].mask.sum() == 2 * 46
 
 
+def test_segment_job_keep_threshold_moves_the_cut(ckpt):
+    """FixedLogits' logits are +-5: pi(keep) 0.993 on its blobs, 0.007 elsewhere."""
+    from _synthetic import FixedLogits
+
+    from napari_pixeldrl.model.checkpoint import LoadedModel
+    from napari_pixeldrl.model.config import preset_config
+
+    model = LoadedModel(FixedLogits(), preset_config("unet"))
+    img = np.random.default_rng(0).normal(size=(2, 24, 24)).astype(np.float32)
+    sums = {p: drain(S.segment_job(img, rgb=False, model_source=model, keep_threshold=p))[1].mask.sum()
+            for p in ("auto", 0.995, 0.005)}
+    assert sums == {"auto": 2 * 46, 0.995: 0, 0.005: 2 * 24 * 24}
+    _, failed = drain(S.segment_job(img, rgb=False, model_source=ckpt(1), keep_threshold=1.5))
+    assert isinstance(failed, M.Failed) and "between 0 and 1" in failed.message
+
+
 def test_segment_job_window_option(ckpt):
     path = ckpt(1)
     img = np.random.default_rng(0).normal(size=(2, 40, 40)).astype(np.float32)

@@ -174,6 +174,20 @@ def test_segment_from_a_box_the_user_drew(make_napari_viewer, qtbot, ckpt, error
     assert errors == [("error", res.message)]  # told to the user, once
 
 
+def test_the_keep_threshold_reaches_the_episode(make_napari_viewer, qtbot, ckpt, errors):
+    """At 0 the spin box says the model's own threshold is used; a higher one keeps fewer
+    pixels at step 1 (the same state m(0), a stricter cut)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(2).normal(100, 20, (32, 40)).astype(np.float32), name="scan")
+    w = make_widget(viewer, ckpt(1))
+    assert w.threshold_spin.value() == 0 and w.threshold_spin.text() == "model's choice"
+    model_own = run_and_wait(qtbot, w)
+    w.threshold_spin.setValue(0.95)
+    strict = run_and_wait(qtbot, w)
+    assert isinstance(strict, M.SegmentDone), strict
+    assert (strict.steps[1] <= model_own.steps[1]).all() and strict.steps[1].sum() < model_own.steps[1].sum()
+
+
 def test_the_default_model_for_a_grey_image_segments_whole_slices(make_napari_viewer, errors):
     """Of the bundled models that take one channel, the widget offers one that needs no start
     layer (heart-box sorts before heart, and would refuse to Run from the whole image)."""
