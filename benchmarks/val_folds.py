@@ -28,6 +28,7 @@ import sys
 
 from _runs import DATA, ROOT, ended, evaluate, paired_difference, write_results
 from chain import CHAINS, carried
+from napari_pixeldrl.model.threshold import ARGMAX
 from napari_pixeldrl.training.bench import machine
 from napari_pixeldrl.training.metrics import patient_bootstrap
 
@@ -45,7 +46,7 @@ RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds
 
 
 def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "none",
-              keep_threshold: float = 0.5) -> list[dict]:
+              keep_threshold: float = ARGMAX) -> list[dict]:
     """The per-slice scores of one arm of one fold chain on its own validation patients
     (the refining arm: stage ``refine``); ``postprocess`` applies to the final mask (column
     ``dice``), the per-step columns stay raw; ``keep_threshold`` is the model's (0.5: the
@@ -65,7 +66,7 @@ def fold_rows(chain: str, arm: str, refine: str = "refine", postprocess: str = "
     if postprocess != "none":
         report = report.with_name(f"eval_val-{postprocess}")
     extra = ("--t-max", steps) if steps else ()
-    if keep_threshold != 0.5:
+    if keep_threshold != ARGMAX:
         report = report.with_name(f"{report.name}-keep{keep_threshold:g}")
         extra += ("--keep-threshold", f"{keep_threshold:g}")
     evaluate(checkpoint, CHAINS[chain].dataset, DATA[CHAINS[chain].dataset], "val", report, postprocess=postprocess,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from napari_pixeldrl.core.errors import InputError
 
+from .threshold import ARGMAX, check_keep_threshold
+
 # The choices of the text-valued options (the CLI offers the same).
 NORMS = ("none", "instance")  # extractor_norm, head_norm
 SAM_AXES = ("spatial", "channel")  # sam_axis (model/attention.py)
@@ -114,7 +116,7 @@ class ModelConfig:
     postprocess: str = "none"
     # A pixel is kept when pi(keep) > this (a U-Net's sigmoid, likewise); 0.5 is the argmax
     # every model trains with. Chosen on validation after training (model/threshold.py).
-    keep_threshold: float = 0.5
+    keep_threshold: float = ARGMAX
     # Inference on slices larger than this side: 0 runs each slice whole; N runs it as
     # half-overlapping N x N windows blended (model/window.py), N the size the network
     # trained on. Chosen on validation after training, as ``postprocess`` is.
@@ -137,7 +139,7 @@ class ModelConfig:
         # Fields left at their first values are left out, so that versions before them can still read the file.
         if d["postprocess"] == "none":
             del d["postprocess"]
-        if d["keep_threshold"] == 0.5:
+        if d["keep_threshold"] == ARGMAX:
             del d["keep_threshold"]
         if d["unet_family"] == "classic":
             del d["unet_family"]
@@ -173,7 +175,6 @@ class ModelConfig:
         """Refuse a config whose types or sizes no network of this package has, before
         anything is built from it (a checkpoint's JSON is input like any other)."""
         from .postprocess import check_postprocess
-        from .threshold import check_keep_threshold
 
         def whole(name, low, high, value=None):
             v = getattr(self, name) if value is None else value

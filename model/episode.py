@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .network import KEEP
-from .threshold import keep_margin
+from .threshold import ARGMAX, keep_margin
 
 
 @dataclass
@@ -59,7 +59,7 @@ def run_episode(
     generator: torch.Generator | None = None,
     with_value: bool = True,
     start_mask: torch.Tensor | None = None,
-    keep_threshold: float = 0.5,
+    keep_threshold: float = ARGMAX,
 ) -> Iterator[Step]:
     """Yield the steps t = 1..t_max of one episode on a batch ``image`` (B, C, H, W).
 

@@ -435,6 +435,7 @@ def cmd_evaluate(args) -> int:
     from napari_pixeldrl.core.io import check_output_folder
     from napari_pixeldrl.model.checkpoint import load_checkpoint
     from napari_pixeldrl.model.config import check_t_max
+    from napari_pixeldrl.model.threshold import ARGMAX
     from napari_pixeldrl.training.evaluate import evaluate
     from napari_pixeldrl.training.prompts import box_start_masks, object_slices, parse_start
 
@@ -479,7 +480,7 @@ def cmd_evaluate(args) -> int:
     starts = None if grow is None else box_start_masks(subset.masks, grow)
     device = choose_device(args.device)
     name = "U-Net" if loaded.config.arch == "unet" else f"PixelDRL-MG ({loaded.config.preset})"
-    if config.keep_threshold != 0.5:
+    if config.keep_threshold != ARGMAX:
         name += f", pi(keep) > {config.keep_threshold:g}"
     if config.postprocess != "none":
         name += f" + {config.postprocess}"  # in table.md, so a report says what it measured
@@ -500,7 +501,7 @@ def cmd_evaluate(args) -> int:
     else:
         print((out / "table.md").read_text(), end="")
         print(f"post-processing of the final mask: {config.postprocess}")
-        if config.keep_threshold != 0.5:
+        if config.keep_threshold != ARGMAX:
             print(f"a pixel was kept where pi(keep) > {config.keep_threshold:g} (the argmax: 0.5)")
         if config.window and not config.box_zoom:  # a box model runs on its box, never in windows
             print(f"slices larger than {config.window} pixels ran as {config.window}-pixel windows")
