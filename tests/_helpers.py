@@ -9,6 +9,17 @@ def drain(gen):
     return msgs, drive(gen, msgs.append)
 
 
+def write_per_slice(path, rows):
+    """Write rows (dicts with the same keys) as a report's per_slice.csv would hold them."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def require_napari_display():
     """Skip the calling test module, at import, without a display, napari or pytest-qt; napari."""
     import os

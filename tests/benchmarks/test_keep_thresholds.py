@@ -1,7 +1,6 @@
 """benchmarks/keep_thresholds.py: each fold is scored at the threshold chosen on the other
 folds, never on its own slices."""
 
-import csv
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import keep_thresholds  # noqa: E402
 import val_folds  # noqa: E402
+from _helpers import write_per_slice  # noqa: E402
 
 FOLDS = {"heart-valfold0": ["la_003", "la_007"], "heart-valfold1": ["la_010"], "heart-valfold2": ["la_011"]}
 # stage -> fold -> threshold -> DICE of every slice (plus 0.01 per slice index)
@@ -28,10 +28,7 @@ def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
     rows = [{"patient": p, "slice": z, "dice": DICE[stage][chain][threshold] + 0.01 * z, "empty_pred": "False"}
             for p in FOLDS[chain] for z in range(2)]
     Path(out).mkdir(parents=True, exist_ok=True)
-    with open(Path(out) / "per_slice.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_per_slice(Path(out) / "per_slice.csv", rows)
     return {}
 
 

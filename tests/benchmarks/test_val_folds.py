@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import val_folds  # noqa: E402
+from _helpers import write_per_slice  # noqa: E402
 
 # fold -> patients it validates; each arm's DICE per step on them
 FOLDS = {"heart-valfold0": ["la_003", "la_007"], "heart-valfold1": ["la_010"]}
@@ -28,10 +29,7 @@ def fake_evaluate(checkpoint, dataset, data, split, out, **kw):
              "empty_pred": "False"}
             for p in FOLDS[chain] for z in range(2)]
     Path(out).mkdir(parents=True, exist_ok=True)
-    with open(Path(out) / "per_slice.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_per_slice(Path(out) / "per_slice.csv", rows)
     return {}
 
 
@@ -143,10 +141,7 @@ def test_the_peer_table_pairs_one_step_with_the_folds_basicunet(monkeypatch, tmp
         rows = list(csv.DictReader(open(path, newline="")))
         for r in rows:  # the peer leaves its first slice empty
             r["empty_pred"] = str(Path(checkpoint).parent.name == "peer" and r is rows[0])
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_per_slice(path, rows)
         return {}
 
     monkeypatch.setattr(val_folds, "ROOT", tmp_path)
