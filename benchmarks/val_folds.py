@@ -37,9 +37,11 @@ ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "ref
 # ``--peer``: the one-step stage against the BasicUNet peer trained on the same fold for its budget.
 PEER_ARMS = {"one step": ("onestep", "1"), "BasicUNet peer": ("peer", None)}
 # ``--peer --also STAGE``: another one-step stage of the fold chains between those two arms, its arm's
-# name, the rule it was trained under and the paired gain over the one-step stage that rule asks for.
-ALSO = {"onestep-jitter": ("one step, zoom + gamma jitter", "rule_heart-jitter.md", 0.01)}
-ALSO_ARMS = {arm: (stage, "1") for stage, (arm, _, _) in ALSO.items()}
+# name, the rule it was trained under, the paired gain over the one-step stage that rule asks for, and
+# how its command differs from the ``onestep`` stage's (for the table's header).
+ALSO = {"onestep-jitter": ("one step, zoom + gamma jitter", "rule_heart-jitter.md", 0.01,
+                           "the `onestep` stage's command with `--scale-jitter 0.2 --gamma-jitter 0.4`")}
+ALSO_ARMS = {arm: (stage, "1") for stage, (arm, *_) in ALSO.items()}
 # The rule each refining stage was written under (committed before the stage trained).
 RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
@@ -170,8 +172,7 @@ def peer_table(args) -> None:
              for chain in args.chains]
     result["folds"] = folds
     result["patients"] = per_patient(arms)
-    also = "".join(f"; `{stage}`: the `onestep` stage's command with `--scale-jitter 0.2 --gamma-jitter 0.4`"
-                   for stage in args.also)
+    also = "".join(f"; `{stage}`: {ALSO[stage][3]}" for stage in args.also)
     if conditions:
         rule_lines = ["Conditions of the rules (all four folds):",
                       *(f"- {'holds' if ok else 'FAILS'}: {text}" for text, ok in conditions), ""]
