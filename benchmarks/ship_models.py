@@ -148,7 +148,7 @@ def windows_words(window: int, scores: dict) -> str:
 
 def chosen(info: dict) -> str:
     if info.get("validated_at_stop"):
-        return f"the weights at the budget stop ({info.get('epoch')} whole epochs and part of the next)"
+        return f"the weights at a budget stop ({info.get('epoch')} whole epochs and part of the next)"
     return f"epoch {info.get('epoch')}"
 
 
