@@ -26,11 +26,10 @@ import sys
 
 from _runs import write_results
 from chain import CHAINS
-from val_folds import ALSO, pooled, paired, fold_rows, mean
+from val_folds import ALSO, PEER, pooled, paired, fold_rows, mean
 from napari_pixeldrl.training.bench import machine
 
-PEER = "BasicUNet peer"
-ARMS = {"onestep": "one step", "peer": PEER, **{stage: arm for stage, (arm, _, _) in ALSO.items()}}
+ARMS = {"onestep": "one step", "peer": PEER, **{stage: also.arm for stage, also in ALSO.items()}}
 
 
 def cross_validated(rows_by_threshold: dict[float, list[dict]], chains: list[str]) -> tuple[list[dict], dict]:

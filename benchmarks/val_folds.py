@@ -25,6 +25,7 @@ import argparse
 import csv
 import datetime as dt
 import sys
+from dataclasses import dataclass
 
 from _runs import DATA, ROOT, ended, evaluate, paired_difference, write_results
 from chain import CHAINS, carried
@@ -35,13 +36,27 @@ from napari_pixeldrl.training.metrics import patient_bootstrap
 # arm -> (the chain's stage, the episode length it is scored at; None: the checkpoint's own)
 ARMS = {"one step": ("onestep", "1"), "one-step control": ("control", "1"), "refining": ("refine", None)}
 # ``--peer``: the one-step stage against the BasicUNet peer trained on the same fold for its budget.
-PEER_ARMS = {"one step": ("onestep", "1"), "BasicUNet peer": ("peer", None)}
-# ``--peer --also STAGE``: another one-step stage of the fold chains between those two arms, its arm's
-# name, the rule it was trained under, the paired gain over the one-step stage that rule asks for, and
-# how its command differs from the ``onestep`` stage's (for the table's header).
-ALSO = {"onestep-jitter": ("one step, zoom + gamma jitter", "rule_heart-jitter.md", 0.01,
-                           "the `onestep` stage's command with `--scale-jitter 0.2 --gamma-jitter 0.4`")}
-ALSO_ARMS = {arm: (stage, "1") for stage, (arm, *_) in ALSO.items()}
+PEER = "BasicUNet peer"
+PEER_ARMS = {"one step": ("onestep", "1"), PEER: ("peer", None)}
+
+
+@dataclass(frozen=True)
+class Also:
+    """A stage of the fold chains that ``--peer --also STAGE`` adds as an arm: a variant of the
+    one-step stage or of the peer, trained under a rule whose condition the four folds decide."""
+    arm: str  # its arm's name in the tables
+    base: str  # the arm it varies ("one step" or the peer): paired with it
+    command: str  # how its stage's command differs from the base's (the table's header)
+    rule: str  # the rule it was trained under (benchmarks/results/)
+    condition: tuple[str, str, float]  # (arm a, arm b, the least a - b the rule asks for)
+
+
+JITTER = "one step, zoom + gamma jitter"
+ALSO = {"onestep-jitter": Also(JITTER, "one step", "the `onestep` stage's command with `--scale-jitter 0.2 "
+                               "--gamma-jitter 0.4`", "rule_heart-jitter.md", (JITTER, "one step", 0.01))}
+ALSO_ARMS = {a.arm: (stage, "1" if a.base == "one step" else None) for stage, a in ALSO.items()}
+
+
 # The rule each refining stage was written under (committed before the stage trained).
 RULES = {"refine": "rule_heart-valfolds.md", "refine-sw50": "rule_heart-valfolds-rlweight.md",
          "refine-allmean": "rule_heart-valfolds-rlweight.md", "refine-t2": "rule_heart-valfolds-t2.md"}
@@ -149,19 +164,21 @@ def patient_cell(scores: dict) -> str:
 
 def peer_table(args) -> None:
     """The one-step stage against its BasicUNet peer on every fold's validation patients, with
-    the ``--also`` stages between them: a measurement for the README's peer comparison, and with
-    all four folds the ``--also`` stage's rule. Every arm's final mask (column ``dice``), with
-    ``--postprocess`` applied to all."""
-    peer = "BasicUNet peer"
-    names = ["one step", *(ALSO[stage][0] for stage in args.also), peer]
+    the ``--also`` stages beside the arm each varies: a measurement for the README's peer
+    comparison, and with all four folds the ``--also`` stages' rules. Every arm's final mask
+    (column ``dice``), with ``--postprocess`` applied to all."""
+    also = [ALSO[stage] for stage in args.also]
+    lite = ["one step", *(a.arm for a in also if a.base == "one step")]
+    peers = [PEER, *(a.arm for a in also if a.base == PEER)]
+    names = lite + peers
     arms = {arm: [row for chain in args.chains for row in fold_rows(chain, arm, postprocess=args.postprocess)]
             for arm in names}
     scores = {arm: pooled(rows, "dice") for arm, rows in arms.items()}
-    differences = {f"{arm} - {peer}": paired(arms[arm], "dice", arms[peer], "dice") for arm in names[:-1]}
-    differences.update({f"{arm} - one step": paired(arms[arm], "dice", arms["one step"], "dice") for arm in names[1:-1]})
-    conditions = [(f"`{ALSO[stage][1]}`: {ALSO[stage][0]} - one step >= {ALSO[stage][2]:+.2f}",
-                   differences[f"{ALSO[stage][0]} - one step"]["mean"] >= ALSO[stage][2])
-                  for stage in args.also] if len(args.chains) == 4 else []
+    pairs = [(a, b) for a in lite for b in peers] + [(a.arm, a.base) for a in also]
+    differences = {f"{a} - {b}": paired(arms[a], "dice", arms[b], "dice") for a, b in pairs}
+    conditions = [(f"`{a.rule}`: {a.condition[0]} - {a.condition[1]} >= {a.condition[2]:+.3f}",
+                   differences[f"{a.condition[0]} - {a.condition[1]}"]["mean"] >= a.condition[2])
+                  for a in also] if len(args.chains) == 4 else []
     empty = {arm: sum(r["empty_pred"] == "True" for r in rows) for arm, rows in arms.items()}
     m = machine()
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -172,19 +189,20 @@ def peer_table(args) -> None:
              for chain in args.chains]
     result["folds"] = folds
     result["patients"] = per_patient(arms)
-    also = "".join(f"; `{stage}`: {ALSO[stage][3]}" for stage in args.also)
+    versus = [(a, b) for a, b in pairs if a in lite and b in peers]  # the per-patient columns
+    described = "".join(f"; `{stage}`: {ALSO[stage].command}" for stage in args.also)
     if conditions:
         rule_lines = ["Conditions of the rules (all four folds):",
                       *(f"- {'holds' if ok else 'FAILS'}: {text}" for text, ok in conditions), ""]
     else:
-        rule_lines = [f"Fewer than four folds: `{ALSO[stage][1]}` decides nothing on them." for stage in args.also]
+        rule_lines = [f"Fewer than four folds: `{rule}` decides nothing on them." for rule in dict.fromkeys(a.rule for a in also)]
         rule_lines += [""] if rule_lines else []
-    title = " against ".join(["lite one step", *(ALSO[stage][0] for stage in args.also), "BasicUNet"])
+    title = " against ".join([" and ".join(["lite " + lite[0], *lite[1:]]), " and ".join(["BasicUNet", *peers[1:]])])
     lines = [f"# The heart's validation folds pooled ({len(args.chains)} folds): {title}", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: {m['cpu']}, {m['cores']} cores, "
              f"torch {m['torch']} (scores do not depend on the load). Each fold's stages: `python benchmarks/chain.py "
              "--chain heart-valfoldK`: `onestep` (lite, t_max 1, the fine decoder, 256-pixel crops) and `peer` "
-             f"(MONAI BasicUNet, BCE + soft Dice, the same crops){also}, 94 CPU-min each, 1 thread, budgets in process "
+             f"(MONAI BasicUNet, BCE + soft Dice, the same crops){described}, 94 CPU-min each, 1 thread, budgets in process "
              "CPU time; the stages ran in different sessions, when the machine's pace may differ by about 10 %.", "",
              "| arm | DICE [patient 95 %] | empty predictions | patients | slices |", "| --- | --- | --- | --- | --- |",
              *(f"| {arm} | {s['dice']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}] | {empty[arm]} | {s['patients']} | "
@@ -195,9 +213,10 @@ def peer_table(args) -> None:
              *(f"| {f['fold']} | " + " | ".join(f"{f[arm]:.4f}" for arm in names) + " |" for f in folds), "",
              "Each patient (slice means; PPV and sensitivity say whether an arm adds or misses object pixels):", "",
              "| patient | fold | slices | " + " | ".join(f"{arm} DICE / PPV / sensitivity" for arm in names) + " | "
-             + " | ".join(f"{arm} - peer" for arm in names[:-1]) + " |", "| --- | --- | --- |" + " --- |" * (2 * len(names) - 1),
+             + " | ".join(f"{a} - {'peer' if b == PEER else b}" for a, b in versus) + " |",
+             "| --- | --- | --- |" + " --- |" * (len(names) + len(versus)),
              *(f"| {p['patient']} | {p['fold']} | {p['slices']} | " + " | ".join(patient_cell(p[arm]) for arm in names)
-               + " | " + " | ".join(f"{p[arm]['dice'] - p[peer]['dice']:+.4f}" for arm in names[:-1]) + " |"
+               + " | " + " | ".join(f"{p[a]['dice'] - p[b]['dice']:+.4f}" for a, b in versus) + " |"
                for p in result["patients"]), "",
              *rule_lines,
              ("Raw masks (no post-processing)" if args.postprocess == "none" else
@@ -222,6 +241,10 @@ def main() -> None:
         parser.error("--postprocess applies to --peer only (the refining tables compare raw masks)")
     if args.also and not args.peer:
         parser.error("--also applies to --peer only")
+    missing = {arm for stage in args.also for arm in ALSO[stage].condition[:2]} - {"one step", PEER} - {
+        ALSO[stage].arm for stage in args.also}
+    if missing:
+        parser.error(f"--also: the rule's condition needs the arm(s) {', '.join(sorted(missing))}: add their stages")
     if args.peer:
         args.name = args.name or "-".join(["heart-peer", *args.also] + ([args.postprocess] if args.postprocess != "none" else []))
         return peer_table(args)
