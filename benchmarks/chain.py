@@ -149,10 +149,14 @@ def heart_val_fold(fold: int, folds: int = 4) -> Chain:
         # one-step stage and the peer (the screen of rule_heart-jitter-screen.md passed on fold 0).
         Stage("onestep-jitter", "train", 94, ("--preset", "lite", "--t-max", "1", "--crop", "256", "--fine-decoder", "16",
                                               "--scale-jitter", "0.2", "--gamma-jitter", "0.4", *split)),
+        # rule_heart-jitter.md, point 1 (the augmentation passed on the four folds): the peer with the same
+        # augmentation, so that the README compares the pair trained on the same data.
+        Stage("peer-jitter", "train", 94, ("--preset", "basicunet", "--crop", "256", "--scale-jitter", "0.2",
+                                           "--gamma-jitter", "0.4", *split)),
     ), f"heart, validation fold {fold} of {folds} of the development patients: the heart-firsthead chain's "
        "one-step, refine and control stages, the refine stage with a 10x supervised term, with its "
        "live-pixel terms divided by all pixels, or one step shorter, the BasicUNet peer of the one-step stage, "
-       "and the one-step stage with zoom and gamma augmentation",
+       "and the one-step stage and the peer with zoom and gamma augmentation",
        peer_of="onestep")
 
 

@@ -16,7 +16,8 @@ earlier session carried (`chain.py --carry`, its run folder gone) is scored from
 of `rule_heart-valfolds-rlweight.md`), against the same one-step and control arms. ``--peer`` puts
 the one-step stage against the fold's BasicUNet peer of the same budget (`valfolds_heart-peer.md`),
 with ``--postprocess largest-component`` both arms' masks post-processed as a shipped model's may be;
-``--also onestep-jitter`` adds that stage as a third arm (`rule_heart-jitter.md`), paired with both.
+``--also onestep-jitter`` adds that stage as a third arm (`rule_heart-jitter.md`), paired with both;
+``--also onestep-jitter peer-jitter`` adds the peer with the same augmentation too.
 """
 
 from __future__ import annotations
@@ -52,8 +53,14 @@ class Also:
 
 
 JITTER = "one step, zoom + gamma jitter"
+PEER_JITTER = "BasicUNet peer, zoom + gamma jitter"
+# rule_heart-jitter.md: the jitter joins the one-step recipe at +0.01 over it; then the pair with the same
+# augmentation is the README's comparison, and the heart is retrained with it if the lite arm is no further
+# below its peer than the plain pair (-0.030).
 ALSO = {"onestep-jitter": Also(JITTER, "one step", "the `onestep` stage's command with `--scale-jitter 0.2 "
-                               "--gamma-jitter 0.4`", "rule_heart-jitter.md", (JITTER, "one step", 0.01))}
+                               "--gamma-jitter 0.4`", "rule_heart-jitter.md", (JITTER, "one step", 0.01)),
+        "peer-jitter": Also(PEER_JITTER, PEER, "the `peer` stage's command with the same", "rule_heart-jitter.md",
+                            (JITTER, PEER_JITTER, -0.030))}
 ALSO_ARMS = {a.arm: (stage, "1" if a.base == "one step" else None) for stage, a in ALSO.items()}
 
 

@@ -224,3 +224,39 @@ def test_also_puts_the_jitter_stage_between_one_step_and_the_peer_under_its_rule
     monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *FOLDS, "--also", "onestep-jitter"])
     with pytest.raises(SystemExit):
         val_folds.main()
+
+
+def test_the_peer_with_the_same_augmentation_pairs_with_the_jitter_arm_under_the_same_rule(monkeypatch, tmp_path):
+    """``--also onestep-jitter peer-jitter``: the peer's variant is a peer arm (scored at its own
+    episode length), paired with every lite arm and with the plain peer; with four folds the
+    rule's second condition (jitter - peer jitter >= -0.030) is printed; without the jitter
+    stage that condition has no arm, and the command says so."""
+    monkeypatch.setitem(DICE, "peer", [0.75])
+    monkeypatch.setitem(DICE, "onestep-jitter", [0.72])
+    monkeypatch.setitem(DICE, "peer-jitter", [0.76])
+    for k, patients in ((2, ["la_011"]), (3, ["la_014", "la_016"])):
+        monkeypatch.setitem(FOLDS, f"heart-valfold{k}", patients)
+    monkeypatch.setattr(val_folds, "ROOT", tmp_path)
+    monkeypatch.setattr(val_folds, "ended", lambda run: True)
+    seen = []
+    monkeypatch.setattr(val_folds, "evaluate", lambda *a, **kw: (seen.append(kw.get("extra")), fake_evaluate(*a, **kw))[1])
+    written = {}
+    monkeypatch.setattr(val_folds, "write_results", lambda name, result, lines: written.update({name: (result, lines)}))
+    argv = ["val_folds.py", "--chains", *sorted(FOLDS), "--peer", "--also", "onestep-jitter", "peer-jitter"]
+    monkeypatch.setattr(sys, "argv", argv)
+    val_folds.main()
+    result, lines = written["valfolds_heart-peer-onestep-jitter-peer-jitter"]
+    peer_jitter = "BasicUNet peer, zoom + gamma jitter"
+    assert list(result["scores"]) == ["one step", val_folds.JITTER, "BasicUNet peer", peer_jitter]
+    assert result["paired"][f"{val_folds.JITTER} - {peer_jitter}"]["mean"] == pytest.approx(-0.04)
+    assert result["paired"][f"{peer_jitter} - BasicUNet peer"]["mean"] == pytest.approx(0.01)
+    assert result["rule_conditions"] == {
+        f"`rule_heart-jitter.md`: {val_folds.JITTER} - one step >= +0.010": True,
+        f"`rule_heart-jitter.md`: {val_folds.JITTER} - {peer_jitter} >= -0.030": False}
+    assert ("--t-max", "1") in seen and () in seen  # lite arms at one step, peers at their own length
+    monkeypatch.setitem(DICE, "peer-jitter", [0.745])
+    val_folds.main()
+    assert all(written["valfolds_heart-peer-onestep-jitter-peer-jitter"][0]["rule_conditions"].values())
+    monkeypatch.setattr(sys, "argv", ["val_folds.py", "--chains", *sorted(FOLDS), "--peer", "--also", "peer-jitter"])
+    with pytest.raises(SystemExit):
+        val_folds.main()
