@@ -221,7 +221,7 @@ def add_train_commands(subparsers) -> None:
 
 def _config_from_args(args, finetune: bool):
     from napari_pixeldrl.training.run_folder import CONFIG
-    from napari_pixeldrl.training.train_config import TrainConfig, finetune_config
+    from napari_pixeldrl.training.train_config import AUGMENTATION, TrainConfig, finetune_config
 
     cfg_path = args.out / CONFIG
     if args.epochs is not None and args.epochs < 1:
@@ -242,7 +242,7 @@ def _config_from_args(args, finetune: bool):
         if finetune:
             from napari_pixeldrl.model.checkpoint import read_header
 
-            # The checkpoint's own loss options and crop; those given on the command line win (below).
+            # The checkpoint's own loss options, crop and augmentation; those given on the command line win (below).
             cfg = finetune_config(cfg, read_header(args.checkpoint))
         else:
             cfg.preset = args.preset or "lite"
@@ -278,6 +278,9 @@ def _config_from_args(args, finetune: bool):
     cfg.device = args.device
     if args.no_augment:
         cfg.augment = False
+        for name in AUGMENTATION:  # a fine-tune's inherited augmentation goes with the rest; one given is refused
+            if getattr(args, name) is None:
+                setattr(cfg, name, 0.0)
     if args.no_amp:
         cfg.amp = False
     cfg.progress = not args.no_progress and sys.stderr.isatty()

@@ -42,6 +42,9 @@ LOSS_OPTIONS = ("reward_balance", "balance_power", "live_pixels_only", "live_mea
 # fine-tune takes over from its starting checkpoint.
 PA3C_FIELDS = ("value_weight", "entropy_beta", "supervised_weight", *LOSS_OPTIONS)
 
+# The augmentation beyond flips and rotations, off unless asked for; a fine-tune keeps its checkpoint's.
+AUGMENTATION = ("scale_jitter", "gamma_jitter")
+
 # Options added after runs were first saved: the value a saved config without them ran with.
 _ADDED = {"reward_balance": False, "live_pixels_only": False, "balance_power": 1.0, "supervised_dice": False,
           "ema_decay": None, "coarse_to_fine": 0, "cpu_budget_min": None, "supervised_steps": "every",
@@ -226,23 +229,25 @@ class TrainConfig:
 
 
 def trained_options(header: dict) -> dict:
-    """The loss options and the training crop a checkpoint was trained with (its header's
-    training config, ``header`` as :func:`~napari_pixeldrl.model.checkpoint.header_of`
-    gives it): a fine-tune continues with them unless told otherwise (the crop sets how
-    much context the heads learned to use). Empty for a checkpoint that does not say
-    (e.g. one saved outside a training run)."""
+    """The loss options, the training crop and the zoom and gamma augmentation a checkpoint
+    was trained with (its header's training config, ``header`` as
+    :func:`~napari_pixeldrl.model.checkpoint.header_of` gives it): a fine-tune continues
+    with them unless told otherwise (the crop sets how much context the heads learned to
+    use; the augmentation is part of the recipe the model was chosen with). Empty for a
+    checkpoint that does not say (e.g. one saved outside a training run)."""
     trained = (header.get("info") or {}).get("train") or {}
     if not trained:
         return {}
     read = TrainConfig.from_dict(trained)  # an old header's None keeps the meaning it had then
     # An option the header does not hold, added since, was off when it trained (_ADDED).
-    return {k: getattr(read, k) for k in (*PA3C_FIELDS, "crop", "reward_conv_lr_scale") if k in trained or k in _ADDED}
+    kept = (*PA3C_FIELDS, "crop", "reward_conv_lr_scale", *AUGMENTATION)
+    return {k: getattr(read, k) for k in kept if k in trained or k in _ADDED}
 
 
 def finetune_config(base: TrainConfig, header: dict) -> TrainConfig:
     """The options of a fine-tune from the model whose header is ``header``: ``base`` with
     the model's preset and network (no overrides: the checkpoint holds its architecture)
-    and the loss options and crop it was trained with. The one rule ``pixeldrl finetune``
+    and the loss options, crop and augmentation it was trained with. The one rule ``pixeldrl finetune``
     and the Train widget share; options the user gives afterwards win."""
     cfg = dataclasses.replace(base, model_overrides={})
     cfg.preset = (header.get("model") or {}).get("preset") or cfg.preset
@@ -250,4 +255,8 @@ def finetune_config(base: TrainConfig, header: dict) -> TrainConfig:
         setattr(cfg, name, value)
     if (header.get("model") or {}).get("box_zoom"):
         cfg.start_boxes = 0.0  # a box model's every episode starts from its box (a widened model's old option)
+        cfg.scale_jitter = 0.0  # its crops are the box resized to one size, whatever the zoom
+    if not cfg.augment:  # ``base`` turns augmentation off: the inherited kinds go with it
+        for name in AUGMENTATION:
+            setattr(cfg, name, 0.0)
     return cfg

@@ -228,7 +228,7 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     common = ["--dataset", "folder", "--data", str(root), "--epochs", "1", "--t-max", "2", "--crop", "0",
               "--threads", "1", "--no-progress"]
     code, out, err = run(capsys, "train", *common, "--preset", "lite", "--out", str(run_dir),
-                         "--balance-power", "0.5", "--supervised-dice")
+                         "--balance-power", "0.5", "--supervised-dice", "--scale-jitter", "0.1", "--gamma-jitter", "0.2")
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["epochs"] == 1
     start, record = map(json.loads, (run_dir / "commands.jsonl").read_text().splitlines())
@@ -268,6 +268,15 @@ def test_train_evaluate_finetune_commands_on_a_folder(capsys, tmp_path):
     assert (tmp_path / "ft" / "checkpoint_best.safetensors").exists()
     ft = json.loads((tmp_path / "ft" / "config.json").read_text())["train"]
     assert ft["balance_power"] == 0.5 and ft["supervised_dice"] is True  # the checkpoint's loss carries over
+    assert (ft["scale_jitter"], ft["gamma_jitter"]) == (0.1, 0.2)  # and its augmentation
+    code, _, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                       "--out", str(tmp_path / "ft-plain"), "--n-shot", "3", "--no-augment")
+    assert code == 0, err  # the inherited augmentation goes with --no-augment, not refused as given twice
+    plain = json.loads((tmp_path / "ft-plain" / "config.json").read_text())["train"]
+    assert (plain["augment"], plain["scale_jitter"], plain["gamma_jitter"]) == (False, 0.0, 0.0)
+    code, _, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
+                       "--out", str(tmp_path / "ft-both"), "--no-augment", "--gamma-jitter", "0.3")
+    assert code == 2 and "--no-augment" in err and not (tmp_path / "ft-both").exists()
     code, _, err = run(capsys, "finetune", *common, "--checkpoint", str(run_dir / "checkpoint_best.safetensors"),
                        "--out", str(tmp_path / "ft"), "--n-shot", "4", "--resume")
     assert code == 2 and "--n-shot 4 (the run has 3)" in err

@@ -117,3 +117,18 @@ def test_an_epoch_with_zoom_changes_object_sizes_and_keeps_masks_binary():
     assert set(plain) == {256.0}
     assert any(abs(a - 256.0) > 30 for a in zoomed)  # a factor of at least ~1.06 or at most ~0.94 on 8 crops
     assert all(set(np.unique(y)) <= {0.0, 1.0} for _, yb in zoomed_batches for y in yb)
+
+
+def test_a_fine_tune_keeps_its_checkpoints_augmentation_unless_augmentation_is_off():
+    from napari_pixeldrl.training.train_config import TrainConfig, finetune_config
+
+    trained = {**TrainConfig().to_dict(), "scale_jitter": 0.2, "gamma_jitter": 0.4}
+    header = {"model": {"preset": "lite"}, "info": {"train": trained}}
+    kept = finetune_config(TrainConfig(), header)
+    assert (kept.scale_jitter, kept.gamma_jitter) == (0.2, 0.4)
+    off = finetune_config(TrainConfig(augment=False), header)
+    assert (off.scale_jitter, off.gamma_jitter) == (0.0, 0.0)
+    old = {k: v for k, v in trained.items() if k not in ("scale_jitter", "gamma_jitter")}  # saved before they existed
+    assert finetune_config(TrainConfig(), {"model": {"preset": "lite"}, "info": {"train": old}}).scale_jitter == 0.0
+    boxed = finetune_config(TrainConfig(), {"model": {"preset": "lite", "box_zoom": 64}, "info": {"train": trained}})
+    assert (boxed.scale_jitter, boxed.gamma_jitter) == (0.0, 0.4)  # a box model's crops take no zoom (the trainer refuses it)
