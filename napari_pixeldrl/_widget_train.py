@@ -116,6 +116,11 @@ class TrainWidget(QWidget):
         self.budget_spin.setDecimals(1)
         self.budget_spin.setSpecialValueText("none")
         self.budget_spin.setSuffix(" min")
+        # Augmentation beyond flips and rotations; at the minimum, the start model's (a fresh one: off).
+        self.zoom_spin = _jitter_spin(0.5, 0.05, "zoom each training slice by a factor in [1 - S, 1 + S] (half of "
+                                      "them); the heart's recipe uses 0.2")
+        self.gamma_spin = _jitter_spin(2.0, 0.1, "raise each training slice's intensities to a power in "
+                                       "[1 / (1 + G), 1 + G] (half of them); the heart's recipe uses 0.4")
         self.start_combo = Q.combo()
         self.start_combo.activated.connect(self._start_activated)
         self.start_combo.currentIndexChanged.connect(self._start_changed)
@@ -147,6 +152,8 @@ class TrainWidget(QWidget):
         form.addRow("N-shot (slices)", self.nshot_spin)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Time budget", self.budget_spin)
+        form.addRow("Zoom jitter", self.zoom_spin)
+        form.addRow("Gamma jitter", self.gamma_spin)
         form.addRow("Start from", self.start_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Output folder", Q.row(self.out_edit, out_browse))
@@ -281,6 +288,12 @@ class TrainWidget(QWidget):
             from napari_pixeldrl.training.train_config import finetune_config
 
             cfg = finetune_config(cfg, header)  # as `pixeldrl finetune` does
+        for spin, name in ((self.zoom_spin, "scale_jitter"), (self.gamma_spin, "gamma_jitter")):
+            if spin.value() >= 0:  # not 'as the start model'
+                setattr(cfg, name, round(spin.value(), 2))
+        if cfg.scale_jitter and header is not None and (header.get("model") or {}).get("box_zoom"):
+            raise T.InputError("Zoom jitter does nothing for a box model (its crops are the box resized to one size): "
+                               "set it to 'as the start model'")
         n_shot = self.nshot_spin.value() or None
         cfg.data = {"source": SOURCES[self.source_combo.currentIndex()], "n_shot": n_shot,
                     "init_checkpoint": None if start is None else str(getattr(start, "path", start) or start_text)}
@@ -490,6 +503,19 @@ class TrainWidget(QWidget):
             return None
         self.status.setText(f"Saved {out}")
         return out
+
+
+def _jitter_spin(top: float, step: float, tip: str) -> QDoubleSpinBox:
+    """A jitter's box: 0 (off) to ``top``; one step below 0 means 'as the start model'."""
+    spin = QDoubleSpinBox()
+    spin.setDecimals(2)
+    spin.setRange(-step, top)
+    spin.setSingleStep(step)
+    spin.setSpecialValueText("as the start model")
+    spin.setValue(-step)
+    spin.setToolTip("Augmentation: " + tip + ". 'As the start model': the jitter it was trained with (a fresh "
+                    "model: off).")
+    return spin
 
 
 def model_label(start: str, data: str, done) -> str:

@@ -160,6 +160,38 @@ def test_finetune_keeps_the_starting_models_loss_options(make_napari_viewer, tmp
     assert job.lr != 0.5  # only loss options carry over, not the optimiser's
 
 
+def test_the_jitter_boxes_keep_the_start_models_augmentation_or_set_their_own(make_napari_viewer, tmp_path, notes,
+                                                                             tiny_config):
+    """At their minimum the zoom and gamma boxes leave the start model's augmentation (a fresh
+    model: off); a value sets it; a box model's zoom is refused before any worker starts."""
+    viewer = make_napari_viewer()
+    image, labels = disc_volume()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="paint")
+    w = TrainWidget(viewer)
+    tiny(w, tmp_path / "run")
+    w.base_config.augment = True
+    fresh = w.prepare()["config"]
+    assert (fresh.scale_jitter, fresh.gamma_jitter) == (0.0, 0.0)
+    assert w.zoom_spin.text() == "as the start model"
+    cfg = tiny_config()
+    start = save_checkpoint(tmp_path / "jittered.safetensors", build_model(cfg), cfg,
+                            {"train": {**TrainConfig().to_dict(), "scale_jitter": 0.2, "gamma_jitter": 0.4}})
+    w.set_checkpoint(start)
+    kept = w.prepare()["config"]
+    assert (kept.scale_jitter, kept.gamma_jitter) == (0.2, 0.4)
+    w.zoom_spin.setValue(0.0)
+    w.gamma_spin.setValue(0.3)
+    mine = w.prepare()["config"]
+    assert (mine.scale_jitter, mine.gamma_jitter) == (0.0, 0.3)
+    boxed = tiny_config(box_zoom=64)
+    w.set_checkpoint(save_checkpoint(tmp_path / "box.safetensors", build_model(boxed), boxed))
+    w.zoom_spin.setValue(0.2)
+    w.out_edit.setText(str(tmp_path / "box-run"))
+    assert w.run() is None and w.worker is None and "box model" in notes[-1][1]
+    assert not (tmp_path / "box-run").exists()
+
+
 def test_nothing_painted_or_bad_input_notifies_without_worker(make_napari_viewer, qtbot, tmp_path, notes, tiny_config):
     viewer = make_napari_viewer()
     image, labels = disc_volume()
