@@ -221,7 +221,7 @@ def add_train_commands(subparsers) -> None:
 
 def _config_from_args(args, finetune: bool):
     from napari_pixeldrl.training.run_folder import CONFIG
-    from napari_pixeldrl.training.train_config import AUGMENTATION, TrainConfig, finetune_config
+    from napari_pixeldrl.training.train_config import AUGMENTATION, TrainConfig, augmentation_off, finetune_config
 
     cfg_path = args.out / CONFIG
     if args.epochs is not None and args.epochs < 1:
@@ -276,11 +276,8 @@ def _config_from_args(args, finetune: bool):
     cfg.time_budget_min = args.time_budget
     cfg.cpu_budget_min = args.cpu_budget
     cfg.device = args.device
-    if args.no_augment:
-        cfg.augment = False
-        for name in AUGMENTATION:  # a fine-tune's inherited augmentation goes with the rest; one given is refused
-            if getattr(args, name) is None:
-                setattr(cfg, name, 0.0)
+    if args.no_augment:  # a fine-tune's inherited jitter goes with the rest; one given is refused
+        augmentation_off(cfg, given={name for name in AUGMENTATION if getattr(args, name) is not None})
     if args.no_amp:
         cfg.amp = False
     cfg.progress = not args.no_progress and sys.stderr.isatty()

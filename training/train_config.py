@@ -257,6 +257,14 @@ def finetune_config(base: TrainConfig, header: dict) -> TrainConfig:
         cfg.start_boxes = 0.0  # a box model's every episode starts from its box (a widened model's old option)
         cfg.scale_jitter = 0.0  # its crops are the box resized to one size, whatever the zoom
     if not cfg.augment:  # ``base`` turns augmentation off: the inherited kinds go with it
-        for name in AUGMENTATION:
-            setattr(cfg, name, 0.0)
+        augmentation_off(cfg)
     return cfg
+
+
+def augmentation_off(cfg: TrainConfig, given: set[str] | frozenset[str] = frozenset()) -> None:
+    """Turn ``cfg``'s augmentation off, its zoom and gamma jitter with it, except those the
+    user gave (``given``: which :meth:`TrainConfig.check` then refuses as contradictory)."""
+    cfg.augment = False
+    for name in AUGMENTATION:
+        if name not in given:
+            setattr(cfg, name, 0.0)
