@@ -59,7 +59,6 @@ class Heartbeat:
 
     def __init__(self, qtbot, interval_ms: int = 20):
         import os
-        import time
 
         import pytest
         from qtpy.QtCore import QTimer
