@@ -143,7 +143,7 @@ def bench_training(
     from napari_pixeldrl.training.pa3c import PA3CObjective
     from napari_pixeldrl.training.supervised import SupervisedObjective
     from napari_pixeldrl.training.train_config import TrainConfig
-    from napari_pixeldrl.training.trainer import param_groups
+    from napari_pixeldrl.training.initialisation import param_groups
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

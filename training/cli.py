@@ -63,7 +63,7 @@ def cmd_info(args) -> None:
     }
     if config.arch == "pixeldrl":
         from napari_pixeldrl.training.train_config import TrainConfig
-        from napari_pixeldrl.training.trainer import reward_filter_lr_scale
+        from napari_pixeldrl.training.initialisation import reward_filter_lr_scale
 
         train = TrainConfig(preset=config.preset)
         result["train_defaults"] = {k: train.resolved(k) for k in (
